@@ -1,0 +1,1 @@
+//! Real-Envoy harness (filled in by the harness work).

@@ -1,0 +1,12 @@
+//! Governance filter for LLM traffic through Envoy.
+//!
+//! The crate has two halves. Everything outside `glue` is the policy core: configuration,
+//! windows, money, the response-usage scanner, counters and admission. It knows nothing of
+//! proxy-wasm and is unit-tested natively. `glue` exists only when compiling for wasm32; it
+//! translates proxy-wasm callbacks into calls on the core and back. The core reaches the host
+//! only through two seams, [`store::CasStore`] and [`store::Clock`].
+
+pub mod store;
+
+#[cfg(target_arch = "wasm32")]
+mod glue;
