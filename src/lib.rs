@@ -6,7 +6,18 @@
 //! translates proxy-wasm callbacks into calls on the core and back. The core reaches the host
 //! only through two seams, [`store::CasStore`] and [`store::Clock`].
 
+pub mod config;
+pub mod counter;
+pub mod duration;
+pub mod identity;
+pub mod metrics;
+pub mod money;
+pub mod pricing;
+pub mod rejection;
 pub mod store;
+pub mod usage;
+pub mod window;
+pub mod zone;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;

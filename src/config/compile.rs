@@ -1,0 +1,555 @@
+//! From wire types to a validated [`Policy`]: every rule of SPEC.md §2 that serde cannot
+//! express is checked here, and each failure names the JSON path of the first problem.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use sha2::{Digest, Sha256};
+
+use super::wire::{
+    WireBudget, WireConfig, WirePrice, WireProviderConfig, WireRateLimit, WireVirtualKey,
+};
+use super::{
+    ConfigError, Limit, LimitId, LimitKind, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
+    Team, UsageEndpoint, VirtualKey,
+};
+use crate::duration::LimitDuration;
+use crate::money::Money;
+use crate::pricing::{Price, Pricing};
+use crate::window::WindowRule;
+use crate::zone::Zone;
+
+type Result<T> = std::result::Result<T, ConfigError>;
+
+/// Window defaults an owner hands down to its limits.
+#[derive(Clone)]
+struct Inherited {
+    calendar_aligned: bool,
+    zone_text: String,
+}
+
+pub fn compile(wire: WireConfig) -> Result<Policy> {
+    if let Some(reservation) = &wire.reservation {
+        if reservation.enabled {
+            return Err(ConfigError::new(
+                "reservation.enabled",
+                "reservations (SPEC.md §8) are not supported by this build yet",
+            ));
+        }
+    }
+    if wire.namespace.is_empty() {
+        return Err(ConfigError::new("namespace", "must not be empty"));
+    }
+    parse_zone(&wire.timezone, "timezone")?;
+    let key_headers = header_names(&wire.virtual_key_headers)?;
+    if wire.provider_header.is_empty() {
+        return Err(ConfigError::new("provider_header", "must not be empty"));
+    }
+    let usage_endpoint = wire.usage_endpoint.as_ref().map(compile_usage_endpoint).transpose()?;
+    let pricing = compile_pricing(&wire)?;
+
+    let mut builder = Builder {
+        namespace: wire.namespace.clone(),
+        limits: Vec::new(),
+    };
+    let global = Inherited {
+        calendar_aligned: false,
+        zone_text: wire.timezone.clone(),
+    };
+
+    let mut customers = Vec::with_capacity(wire.customers.len());
+    let mut customer_index = HashMap::new();
+    for (i, customer) in wire.customers.iter().enumerate() {
+        let path = format!("customers[{i}]");
+        check_id(&customer.id, &path)?;
+        if customer_index.insert(customer.id.clone(), i).is_some() {
+            return Err(duplicate_id(&path, &customer.id));
+        }
+        let inherited = owner_defaults(&global, customer.calendar_aligned, customer.timezone.as_deref(), &path)?;
+        let limits = builder.owner_limits(
+            OwnerKind::Customer,
+            &customer.id,
+            &customer.budgets,
+            customer.rate_limit.as_ref(),
+            &inherited,
+            &path,
+        )?;
+        customers.push(Owner {
+            id: customer.id.clone(),
+            limits,
+        });
+    }
+
+    let mut teams = Vec::with_capacity(wire.teams.len());
+    let mut team_index = HashMap::new();
+    for (i, team) in wire.teams.iter().enumerate() {
+        let path = format!("teams[{i}]");
+        check_id(&team.id, &path)?;
+        if team_index.insert(team.id.clone(), i).is_some() {
+            return Err(duplicate_id(&path, &team.id));
+        }
+        let customer = resolve(&customer_index, team.customer_id.as_deref(), &path, "customer_id", "customer")?;
+        let inherited = owner_defaults(&global, team.calendar_aligned, team.timezone.as_deref(), &path)?;
+        let limits = builder.owner_limits(
+            OwnerKind::Team,
+            &team.id,
+            &team.budgets,
+            team.rate_limit.as_ref(),
+            &inherited,
+            &path,
+        )?;
+        teams.push(Team {
+            owner: Owner {
+                id: team.id.clone(),
+                limits,
+            },
+            customer,
+        });
+    }
+
+    let mut providers = BTreeSet::new();
+    let mut keys = Vec::with_capacity(wire.virtual_keys.len());
+    let mut key_by_hash = HashMap::new();
+    let mut key_ids = HashSet::new();
+    for (i, key) in wire.virtual_keys.iter().enumerate() {
+        let path = format!("virtual_keys[{i}]");
+        check_id(&key.id, &path)?;
+        if !key_ids.insert(key.id.clone()) {
+            return Err(duplicate_id(&path, &key.id));
+        }
+        let compiled = compile_key(key, &path, &global, &team_index, &teams, &customer_index, &mut builder, &mut providers)?;
+        if key_by_hash.insert(compiled.secret_sha256, i).is_some() {
+            let field = if key.value.is_some() { "value" } else { "value_sha256" };
+            return Err(ConfigError::new(
+                format!("{path}.{field}"),
+                "another virtual key has the same secret",
+            ));
+        }
+        keys.push(compiled);
+    }
+
+    Ok(Policy {
+        namespace: wire.namespace,
+        mode: wire.mode,
+        failure_mode: wire.failure_mode,
+        key_headers,
+        require_virtual_key: wire.require_virtual_key,
+        strip_virtual_key: wire.strip_virtual_key,
+        provider_header: wire.provider_header.to_ascii_lowercase(),
+        require_pricing: wire.require_pricing,
+        response_headers: wire.response_headers,
+        usage_endpoint,
+        pricing,
+        limits: builder.limits,
+        customers,
+        teams,
+        keys,
+        key_by_hash,
+        providers,
+    })
+}
+
+#[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the tables built so far")]
+fn compile_key(
+    key: &WireVirtualKey,
+    path: &str,
+    global: &Inherited,
+    team_index: &HashMap<String, usize>,
+    teams: &[Team],
+    customer_index: &HashMap<String, usize>,
+    builder: &mut Builder,
+    providers: &mut BTreeSet<String>,
+) -> Result<VirtualKey> {
+    let secret_sha256 = match (&key.value, &key.value_sha256) {
+        (Some(value), None) => {
+            if value.is_empty() {
+                return Err(ConfigError::new(format!("{path}.value"), "must not be empty"));
+            }
+            sha256(value.as_bytes())
+        }
+        (None, Some(hex)) => parse_sha256_hex(hex, &format!("{path}.value_sha256"))?,
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::new(path, "has both `value` and `value_sha256`; give exactly one"))
+        }
+        (None, None) => return Err(ConfigError::new(path, "needs `value` or `value_sha256`")),
+    };
+    if key.team_id.is_some() && key.customer_id.is_some() {
+        return Err(ConfigError::new(path, "names both `team_id` and `customer_id`; give at most one"));
+    }
+    let team = resolve(team_index, key.team_id.as_deref(), path, "team_id", "team")?;
+    let own_customer = resolve(customer_index, key.customer_id.as_deref(), path, "customer_id", "customer")?;
+    let customer = own_customer.or_else(|| team.and_then(|t| teams.get(t)).and_then(|t| t.customer));
+    let expires_at = key
+        .expires_at
+        .as_deref()
+        .map(|text| parse_rfc3339(text, &format!("{path}.expires_at")))
+        .transpose()?;
+    let allowed_models = key.allowed_models.as_deref().map(ModelSet::new);
+    let inherited = owner_defaults(global, key.calendar_aligned, key.timezone.as_deref(), path)?;
+    let limits = builder.owner_limits(
+        OwnerKind::VirtualKey,
+        &key.id,
+        &key.budgets,
+        key.rate_limit.as_ref(),
+        &inherited,
+        path,
+    )?;
+    let provider_configs = key
+        .provider_configs
+        .as_ref()
+        .map(|configs| compile_provider_configs(key, configs, path, &inherited, builder, providers))
+        .transpose()?;
+    Ok(VirtualKey {
+        owner: Owner {
+            id: key.id.clone(),
+            limits,
+        },
+        secret_sha256,
+        active: key.is_active,
+        expires_at,
+        team,
+        customer,
+        allowed_models,
+        provider_configs,
+    })
+}
+
+fn compile_provider_configs(
+    key: &WireVirtualKey,
+    configs: &[WireProviderConfig],
+    key_path: &str,
+    inherited: &Inherited,
+    builder: &mut Builder,
+    providers: &mut BTreeSet<String>,
+) -> Result<Vec<ProviderConfig>> {
+    let mut seen = HashSet::new();
+    let mut compiled = Vec::with_capacity(configs.len());
+    for (j, config) in configs.iter().enumerate() {
+        let path = format!("{key_path}.provider_configs[{j}]");
+        if config.provider.is_empty() || config.provider.contains('/') {
+            return Err(ConfigError::new(
+                format!("{path}.provider"),
+                "must be a non-empty provider name without '/'",
+            ));
+        }
+        if !seen.insert(config.provider.clone()) {
+            return Err(ConfigError::new(
+                format!("{path}.provider"),
+                format!("provider {:?} is listed twice for this key", config.provider),
+            ));
+        }
+        providers.insert(config.provider.clone());
+        let owner_id = format!("{}/{}", key.id, config.provider);
+        let limits = builder.owner_limits(
+            OwnerKind::ProviderConfig,
+            &owner_id,
+            &config.budgets,
+            config.rate_limit.as_ref(),
+            inherited,
+            &path,
+        )?;
+        compiled.push(ProviderConfig {
+            provider: config.provider.clone(),
+            allowed_models: config.allowed_models.as_deref().map(ModelSet::new),
+            owner: Owner { id: owner_id, limits },
+        });
+    }
+    Ok(compiled)
+}
+
+/// Accumulates limits and gives each its shared-data key.
+struct Builder {
+    namespace: String,
+    limits: Vec<Limit>,
+}
+
+impl Builder {
+    fn owner_limits(
+        &mut self,
+        owner_kind: OwnerKind,
+        owner_id: &str,
+        budgets: &[WireBudget],
+        rate_limit: Option<&WireRateLimit>,
+        inherited: &Inherited,
+        path: &str,
+    ) -> Result<Vec<LimitId>> {
+        let mut ids = Vec::new();
+        let mut budget_durations = HashSet::new();
+        for (i, budget) in budgets.iter().enumerate() {
+            let budget_path = format!("{path}.budgets[{i}]");
+            let max = Money::from_usd(budget.max_limit)
+                .filter(|m| *m > Money::ZERO)
+                .ok_or_else(|| {
+                    ConfigError::new(
+                        format!("{budget_path}.max_limit"),
+                        format!("{} is not a USD amount > 0 and <= 1e12", budget.max_limit),
+                    )
+                })?;
+            if !budget_durations.insert(budget.reset_duration.clone()) {
+                return Err(ConfigError::new(
+                    format!("{budget_path}.reset_duration"),
+                    format!("{:?} is used by another budget of this owner", budget.reset_duration),
+                ));
+            }
+            let defaults = window_defaults(inherited, budget.calendar_aligned, budget.timezone.as_deref(), &budget_path)?;
+            ids.push(self.push(
+                owner_kind,
+                owner_id,
+                LimitKind::Budget,
+                max.femto(),
+                &budget.reset_duration,
+                &defaults,
+                &format!("{budget_path}.reset_duration"),
+            )?);
+        }
+        if let Some(rate) = rate_limit {
+            let rate_path = format!("{path}.rate_limit");
+            let defaults = window_defaults(inherited, rate.calendar_aligned, rate.timezone.as_deref(), &rate_path)?;
+            let pairs = [
+                (LimitKind::Requests, rate.request_max_limit, &rate.request_reset_duration, "request"),
+                (LimitKind::Tokens, rate.token_max_limit, &rate.token_reset_duration, "token"),
+            ];
+            for (kind, max, duration, word) in pairs {
+                match (max, duration) {
+                    (None, None) => {}
+                    (Some(_), None) => {
+                        return Err(ConfigError::new(
+                            format!("{rate_path}.{word}_reset_duration"),
+                            format!("is required with {word}_max_limit"),
+                        ))
+                    }
+                    (None, Some(_)) => {
+                        return Err(ConfigError::new(
+                            format!("{rate_path}.{word}_max_limit"),
+                            format!("is required with {word}_reset_duration"),
+                        ))
+                    }
+                    (Some(0), Some(_)) => {
+                        return Err(ConfigError::new(format!("{rate_path}.{word}_max_limit"), "must be > 0"))
+                    }
+                    (Some(max), Some(duration)) => ids.push(self.push(
+                        owner_kind,
+                        owner_id,
+                        kind,
+                        u128::from(max),
+                        duration,
+                        &defaults,
+                        &format!("{rate_path}.{word}_reset_duration"),
+                    )?),
+                }
+            }
+        }
+        Ok(ids)
+    }
+
+    #[allow(clippy::too_many_arguments, reason = "a limit is defined by all of these")]
+    fn push(
+        &mut self,
+        owner_kind: OwnerKind,
+        owner_id: &str,
+        kind: LimitKind,
+        max: u128,
+        duration_text: &str,
+        defaults: &Inherited,
+        duration_path: &str,
+    ) -> Result<LimitId> {
+        let duration = LimitDuration::parse(duration_text)
+            .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
+        let zone = parse_zone(&defaults.zone_text, duration_path)?;
+        let rule = WindowRule::new(duration, defaults.calendar_aligned, zone)
+            .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
+        let storage_key = storage_key(&self.namespace, owner_kind, owner_id, kind, &rule, defaults);
+        let id = self.limits.len();
+        self.limits.push(Limit {
+            owner_kind,
+            owner_id: owner_id.to_string(),
+            kind,
+            max,
+            rule,
+            duration_text: duration_text.to_string(),
+            calendar_aligned: defaults.calendar_aligned,
+            storage_key,
+        });
+        Ok(id)
+    }
+}
+
+/// `<namespace>:<owner kind>:<owner id>:<kind>:<duration>:<a|r>:<zone>#<hash>`. The
+/// readable part helps whoever inspects shared data; the hash of the length-prefixed
+/// identity keeps two identities apart even when ids contain ':'.
+fn storage_key(
+    namespace: &str,
+    owner_kind: OwnerKind,
+    owner_id: &str,
+    kind: LimitKind,
+    rule: &WindowRule,
+    defaults: &Inherited,
+) -> Vec<u8> {
+    let duration = rule.duration.to_string();
+    let alignment = if defaults.calendar_aligned { "a" } else { "r" };
+    let parts = [
+        namespace,
+        owner_kind.as_str(),
+        owner_id,
+        kind.as_str(),
+        duration.as_str(),
+        alignment,
+        defaults.zone_text.as_str(),
+    ];
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part.as_bytes());
+    }
+    let digest = hasher.finalize();
+    let mut key = parts.join(":");
+    key.push('#');
+    for byte in digest.iter().take(8) {
+        key.push_str(&format!("{byte:02x}"));
+    }
+    key.into_bytes()
+}
+
+fn owner_defaults(global: &Inherited, aligned: Option<bool>, zone: Option<&str>, path: &str) -> Result<Inherited> {
+    window_defaults(global, aligned, zone, path)
+}
+
+fn window_defaults(parent: &Inherited, aligned: Option<bool>, zone: Option<&str>, path: &str) -> Result<Inherited> {
+    if let Some(zone) = zone {
+        parse_zone(zone, &format!("{path}.timezone"))?;
+    }
+    Ok(Inherited {
+        calendar_aligned: aligned.unwrap_or(parent.calendar_aligned),
+        zone_text: zone.map(str::to_string).unwrap_or_else(|| parent.zone_text.clone()),
+    })
+}
+
+fn parse_zone(text: &str, path: &str) -> Result<Zone> {
+    Zone::parse(text).map_err(|err| ConfigError::new(path, err.to_string()))
+}
+
+fn header_names(names: &[String]) -> Result<Vec<String>> {
+    if names.is_empty() {
+        return Err(ConfigError::new("virtual_key_headers", "must name at least one header"));
+    }
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            if valid {
+                Ok(name.to_ascii_lowercase())
+            } else {
+                Err(ConfigError::new(
+                    format!("virtual_key_headers[{i}]"),
+                    format!("{name:?} is not an HTTP header name"),
+                ))
+            }
+        })
+        .collect()
+}
+
+fn compile_usage_endpoint(wire: &super::wire::WireUsageEndpoint) -> Result<UsageEndpoint> {
+    if !wire.path.starts_with('/') {
+        return Err(ConfigError::new("usage_endpoint.path", format!("{:?} must start with '/'", wire.path)));
+    }
+    let admin_key_sha256 = wire
+        .admin_key_sha256
+        .as_deref()
+        .map(|hex| parse_sha256_hex(hex, "usage_endpoint.admin_key_sha256"))
+        .transpose()?;
+    Ok(UsageEndpoint {
+        path: wire.path.clone(),
+        admin_key_sha256,
+    })
+}
+
+fn compile_pricing(wire: &WireConfig) -> Result<Pricing> {
+    let mut pricing = Pricing::default();
+    for (name, entry) in &wire.pricing {
+        let path = format!("pricing.{name}");
+        if name.is_empty() {
+            return Err(ConfigError::new("pricing", "a model name must not be empty"));
+        }
+        pricing.insert(name, compile_price(entry, &path)?);
+    }
+    Ok(pricing)
+}
+
+fn compile_price(entry: &WirePrice, path: &str) -> Result<Price> {
+    let amount = |value: f64, field: &str| {
+        Money::from_usd(value).ok_or_else(|| {
+            ConfigError::new(format!("{path}.{field}"), format!("{value} is not a price >= 0"))
+        })
+    };
+    let input = amount(entry.input_cost_per_token, "input_cost_per_token")?;
+    let output = amount(entry.output_cost_per_token, "output_cost_per_token")?;
+    let cache_read = match entry.cache_read_input_token_cost {
+        Some(value) => amount(value, "cache_read_input_token_cost")?,
+        None => input,
+    };
+    let cache_creation = match entry.cache_creation_input_token_cost {
+        Some(value) => amount(value, "cache_creation_input_token_cost")?,
+        None => input,
+    };
+    Ok(Price {
+        input,
+        output,
+        cache_read,
+        cache_creation,
+    })
+}
+
+fn check_id(id: &str, path: &str) -> Result<()> {
+    if id.is_empty() {
+        return Err(ConfigError::new(format!("{path}.id"), "must not be empty"));
+    }
+    Ok(())
+}
+
+fn duplicate_id(path: &str, id: &str) -> ConfigError {
+    ConfigError::new(format!("{path}.id"), format!("{id:?} is used twice"))
+}
+
+fn resolve(
+    index: &HashMap<String, usize>,
+    reference: Option<&str>,
+    path: &str,
+    field: &str,
+    what: &str,
+) -> Result<Option<usize>> {
+    match reference {
+        None => Ok(None),
+        Some(id) => index
+            .get(id)
+            .copied()
+            .map(Some)
+            .ok_or_else(|| ConfigError::new(format!("{path}.{field}"), format!("no {what} has id {id:?}"))),
+    }
+}
+
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn parse_sha256_hex(hex: &str, path: &str) -> Result<[u8; 32]> {
+    let error = || ConfigError::new(path, "must be 64 hexadecimal characters (a SHA-256)");
+    if hex.len() != 64 {
+        return Err(error());
+    }
+    let mut out = [0u8; 32];
+    for (slot, pair) in out.iter_mut().zip(hex.as_bytes().chunks(2)) {
+        let text = std::str::from_utf8(pair).map_err(|_| error())?;
+        *slot = u8::from_str_radix(text, 16).map_err(|_| error())?;
+    }
+    Ok(out)
+}
+
+fn parse_rfc3339(text: &str, path: &str) -> Result<i64> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|t| t.timestamp_nanos_opt())
+        .ok_or_else(|| ConfigError::new(path, format!("{text:?} is not an RFC 3339 time")))
+}

@@ -1,0 +1,216 @@
+//! Configuration: parsing the operator's JSON ([`wire`]) and compiling it into a [`Policy`],
+//! the validated, immutable form every request reads.
+//!
+//! Compilation happens once per root context (per `on_configure`); requests share the result.
+//! The first problem found is reported as one line naming its JSON path, e.g.
+//! `virtual_keys[2].budgets[0].reset_duration: "5x" is not a duration`.
+
+mod compile;
+mod model_set;
+pub mod wire;
+
+use std::collections::{BTreeSet, HashMap};
+use std::fmt;
+
+pub use compile::compile;
+pub use model_set::ModelSet;
+pub use wire::{FailureMode, Mode};
+
+use crate::money::Money;
+use crate::pricing::Pricing;
+use crate::window::WindowRule;
+
+/// Index of a limit in [`Policy::limits`].
+pub type LimitId = usize;
+
+/// A configuration problem: where it is and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub path: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.path.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.path, self.message)
+        }
+    }
+}
+
+/// Parses and compiles a plugin configuration string.
+pub fn parse(text: &str) -> Result<Policy, ConfigError> {
+    let value: serde_json::Value = serde_json::from_str(text)
+        .map_err(|err| ConfigError::new("", format!("configuration is not valid JSON: {err}")))?;
+    let wire: wire::WireConfig = serde_path_to_error::deserialize(value).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(path, err.into_inner().to_string())
+    })?;
+    compile(wire)
+}
+
+/// The validated configuration.
+#[derive(Debug)]
+pub struct Policy {
+    pub namespace: String,
+    pub mode: Mode,
+    pub failure_mode: FailureMode,
+    /// Lower-cased header names, in the order they are tried.
+    pub key_headers: Vec<String>,
+    pub require_virtual_key: bool,
+    pub strip_virtual_key: bool,
+    /// Lower-cased.
+    pub provider_header: String,
+    pub require_pricing: bool,
+    pub response_headers: bool,
+    pub usage_endpoint: Option<UsageEndpoint>,
+    pub pricing: Pricing,
+    /// Every configured limit, each with its own shared-data key.
+    pub limits: Vec<Limit>,
+    pub customers: Vec<Owner>,
+    pub teams: Vec<Team>,
+    pub keys: Vec<VirtualKey>,
+    /// SHA-256 of a key's secret → index in `keys`.
+    pub key_by_hash: HashMap<[u8; 32], usize>,
+    /// Provider names mentioned anywhere, so `openai/gpt-4o` can be split.
+    pub providers: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+pub struct UsageEndpoint {
+    pub path: String,
+    pub admin_key_sha256: Option<[u8; 32]>,
+}
+
+/// A level of the hierarchy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum OwnerKind {
+    ProviderConfig,
+    VirtualKey,
+    Team,
+    Customer,
+}
+
+impl OwnerKind {
+    /// The name used in the usage endpoint and in shared-data keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OwnerKind::ProviderConfig => "provider_config",
+            OwnerKind::VirtualKey => "virtual_key",
+            OwnerKind::Team => "team",
+            OwnerKind::Customer => "customer",
+        }
+    }
+
+    /// The word used in rejection messages.
+    pub fn label(self) -> &'static str {
+        match self {
+            OwnerKind::ProviderConfig => "provider config",
+            OwnerKind::VirtualKey => "virtual key",
+            OwnerKind::Team => "team",
+            OwnerKind::Customer => "customer",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LimitKind {
+    Budget,
+    Requests,
+    Tokens,
+}
+
+impl LimitKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LimitKind::Budget => "budget",
+            LimitKind::Requests => "requests",
+            LimitKind::Tokens => "tokens",
+        }
+    }
+}
+
+/// One configured limit.
+#[derive(Debug)]
+pub struct Limit {
+    pub owner_kind: OwnerKind,
+    pub owner_id: String,
+    pub kind: LimitKind,
+    /// Femto-USD for budgets, a count for requests and tokens.
+    pub max: u128,
+    pub rule: WindowRule,
+    /// The configured duration text, echoed by the usage endpoint.
+    pub duration_text: String,
+    pub calendar_aligned: bool,
+    /// The shared-data key: derived from the counter's identity (owner, kind, duration,
+    /// alignment, zone), so a changed `max_limit` keeps its usage and a changed window
+    /// starts a fresh counter.
+    pub storage_key: Vec<u8>,
+}
+
+impl Limit {
+    pub fn max_money(&self) -> Money {
+        Money::from_femto(self.max)
+    }
+}
+
+#[derive(Debug)]
+pub struct Owner {
+    pub id: String,
+    pub limits: Vec<LimitId>,
+}
+
+#[derive(Debug)]
+pub struct Team {
+    pub owner: Owner,
+    pub customer: Option<usize>,
+}
+
+#[derive(Debug)]
+pub struct VirtualKey {
+    pub owner: Owner,
+    pub secret_sha256: [u8; 32],
+    pub active: bool,
+    /// Nanoseconds since the Unix epoch.
+    pub expires_at: Option<i64>,
+    pub team: Option<usize>,
+    /// The key's own customer, or its team's.
+    pub customer: Option<usize>,
+    pub allowed_models: Option<ModelSet>,
+    /// `None`: every provider allowed, with no per-provider limits.
+    pub provider_configs: Option<Vec<ProviderConfig>>,
+}
+
+#[derive(Debug)]
+pub struct ProviderConfig {
+    pub provider: String,
+    pub allowed_models: Option<ModelSet>,
+    /// Owner id `<key id>/<provider>`.
+    pub owner: Owner,
+}
+
+impl VirtualKey {
+    pub fn provider_config(&self, provider: &str) -> Option<&ProviderConfig> {
+        self.provider_configs
+            .as_ref()?
+            .iter()
+            .find(|config| config.provider == provider)
+    }
+}
+
+/// SHA-256 of a key's secret, as stored in [`VirtualKey::secret_sha256`].
+pub fn sha256_of(secret: &[u8]) -> [u8; 32] {
+    compile::sha256(secret)
+}

@@ -1,0 +1,224 @@
+//! The plugin configuration as written by the operator (SPEC.md §2): serde types only.
+//!
+//! Every struct refuses unknown fields, except a pricing entry, which accepts (and ignores)
+//! the extra fields of the LiteLLM price list so entries can be pasted from it. Defaults live
+//! in named functions so each is written once. Meaning is checked later, in `compile`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireConfig {
+    #[serde(default = "default_namespace")]
+    pub namespace: String,
+    #[serde(default)]
+    pub mode: Mode,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    #[serde(default = "default_timezone")]
+    pub timezone: String,
+    #[serde(default = "default_key_headers")]
+    pub virtual_key_headers: Vec<String>,
+    #[serde(default = "yes")]
+    pub require_virtual_key: bool,
+    #[serde(default = "yes")]
+    pub strip_virtual_key: bool,
+    #[serde(default = "default_provider_header")]
+    pub provider_header: String,
+    #[serde(default = "yes")]
+    pub require_pricing: bool,
+    #[serde(default = "yes")]
+    pub response_headers: bool,
+    #[serde(default)]
+    pub usage_endpoint: Option<WireUsageEndpoint>,
+    #[serde(default)]
+    pub pricing: BTreeMap<String, WirePrice>,
+    #[serde(default)]
+    pub customers: Vec<WireCustomer>,
+    #[serde(default)]
+    pub teams: Vec<WireTeam>,
+    #[serde(default)]
+    pub virtual_keys: Vec<WireVirtualKey>,
+    #[serde(default)]
+    pub reservation: Option<WireReservation>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    #[default]
+    Enforce,
+    Shadow,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureMode {
+    #[default]
+    Closed,
+    Open,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireUsageEndpoint {
+    pub path: String,
+    #[serde(default)]
+    pub admin_key_sha256: Option<String>,
+}
+
+/// A price-list entry. Unknown fields are allowed on purpose (LiteLLM shape).
+#[derive(Debug, Deserialize)]
+pub struct WirePrice {
+    pub input_cost_per_token: f64,
+    pub output_cost_per_token: f64,
+    #[serde(default)]
+    pub cache_read_input_token_cost: Option<f64>,
+    #[serde(default)]
+    pub cache_creation_input_token_cost: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireCustomer {
+    pub id: String,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+    #[serde(default)]
+    pub calendar_aligned: Option<bool>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireTeam {
+    pub id: String,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+    #[serde(default)]
+    pub calendar_aligned: Option<bool>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireVirtualKey {
+    pub id: String,
+    #[serde(default)]
+    pub value: Option<String>,
+    #[serde(default)]
+    pub value_sha256: Option<String>,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub team_id: Option<String>,
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub provider_configs: Option<Vec<WireProviderConfig>>,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+    #[serde(default)]
+    pub calendar_aligned: Option<bool>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireProviderConfig {
+    pub provider: String,
+    #[serde(default)]
+    pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireBudget {
+    pub max_limit: f64,
+    pub reset_duration: String,
+    #[serde(default)]
+    pub calendar_aligned: Option<bool>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireRateLimit {
+    #[serde(default)]
+    pub request_max_limit: Option<u64>,
+    #[serde(default)]
+    pub request_reset_duration: Option<String>,
+    #[serde(default)]
+    pub token_max_limit: Option<u64>,
+    #[serde(default)]
+    pub token_reset_duration: Option<String>,
+    #[serde(default)]
+    pub calendar_aligned: Option<bool>,
+    #[serde(default)]
+    pub timezone: Option<String>,
+}
+
+/// SPEC.md §8. Parsed so a configuration written for it is recognised; see `compile`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireReservation {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_max_output_tokens")]
+    pub default_max_output_tokens: u64,
+    #[serde(default = "default_prompt_bytes_per_token")]
+    pub prompt_bytes_per_token: u64,
+}
+
+fn default_namespace() -> String {
+    "governance".to_string()
+}
+
+fn default_timezone() -> String {
+    "UTC".to_string()
+}
+
+fn default_key_headers() -> Vec<String> {
+    ["x-bf-vk", "authorization", "x-api-key", "x-goog-api-key", "api-key"]
+        .iter()
+        .map(|h| h.to_string())
+        .collect()
+}
+
+fn default_provider_header() -> String {
+    "x-bf-provider".to_string()
+}
+
+fn default_max_output_tokens() -> u64 {
+    4096
+}
+
+fn default_prompt_bytes_per_token() -> u64 {
+    4
+}
+
+fn yes() -> bool {
+    true
+}
