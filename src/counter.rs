@@ -71,7 +71,10 @@ impl From<StoreError> for CounterError {
 impl Record {
     pub fn encode(&self) -> [u8; RECORD_LEN] {
         let mut out = [0u8; RECORD_LEN];
-        let mut w = Writer { out: &mut out, at: 0 };
+        let mut w = Writer {
+            out: &mut out,
+            at: 0,
+        };
         w.put(&[RECORD_VERSION, u8::from(self.started)]);
         w.put(&[0u8; 6]);
         w.put(&self.anchor.to_le_bytes());
@@ -139,7 +142,10 @@ impl Record {
 }
 
 fn window_for(limit: &Limit, anchor: i64, now: i64) -> Result<Window, CounterError> {
-    limit.rule.window_at(anchor, now).map_err(CounterError::Window)
+    limit
+        .rule
+        .window_at(anchor, now)
+        .map_err(CounterError::Window)
 }
 
 struct Writer<'a> {

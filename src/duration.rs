@@ -16,7 +16,9 @@ impl LimitDuration {
         if text.is_empty() || text.starts_with('0') || text.starts_with('-') {
             return Err(DurationError(format!("{text:?} is not a duration")));
         }
-        Ok(Self { text: text.to_string() })
+        Ok(Self {
+            text: text.to_string(),
+        })
     }
 }
 impl fmt::Display for LimitDuration {

@@ -43,7 +43,10 @@ pub fn find_key(policy: &Policy, hash: &[u8; 32]) -> Option<usize> {
 }
 
 pub fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 fn bearer_token(value: &[u8]) -> Option<&[u8]> {
@@ -71,13 +74,20 @@ mod tests {
     }
 
     fn headers(pairs: &[(&str, &[u8])]) -> Vec<(String, Vec<u8>)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_vec())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_vec()))
+            .collect()
     }
 
     #[test]
     fn first_configured_header_wins() {
         let policy = policy();
-        let found = presented_key(&policy, &headers(&[("x-api-key", b"sk-b"), ("x-bf-vk", b"sk-a")])).unwrap();
+        let found = presented_key(
+            &policy,
+            &headers(&[("x-api-key", b"sk-b"), ("x-bf-vk", b"sk-a")]),
+        )
+        .unwrap();
         assert_eq!(found.header, "x-bf-vk");
         assert_eq!(find_key(&policy, &found.secret_sha256), Some(0));
     }
@@ -85,11 +95,17 @@ mod tests {
     #[test]
     fn authorization_needs_bearer() {
         let policy = policy();
-        assert!(presented_key(&policy, &headers(&[("authorization", b"Basic c2stYQ==")])).is_none());
-        let found = presented_key(&policy, &headers(&[("authorization", b"bearer  sk-b ")])).unwrap();
+        assert!(
+            presented_key(&policy, &headers(&[("authorization", b"Basic c2stYQ==")])).is_none()
+        );
+        let found =
+            presented_key(&policy, &headers(&[("authorization", b"bearer  sk-b ")])).unwrap();
         assert_eq!(find_key(&policy, &found.secret_sha256), Some(1));
-        let fallback =
-            presented_key(&policy, &headers(&[("authorization", b"Basic x"), ("x-api-key", b"sk-a")])).unwrap();
+        let fallback = presented_key(
+            &policy,
+            &headers(&[("authorization", b"Basic x"), ("x-api-key", b"sk-a")]),
+        )
+        .unwrap();
         assert_eq!(fallback.header, "x-api-key");
     }
 

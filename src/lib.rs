@@ -6,16 +6,22 @@
 //! translates proxy-wasm callbacks into calls on the core and back. The core reaches the host
 //! only through two seams, [`store::CasStore`] and [`store::Clock`].
 
+pub mod accounting;
+pub mod admission;
 pub mod config;
 pub mod counter;
 pub mod duration;
+pub mod flow;
 pub mod identity;
 pub mod metrics;
 pub mod money;
 pub mod pricing;
 pub mod rejection;
+pub mod request_body;
+pub mod response_headers;
 pub mod store;
 pub mod usage;
+pub mod usage_endpoint;
 pub mod window;
 pub mod zone;
 

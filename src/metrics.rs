@@ -31,7 +31,11 @@ impl Metric {
             Metric::TokensCharged,
             Metric::SpendMicroUsd,
         ];
-        all.extend(RejectionKind::ALL.iter().map(|kind| Metric::RejectedBy(*kind)));
+        all.extend(
+            RejectionKind::ALL
+                .iter()
+                .map(|kind| Metric::RejectedBy(*kind)),
+        );
         all
     }
 

@@ -95,7 +95,12 @@ impl fmt::Display for FourDecimals {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         const UNIT: u128 = FEMTO_PER_USD / 10_000;
         let ten_thousandths = self.0 .0.saturating_add(UNIT / 2) / UNIT;
-        write!(f, "{}.{:04}", ten_thousandths / 10_000, ten_thousandths % 10_000)
+        write!(
+            f,
+            "{}.{:04}",
+            ten_thousandths / 10_000,
+            ten_thousandths % 10_000
+        )
     }
 }
 
@@ -121,7 +126,10 @@ mod tests {
         assert_eq!(Money::from_usd(1.5e-7).unwrap().femto(), 150_000_000);
         assert_eq!(Money::from_usd(3.75e-6).unwrap().femto(), 3_750_000_000);
         assert_eq!(Money::from_usd(7.5e-8).unwrap().femto(), 75_000_000);
-        assert_eq!(Money::from_usd(1e9).unwrap().femto(), 1_000_000_000 * FEMTO_PER_USD);
+        assert_eq!(
+            Money::from_usd(1e9).unwrap().femto(),
+            1_000_000_000 * FEMTO_PER_USD
+        );
     }
 
     #[test]
@@ -135,16 +143,37 @@ mod tests {
     #[test]
     fn renders_for_humans() {
         assert_eq!(Money::from_usd(487.5).unwrap().to_string(), "487.5");
-        assert_eq!(Money::from_usd(500.0).unwrap().four_decimals().to_string(), "500.0000");
-        assert_eq!(Money::from_usd(0.00005).unwrap().four_decimals().to_string(), "0.0001");
-        assert_eq!(Money::from_usd(12.34564).unwrap().four_decimals().to_string(), "12.3456");
+        assert_eq!(
+            Money::from_usd(500.0).unwrap().four_decimals().to_string(),
+            "500.0000"
+        );
+        assert_eq!(
+            Money::from_usd(0.00005)
+                .unwrap()
+                .four_decimals()
+                .to_string(),
+            "0.0001"
+        );
+        assert_eq!(
+            Money::from_usd(12.34564)
+                .unwrap()
+                .four_decimals()
+                .to_string(),
+            "12.3456"
+        );
     }
 
     #[test]
     fn absurd_token_counts_saturate() {
         let price = Money::from_usd(1e-3).unwrap();
-        assert_eq!(price.times(u64::MAX).femto(), 1_000_000_000_000 * u128::from(u64::MAX));
-        assert_eq!(Money::from_femto(u128::MAX).times(2), Money::from_femto(u128::MAX));
+        assert_eq!(
+            price.times(u64::MAX).femto(),
+            1_000_000_000_000 * u128::from(u64::MAX)
+        );
+        assert_eq!(
+            Money::from_femto(u128::MAX).times(2),
+            Money::from_femto(u128::MAX)
+        );
     }
 
     proptest! {

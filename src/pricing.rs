@@ -77,9 +77,18 @@ mod tests {
         pricing.insert("claude*", price(1.0));
         pricing.insert("claude-sonnet-4*", price(2.0));
         pricing.insert("claude-sonnet-4-exact", price(3.0));
-        assert_eq!(pricing.lookup("claude-sonnet-4-5").unwrap().input, Money::from_usd(2.0).unwrap());
-        assert_eq!(pricing.lookup("claude-haiku").unwrap().input, Money::from_usd(1.0).unwrap());
-        assert_eq!(pricing.lookup("claude-sonnet-4-exact").unwrap().input, Money::from_usd(3.0).unwrap());
+        assert_eq!(
+            pricing.lookup("claude-sonnet-4-5").unwrap().input,
+            Money::from_usd(2.0).unwrap()
+        );
+        assert_eq!(
+            pricing.lookup("claude-haiku").unwrap().input,
+            Money::from_usd(1.0).unwrap()
+        );
+        assert_eq!(
+            pricing.lookup("claude-sonnet-4-exact").unwrap().input,
+            Money::from_usd(3.0).unwrap()
+        );
         assert!(pricing.lookup("gpt-4o").is_none());
     }
 

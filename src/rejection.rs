@@ -118,7 +118,8 @@ mod tests {
 
     #[test]
     fn reply_is_openai_shaped_json() {
-        let mut rejection = Rejection::new(RejectionKind::BudgetExceeded, "team 'ml' budget exceeded");
+        let mut rejection =
+            Rejection::new(RejectionKind::BudgetExceeded, "team 'ml' budget exceeded");
         rejection.retry_after_secs = Some(42);
         let reply = rejection.reply();
         assert_eq!(reply.status, 402);
@@ -127,7 +128,11 @@ mod tests {
         assert_eq!(body["error"]["code"], "budget_exceeded");
         assert_eq!(body["error"]["message"], "team 'ml' budget exceeded");
         assert!(body["error"]["param"].is_null());
-        assert!(reply.headers.contains(&("retry-after".to_string(), "42".to_string())));
-        assert!(reply.headers.contains(&("content-type".to_string(), "application/json".to_string())));
+        assert!(reply
+            .headers
+            .contains(&("retry-after".to_string(), "42".to_string())));
+        assert!(reply
+            .headers
+            .contains(&("content-type".to_string(), "application/json".to_string())));
     }
 }

@@ -21,11 +21,22 @@ pub struct WindowRule {
     pub zone: Zone,
 }
 impl WindowRule {
-    pub fn new(duration: LimitDuration, calendar_aligned: bool, zone: Zone) -> Result<Self, WindowError> {
-        Ok(Self { duration, calendar_aligned, zone })
+    pub fn new(
+        duration: LimitDuration,
+        calendar_aligned: bool,
+        zone: Zone,
+    ) -> Result<Self, WindowError> {
+        Ok(Self {
+            duration,
+            calendar_aligned,
+            zone,
+        })
     }
     pub fn window_at(&self, _anchor: i64, now: i64) -> Result<Window, WindowError> {
-        Ok(Window { start_nanos: now, end_nanos: now.saturating_add(60_000_000_000) })
+        Ok(Window {
+            start_nanos: now,
+            end_nanos: now.saturating_add(60_000_000_000),
+        })
     }
 }
 pub fn format_openai_reset(nanos: i64) -> String {

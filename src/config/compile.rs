@@ -44,7 +44,11 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
     if wire.provider_header.is_empty() {
         return Err(ConfigError::new("provider_header", "must not be empty"));
     }
-    let usage_endpoint = wire.usage_endpoint.as_ref().map(compile_usage_endpoint).transpose()?;
+    let usage_endpoint = wire
+        .usage_endpoint
+        .as_ref()
+        .map(compile_usage_endpoint)
+        .transpose()?;
     let pricing = compile_pricing(&wire)?;
 
     let mut builder = Builder {
@@ -64,7 +68,12 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         if customer_index.insert(customer.id.clone(), i).is_some() {
             return Err(duplicate_id(&path, &customer.id));
         }
-        let inherited = owner_defaults(&global, customer.calendar_aligned, customer.timezone.as_deref(), &path)?;
+        let inherited = owner_defaults(
+            &global,
+            customer.calendar_aligned,
+            customer.timezone.as_deref(),
+            &path,
+        )?;
         let limits = builder.owner_limits(
             OwnerKind::Customer,
             &customer.id,
@@ -87,8 +96,19 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         if team_index.insert(team.id.clone(), i).is_some() {
             return Err(duplicate_id(&path, &team.id));
         }
-        let customer = resolve(&customer_index, team.customer_id.as_deref(), &path, "customer_id", "customer")?;
-        let inherited = owner_defaults(&global, team.calendar_aligned, team.timezone.as_deref(), &path)?;
+        let customer = resolve(
+            &customer_index,
+            team.customer_id.as_deref(),
+            &path,
+            "customer_id",
+            "customer",
+        )?;
+        let inherited = owner_defaults(
+            &global,
+            team.calendar_aligned,
+            team.timezone.as_deref(),
+            &path,
+        )?;
         let limits = builder.owner_limits(
             OwnerKind::Team,
             &team.id,
@@ -116,9 +136,22 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         if !key_ids.insert(key.id.clone()) {
             return Err(duplicate_id(&path, &key.id));
         }
-        let compiled = compile_key(key, &path, &global, &team_index, &teams, &customer_index, &mut builder, &mut providers)?;
+        let compiled = compile_key(
+            key,
+            &path,
+            &global,
+            &team_index,
+            &teams,
+            &customer_index,
+            &mut builder,
+            &mut providers,
+        )?;
         if key_by_hash.insert(compiled.secret_sha256, i).is_some() {
-            let field = if key.value.is_some() { "value" } else { "value_sha256" };
+            let field = if key.value.is_some() {
+                "value"
+            } else {
+                "value_sha256"
+            };
             return Err(ConfigError::new(
                 format!("{path}.{field}"),
                 "another virtual key has the same secret",
@@ -148,7 +181,10 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
     })
 }
 
-#[allow(clippy::too_many_arguments, reason = "one call site; the arguments are the tables built so far")]
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are the tables built so far"
+)]
 fn compile_key(
     key: &WireVirtualKey,
     path: &str,
@@ -162,22 +198,38 @@ fn compile_key(
     let secret_sha256 = match (&key.value, &key.value_sha256) {
         (Some(value), None) => {
             if value.is_empty() {
-                return Err(ConfigError::new(format!("{path}.value"), "must not be empty"));
+                return Err(ConfigError::new(
+                    format!("{path}.value"),
+                    "must not be empty",
+                ));
             }
             sha256(value.as_bytes())
         }
         (None, Some(hex)) => parse_sha256_hex(hex, &format!("{path}.value_sha256"))?,
         (Some(_), Some(_)) => {
-            return Err(ConfigError::new(path, "has both `value` and `value_sha256`; give exactly one"))
+            return Err(ConfigError::new(
+                path,
+                "has both `value` and `value_sha256`; give exactly one",
+            ))
         }
         (None, None) => return Err(ConfigError::new(path, "needs `value` or `value_sha256`")),
     };
     if key.team_id.is_some() && key.customer_id.is_some() {
-        return Err(ConfigError::new(path, "names both `team_id` and `customer_id`; give at most one"));
+        return Err(ConfigError::new(
+            path,
+            "names both `team_id` and `customer_id`; give at most one",
+        ));
     }
     let team = resolve(team_index, key.team_id.as_deref(), path, "team_id", "team")?;
-    let own_customer = resolve(customer_index, key.customer_id.as_deref(), path, "customer_id", "customer")?;
-    let customer = own_customer.or_else(|| team.and_then(|t| teams.get(t)).and_then(|t| t.customer));
+    let own_customer = resolve(
+        customer_index,
+        key.customer_id.as_deref(),
+        path,
+        "customer_id",
+        "customer",
+    )?;
+    let customer =
+        own_customer.or_else(|| team.and_then(|t| teams.get(t)).and_then(|t| t.customer));
     let expires_at = key
         .expires_at
         .as_deref()
@@ -234,7 +286,10 @@ fn compile_provider_configs(
         if !seen.insert(config.provider.clone()) {
             return Err(ConfigError::new(
                 format!("{path}.provider"),
-                format!("provider {:?} is listed twice for this key", config.provider),
+                format!(
+                    "provider {:?} is listed twice for this key",
+                    config.provider
+                ),
             ));
         }
         providers.insert(config.provider.clone());
@@ -250,7 +305,10 @@ fn compile_provider_configs(
         compiled.push(ProviderConfig {
             provider: config.provider.clone(),
             allowed_models: config.allowed_models.as_deref().map(ModelSet::new),
-            owner: Owner { id: owner_id, limits },
+            owner: Owner {
+                id: owner_id,
+                limits,
+            },
         });
     }
     Ok(compiled)
@@ -287,10 +345,18 @@ impl Builder {
             if !budget_durations.insert(budget.reset_duration.clone()) {
                 return Err(ConfigError::new(
                     format!("{budget_path}.reset_duration"),
-                    format!("{:?} is used by another budget of this owner", budget.reset_duration),
+                    format!(
+                        "{:?} is used by another budget of this owner",
+                        budget.reset_duration
+                    ),
                 ));
             }
-            let defaults = window_defaults(inherited, budget.calendar_aligned, budget.timezone.as_deref(), &budget_path)?;
+            let defaults = window_defaults(
+                inherited,
+                budget.calendar_aligned,
+                budget.timezone.as_deref(),
+                &budget_path,
+            )?;
             ids.push(self.push(
                 owner_kind,
                 owner_id,
@@ -303,10 +369,25 @@ impl Builder {
         }
         if let Some(rate) = rate_limit {
             let rate_path = format!("{path}.rate_limit");
-            let defaults = window_defaults(inherited, rate.calendar_aligned, rate.timezone.as_deref(), &rate_path)?;
+            let defaults = window_defaults(
+                inherited,
+                rate.calendar_aligned,
+                rate.timezone.as_deref(),
+                &rate_path,
+            )?;
             let pairs = [
-                (LimitKind::Requests, rate.request_max_limit, &rate.request_reset_duration, "request"),
-                (LimitKind::Tokens, rate.token_max_limit, &rate.token_reset_duration, "token"),
+                (
+                    LimitKind::Requests,
+                    rate.request_max_limit,
+                    &rate.request_reset_duration,
+                    "request",
+                ),
+                (
+                    LimitKind::Tokens,
+                    rate.token_max_limit,
+                    &rate.token_reset_duration,
+                    "token",
+                ),
             ];
             for (kind, max, duration, word) in pairs {
                 match (max, duration) {
@@ -324,7 +405,10 @@ impl Builder {
                         ))
                     }
                     (Some(0), Some(_)) => {
-                        return Err(ConfigError::new(format!("{rate_path}.{word}_max_limit"), "must be > 0"))
+                        return Err(ConfigError::new(
+                            format!("{rate_path}.{word}_max_limit"),
+                            "must be > 0",
+                        ))
                     }
                     (Some(max), Some(duration)) => ids.push(self.push(
                         owner_kind,
@@ -341,7 +425,10 @@ impl Builder {
         Ok(ids)
     }
 
-    #[allow(clippy::too_many_arguments, reason = "a limit is defined by all of these")]
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "a limit is defined by all of these"
+    )]
     fn push(
         &mut self,
         owner_kind: OwnerKind,
@@ -409,17 +496,29 @@ fn storage_key(
     key.into_bytes()
 }
 
-fn owner_defaults(global: &Inherited, aligned: Option<bool>, zone: Option<&str>, path: &str) -> Result<Inherited> {
+fn owner_defaults(
+    global: &Inherited,
+    aligned: Option<bool>,
+    zone: Option<&str>,
+    path: &str,
+) -> Result<Inherited> {
     window_defaults(global, aligned, zone, path)
 }
 
-fn window_defaults(parent: &Inherited, aligned: Option<bool>, zone: Option<&str>, path: &str) -> Result<Inherited> {
+fn window_defaults(
+    parent: &Inherited,
+    aligned: Option<bool>,
+    zone: Option<&str>,
+    path: &str,
+) -> Result<Inherited> {
     if let Some(zone) = zone {
         parse_zone(zone, &format!("{path}.timezone"))?;
     }
     Ok(Inherited {
         calendar_aligned: aligned.unwrap_or(parent.calendar_aligned),
-        zone_text: zone.map(str::to_string).unwrap_or_else(|| parent.zone_text.clone()),
+        zone_text: zone
+            .map(str::to_string)
+            .unwrap_or_else(|| parent.zone_text.clone()),
     })
 }
 
@@ -429,7 +528,10 @@ fn parse_zone(text: &str, path: &str) -> Result<Zone> {
 
 fn header_names(names: &[String]) -> Result<Vec<String>> {
     if names.is_empty() {
-        return Err(ConfigError::new("virtual_key_headers", "must name at least one header"));
+        return Err(ConfigError::new(
+            "virtual_key_headers",
+            "must name at least one header",
+        ));
     }
     names
         .iter()
@@ -453,7 +555,10 @@ fn header_names(names: &[String]) -> Result<Vec<String>> {
 
 fn compile_usage_endpoint(wire: &super::wire::WireUsageEndpoint) -> Result<UsageEndpoint> {
     if !wire.path.starts_with('/') {
-        return Err(ConfigError::new("usage_endpoint.path", format!("{:?} must start with '/'", wire.path)));
+        return Err(ConfigError::new(
+            "usage_endpoint.path",
+            format!("{:?} must start with '/'", wire.path),
+        ));
     }
     let admin_key_sha256 = wire
         .admin_key_sha256
@@ -471,7 +576,10 @@ fn compile_pricing(wire: &WireConfig) -> Result<Pricing> {
     for (name, entry) in &wire.pricing {
         let path = format!("pricing.{name}");
         if name.is_empty() {
-            return Err(ConfigError::new("pricing", "a model name must not be empty"));
+            return Err(ConfigError::new(
+                "pricing",
+                "a model name must not be empty",
+            ));
         }
         pricing.insert(name, compile_price(entry, &path)?);
     }
@@ -481,7 +589,10 @@ fn compile_pricing(wire: &WireConfig) -> Result<Pricing> {
 fn compile_price(entry: &WirePrice, path: &str) -> Result<Price> {
     let amount = |value: f64, field: &str| {
         Money::from_usd(value).ok_or_else(|| {
-            ConfigError::new(format!("{path}.{field}"), format!("{value} is not a price >= 0"))
+            ConfigError::new(
+                format!("{path}.{field}"),
+                format!("{value} is not a price >= 0"),
+            )
         })
     };
     let input = amount(entry.input_cost_per_token, "input_cost_per_token")?;
@@ -522,11 +633,12 @@ fn resolve(
 ) -> Result<Option<usize>> {
     match reference {
         None => Ok(None),
-        Some(id) => index
-            .get(id)
-            .copied()
-            .map(Some)
-            .ok_or_else(|| ConfigError::new(format!("{path}.{field}"), format!("no {what} has id {id:?}"))),
+        Some(id) => index.get(id).copied().map(Some).ok_or_else(|| {
+            ConfigError::new(
+                format!("{path}.{field}"),
+                format!("no {what} has id {id:?}"),
+            )
+        }),
     }
 }
 

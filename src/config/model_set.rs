@@ -20,7 +20,8 @@ impl ModelSet {
     }
 
     pub fn allows(&self, model: &str) -> bool {
-        self.exact.iter().any(|m| m == model) || self.prefixes.iter().any(|p| model.starts_with(p.as_str()))
+        self.exact.iter().any(|m| m == model)
+            || self.prefixes.iter().any(|p| model.starts_with(p.as_str()))
     }
 }
 

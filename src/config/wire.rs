@@ -201,10 +201,16 @@ fn default_timezone() -> String {
 }
 
 fn default_key_headers() -> Vec<String> {
-    ["x-bf-vk", "authorization", "x-api-key", "x-goog-api-key", "api-key"]
-        .iter()
-        .map(|h| h.to_string())
-        .collect()
+    [
+        "x-bf-vk",
+        "authorization",
+        "x-api-key",
+        "x-goog-api-key",
+        "api-key",
+    ]
+    .iter()
+    .map(|h| h.to_string())
+    .collect()
 }
 
 fn default_provider_header() -> String {

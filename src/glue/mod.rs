@@ -1,37 +1,18 @@
-//! proxy-wasm glue: translates Envoy's callbacks into calls on the policy core.
+//! proxy-wasm glue: translates Envoy's callbacks into calls on the policy core and the
+//! core's answers back into hostcalls. No policy lives here.
 
-use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, ContextType, LogLevel};
+mod host;
+mod root;
+mod stream;
+
+use proxy_wasm::traits::RootContext;
+use proxy_wasm::types::LogLevel;
 
 proxy_wasm::main! {{
+    // Only `proxy_log` may be called here (Envoy traps any other hostcall during start-up),
+    // so everything else waits for on_vm_start / on_configure.
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(GovernanceRoot) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(root::GovernanceRoot::new(context_id))
+    });
 }}
-
-struct GovernanceRoot;
-
-impl Context for GovernanceRoot {}
-
-impl RootContext for GovernanceRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
-        true
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
-        Some(Box::new(GovernanceStream))
-    }
-
-    fn get_type(&self) -> Option<ContextType> {
-        Some(ContextType::HttpContext)
-    }
-}
-
-struct GovernanceStream;
-
-impl Context for GovernanceStream {}
-
-impl HttpContext for GovernanceStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        Action::Continue
-    }
-}

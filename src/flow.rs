@@ -1,0 +1,620 @@
+//! One request's way through the filter: the state machine the proxy-wasm glue drives.
+//!
+//! Each method is one proxy-wasm callback, with what the glue read from the host passed in
+//! and what the glue must do returned. Checks run as soon as what they need is known: the
+//! key and the key/team/customer limits at request headers; the provider and model rules,
+//! pricing and provider-config limits once the model is known (Gemini path or request
+//! body), or at the end of the request body. The response is scanned for usage as it
+//! passes, and charged once, at its end or when the stream ends early.
+
+use std::rc::Rc;
+
+use crate::accounting;
+use crate::admission::{self, Admission, Evaluation};
+use crate::config::{FailureMode, LimitId, LimitKind, Mode, Policy, VirtualKey};
+use crate::counter::{CounterError, Counters};
+use crate::identity::{find_key, presented_key};
+use crate::metrics::{Metric, MetricsSink};
+use crate::money::Money;
+use crate::rejection::{LocalReply, Rejection, RejectionKind};
+use crate::request_body::RequestSniffer;
+use crate::response_headers::quota_headers;
+use crate::store::CasStore;
+use crate::usage::{BodyFormat, UsageScanner};
+use crate::usage_endpoint;
+
+/// What the host gives the core for one callback.
+pub struct Env<'a> {
+    pub store: &'a dyn CasStore,
+    pub now: i64,
+    pub metrics: &'a mut dyn MetricsSink,
+    /// Unique per VM: see [`Counters::new`].
+    pub creator_tag: u64,
+}
+
+/// The request as seen at its headers.
+pub struct RequestHead<'a> {
+    pub method: &'a str,
+    /// `:path`, query string included.
+    pub path: &'a str,
+    /// Lower-cased names, raw values (not necessarily UTF-8).
+    pub headers: &'a [(String, Vec<u8>)],
+    /// True when the request has no body.
+    pub end_of_stream: bool,
+}
+
+/// What the glue must do after a request callback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestAction {
+    /// Let the request go on, after removing these request headers (the key's carrier).
+    Continue { remove_headers: Vec<String> },
+    /// Answer locally; nothing (more) reaches upstream.
+    Reply(LocalReply),
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// Before request headers.
+    Start,
+    /// Not governed (keyless and allowed, or shadow-admitted unknown key).
+    Bypass,
+    /// Answered locally; this filter's own response callbacks see the reply and ignore it.
+    Replied,
+    /// Key-level checks passed; the model is still to come in the body.
+    AwaitingModel {
+        key: usize,
+        provider: Option<String>,
+    },
+    /// Admitted; the response is charged to `admission.chargeable`.
+    Admitted { model: Option<String> },
+}
+
+/// Per-request state.
+pub struct Flow {
+    policy: Rc<Policy>,
+    context_id: u32,
+    stage: Stage,
+    admission: Admission,
+    sniffer: Option<RequestSniffer>,
+    scanner: Option<UsageScanner>,
+    charged: bool,
+}
+
+impl Flow {
+    pub fn new(policy: Rc<Policy>, context_id: u32) -> Self {
+        Self {
+            policy,
+            context_id,
+            stage: Stage::Start,
+            admission: Admission::default(),
+            sniffer: None,
+            scanner: None,
+            charged: false,
+        }
+    }
+
+    pub fn on_request_headers(
+        &mut self,
+        head: &RequestHead<'_>,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
+        let policy = Rc::clone(&self.policy);
+        let mut counters = Counters::new(env.store, env.creator_tag);
+        if usage_endpoint::is_usage_request(&policy, head.method, head.path) {
+            self.stage = Stage::Replied;
+            let reply = usage_endpoint::reply(&policy, head.headers, &counters, env.now);
+            return match reply {
+                Ok(reply) => RequestAction::Reply(reply),
+                Err(err) => self.store_failure(err, &mut counters, env),
+            };
+        }
+
+        let presented = presented_key(&policy, head.headers);
+        let remove_headers = match (&presented, policy.strip_virtual_key) {
+            (Some(key), true) => vec![key.header.clone()],
+            _ => Vec::new(),
+        };
+        let Some(presented) = presented else {
+            if !policy.require_virtual_key {
+                self.stage = Stage::Bypass;
+                return RequestAction::Continue { remove_headers };
+            }
+            let rejection = Rejection::new(
+                RejectionKind::VirtualKeyRequired,
+                "a virtual key is required",
+            );
+            return self.refuse_or_bypass(rejection, &mut counters, env, remove_headers);
+        };
+        let Some(key_index) = find_key(&policy, &presented.secret_sha256) else {
+            let rejection = Rejection::new(
+                RejectionKind::VirtualKeyNotFound,
+                "the virtual key is not known",
+            );
+            return self.refuse_or_bypass(rejection, &mut counters, env, remove_headers);
+        };
+        let Some(key) = policy.keys.get(key_index) else {
+            return RequestAction::Continue { remove_headers };
+        };
+        if let Some(rejection) = key_state(key, env.now) {
+            if let Some(reply) = self.refuse(vec![rejection], &mut counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        }
+
+        let levels = hierarchy_limits(&policy, key);
+        let refusals = match admission::check(
+            &policy,
+            &mut counters,
+            env.now,
+            &levels,
+            self.evaluation(),
+            &mut self.admission,
+        ) {
+            Ok(refusals) => refusals,
+            Err(err) => return self.store_failure(err, &mut counters, env),
+        };
+        if let Some(reply) = self.refuse(refusals, &mut counters, env) {
+            return RequestAction::Reply(reply);
+        }
+
+        let provider = header_text(head.headers, &policy.provider_header);
+        let (provider, model) = split_provider(&policy, provider, gemini_path_model(head.path));
+        if let (Some(provider), Some(_)) = (&provider, &key.provider_configs) {
+            if key.provider_config(provider).is_none() {
+                let rejection = Rejection::new(
+                    RejectionKind::ProviderBlocked,
+                    format!(
+                        "provider '{provider}' is not allowed for virtual key '{}'",
+                        key.owner.id
+                    ),
+                );
+                if let Some(reply) = self.refuse(vec![rejection], &mut counters, env) {
+                    return RequestAction::Reply(reply);
+                }
+            }
+        }
+        if model.is_some() || head.end_of_stream {
+            let action = self.resolve_target(key_index, provider, model, &mut counters, env);
+            return match action {
+                RequestAction::Continue { .. } => RequestAction::Continue { remove_headers },
+                reply => reply,
+            };
+        }
+        self.stage = Stage::AwaitingModel {
+            key: key_index,
+            provider,
+        };
+        self.sniffer = Some(RequestSniffer::default());
+        self.flush_conflicts(&counters, env);
+        RequestAction::Continue { remove_headers }
+    }
+
+    pub fn on_request_body(
+        &mut self,
+        chunk: &[u8],
+        end_of_stream: bool,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
+        let Stage::AwaitingModel { key, provider } = &self.stage else {
+            return RequestAction::Continue {
+                remove_headers: Vec::new(),
+            };
+        };
+        let (key, provider) = (*key, provider.clone());
+        let Some(sniffer) = self.sniffer.as_mut() else {
+            return RequestAction::Continue {
+                remove_headers: Vec::new(),
+            };
+        };
+        sniffer.feed(chunk);
+        let model = sniffer.model().map(str::to_string);
+        if model.is_none() && !end_of_stream {
+            return RequestAction::Continue {
+                remove_headers: Vec::new(),
+            };
+        }
+        self.sniffer = None;
+        let (provider, model) = split_provider(&self.policy, provider, model);
+        let mut counters = Counters::new(env.store, env.creator_tag);
+        self.resolve_target(key, provider, model, &mut counters, env)
+    }
+
+    /// Response headers of an admitted request: start scanning for usage, and return the
+    /// quota headers to add.
+    pub fn on_response_headers(
+        &mut self,
+        content_type: Option<&str>,
+        env: &mut Env<'_>,
+    ) -> Vec<(String, String)> {
+        if !matches!(self.stage, Stage::Admitted { .. }) {
+            return Vec::new();
+        }
+        let format = match content_type {
+            Some(ct)
+                if ct
+                    .trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("text/event-stream") =>
+            {
+                BodyFormat::EventStream
+            }
+            _ => BodyFormat::Json,
+        };
+        self.scanner = Some(UsageScanner::new(format));
+        if self.policy.response_headers {
+            quota_headers(&self.policy, &self.admission.seen, env.now)
+        } else {
+            Vec::new()
+        }
+    }
+
+    pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, env: &mut Env<'_>) {
+        if let Some(scanner) = self.scanner.as_mut() {
+            scanner.feed(chunk);
+        }
+        if end_of_stream {
+            self.charge(env);
+        }
+    }
+
+    /// Response trailers: the body has ended.
+    pub fn on_response_trailers(&mut self, env: &mut Env<'_>) {
+        self.charge(env);
+    }
+
+    /// The stream is over (Envoy's `on_log`): charge what was seen if the body never ended.
+    pub fn on_stream_end(&mut self, env: &mut Env<'_>) {
+        self.charge(env);
+    }
+
+    fn evaluation(&self) -> Evaluation {
+        match self.policy.mode {
+            Mode::Enforce => Evaluation::StopAtFirst,
+            Mode::Shadow => Evaluation::All,
+        }
+    }
+
+    /// Provider and model rules, pricing and provider-config limits, once the model (or the
+    /// end of the request body) is known.
+    fn resolve_target(
+        &mut self,
+        key_index: usize,
+        provider: Option<String>,
+        model: Option<String>,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
+        let policy = Rc::clone(&self.policy);
+        let Some(key) = policy.keys.get(key_index) else {
+            return RequestAction::Continue {
+                remove_headers: Vec::new(),
+            };
+        };
+        let config = provider.as_deref().and_then(|p| key.provider_config(p));
+        if let Some(provider) = &provider {
+            if key.provider_configs.is_some() && config.is_none() {
+                let rejection = Rejection::new(
+                    RejectionKind::ProviderBlocked,
+                    format!(
+                        "provider '{provider}' is not allowed for virtual key '{}'",
+                        key.owner.id
+                    ),
+                );
+                if let Some(reply) = self.refuse(vec![rejection], counters, env) {
+                    return RequestAction::Reply(reply);
+                }
+            }
+        }
+        if let Some(model) = &model {
+            let by_key = key
+                .allowed_models
+                .as_ref()
+                .is_none_or(|set| set.allows(model));
+            let by_provider = config
+                .and_then(|c| c.allowed_models.as_ref())
+                .is_none_or(|set| set.allows(model));
+            if !by_key || !by_provider {
+                let rejection = Rejection::new(
+                    RejectionKind::ModelBlocked,
+                    format!(
+                        "model '{model}' is not allowed for virtual key '{}'",
+                        key.owner.id
+                    ),
+                );
+                if let Some(reply) = self.refuse(vec![rejection], counters, env) {
+                    return RequestAction::Reply(reply);
+                }
+            }
+            let mut all_limits = hierarchy_limits(&policy, key);
+            if let Some(config) = config {
+                all_limits.extend(&config.owner.limits);
+            }
+            let budget_applies = all_limits
+                .iter()
+                .filter_map(|id| policy.limits.get(*id))
+                .any(|limit| limit.kind == LimitKind::Budget);
+            if budget_applies && policy.require_pricing && policy.pricing.lookup(model).is_none() {
+                let rejection = Rejection::new(
+                    RejectionKind::ModelNotPriced,
+                    format!("model '{model}' has no pricing entry, and a budget applies to this request"),
+                );
+                if let Some(reply) = self.refuse(vec![rejection], counters, env) {
+                    return RequestAction::Reply(reply);
+                }
+            }
+        }
+        if let Some(config) = config {
+            let refusals = match admission::check(
+                &policy,
+                counters,
+                env.now,
+                &config.owner.limits,
+                self.evaluation(),
+                &mut self.admission,
+            ) {
+                Ok(refusals) => refusals,
+                Err(err) => return self.store_failure(err, counters, env),
+            };
+            if let Some(reply) = self.refuse(refusals, counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        }
+        self.stage = Stage::Admitted { model };
+        env.metrics.add(Metric::Admitted, 1);
+        self.flush_conflicts(counters, env);
+        RequestAction::Continue {
+            remove_headers: Vec::new(),
+        }
+    }
+
+    /// Refuses the request (enforce: returns the reply, after giving back the request's
+    /// slots), or logs and counts the would-be refusal (shadow: returns `None`, and the
+    /// request goes on as if admitted).
+    fn refuse(
+        &mut self,
+        rejections: Vec<Rejection>,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> Option<LocalReply> {
+        let first = rejections.into_iter().next()?;
+        if self.policy.mode == Mode::Shadow {
+            log::info!(
+                "#{} shadow: would reject with {} {}: {}",
+                self.context_id,
+                first.kind.status(),
+                first.kind.as_str(),
+                first.message
+            );
+            env.metrics.add(Metric::ShadowRejected, 1);
+            return None;
+        }
+        let slots = std::mem::take(&mut self.admission.slots);
+        if let Err(err) = admission::release(&self.policy, counters, env.now, &slots) {
+            log::warn!(
+                "#{} could not give back request slots: {err}",
+                self.context_id
+            );
+            env.metrics.add(Metric::StoreFailures, 1);
+        }
+        log::info!(
+            "#{} rejected {} {}: {}",
+            self.context_id,
+            first.kind.status(),
+            first.kind.as_str(),
+            first.message
+        );
+        env.metrics.add(Metric::Rejected, 1);
+        env.metrics.add(Metric::RejectedBy(first.kind), 1);
+        self.flush_conflicts(counters, env);
+        self.stage = Stage::Replied;
+        Some(first.reply())
+    }
+
+    /// An unidentified request: refused, or (shadow) let through ungoverned.
+    fn refuse_or_bypass(
+        &mut self,
+        rejection: Rejection,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+        remove_headers: Vec<String>,
+    ) -> RequestAction {
+        match self.refuse(vec![rejection], counters, env) {
+            Some(reply) => RequestAction::Reply(reply),
+            None => {
+                self.stage = Stage::Bypass;
+                RequestAction::Continue { remove_headers }
+            }
+        }
+    }
+
+    /// A counter could not be read or written: `failure_mode` decides.
+    fn store_failure(
+        &mut self,
+        err: CounterError,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
+        env.metrics.add(Metric::StoreFailures, 1);
+        self.flush_conflicts(counters, env);
+        match self.policy.failure_mode {
+            FailureMode::Open => {
+                log::warn!(
+                    "#{} counter unavailable ({err}); admitting (failure_mode open)",
+                    self.context_id
+                );
+                self.stage = Stage::Admitted { model: None };
+                RequestAction::Continue {
+                    remove_headers: Vec::new(),
+                }
+            }
+            FailureMode::Closed => {
+                log::error!(
+                    "#{} counter unavailable ({err}); rejecting (failure_mode closed)",
+                    self.context_id
+                );
+                let rejection = Rejection::new(
+                    RejectionKind::GovernanceUnavailable,
+                    "governance counters are unavailable; try again shortly",
+                );
+                // Give back what was taken; a failing store may refuse this too.
+                let slots = std::mem::take(&mut self.admission.slots);
+                let _ = admission::release(&self.policy, counters, env.now, &slots);
+                env.metrics.add(Metric::Rejected, 1);
+                env.metrics
+                    .add(Metric::RejectedBy(RejectionKind::GovernanceUnavailable), 1);
+                self.stage = Stage::Replied;
+                RequestAction::Reply(rejection.reply())
+            }
+        }
+    }
+
+    /// Charges the response once: at the end of its body, or when the stream ended early.
+    fn charge(&mut self, env: &mut Env<'_>) {
+        let Stage::Admitted { model } = &self.stage else {
+            return;
+        };
+        if self.charged {
+            return;
+        }
+        self.charged = true;
+        let scanned = self
+            .scanner
+            .as_ref()
+            .map(|s| s.result())
+            .unwrap_or_default();
+        let Some(usage) = scanned.usage else {
+            env.metrics.add(Metric::UsageMissing, 1);
+            log::debug!(
+                "#{} response carried no usage; nothing charged",
+                self.context_id
+            );
+            return;
+        };
+        let policy = Rc::clone(&self.policy);
+        let priced_model = model
+            .clone()
+            .or_else(|| split_provider(&policy, None, scanned.model.clone()).1);
+        let price = priced_model
+            .as_deref()
+            .and_then(|m| policy.pricing.lookup(m));
+        let cost = match price {
+            Some(price) => price.cost(&usage),
+            None => {
+                if self
+                    .admission
+                    .chargeable
+                    .iter()
+                    .any(|id| is_budget(&policy, *id))
+                {
+                    env.metrics.add(Metric::PricingMissing, 1);
+                }
+                Money::ZERO
+            }
+        };
+        let mut counters = Counters::new(env.store, env.creator_tag);
+        let chargeable = self.admission.chargeable.clone();
+        if let Err(err) =
+            accounting::charge(&policy, &mut counters, env.now, &chargeable, &usage, cost)
+        {
+            log::error!("#{} could not charge usage: {err}", self.context_id);
+            env.metrics.add(Metric::StoreFailures, 1);
+        }
+        let tokens = usage.prompt_tokens().saturating_add(usage.output);
+        if tokens > 0 {
+            env.metrics.add(Metric::TokensCharged, tokens);
+        }
+        let micro = u64::try_from(cost.micro_usd()).unwrap_or(u64::MAX);
+        if micro > 0 {
+            env.metrics.add(Metric::SpendMicroUsd, micro);
+        }
+        self.flush_conflicts(&counters, env);
+        log::debug!(
+            "#{} charged {tokens} tokens and {} USD (model {})",
+            self.context_id,
+            cost,
+            priced_model.as_deref().unwrap_or("unknown")
+        );
+    }
+
+    fn flush_conflicts(&self, counters: &Counters<'_>, env: &mut Env<'_>) {
+        let conflicts = counters.conflicts();
+        if conflicts > 0 {
+            env.metrics.add(Metric::CasConflicts, conflicts);
+        }
+    }
+}
+
+fn is_budget(policy: &Policy, id: LimitId) -> bool {
+    policy
+        .limits
+        .get(id)
+        .is_some_and(|l| l.kind == LimitKind::Budget)
+}
+
+fn key_state(key: &VirtualKey, now: i64) -> Option<Rejection> {
+    if !key.active {
+        return Some(Rejection::new(
+            RejectionKind::VirtualKeyBlocked,
+            format!("virtual key '{}' is blocked", key.owner.id),
+        ));
+    }
+    if key.expires_at.is_some_and(|at| now >= at) {
+        return Some(Rejection::new(
+            RejectionKind::VirtualKeyExpired,
+            format!("virtual key '{}' has expired", key.owner.id),
+        ));
+    }
+    None
+}
+
+/// The limits of the key, its team and its customer, in that order.
+fn hierarchy_limits(policy: &Policy, key: &VirtualKey) -> Vec<LimitId> {
+    let mut limits = key.owner.limits.clone();
+    if let Some(team) = key.team.and_then(|t| policy.teams.get(t)) {
+        limits.extend(&team.owner.limits);
+    }
+    if let Some(customer) = key.customer.and_then(|c| policy.customers.get(c)) {
+        limits.extend(&customer.limits);
+    }
+    limits
+}
+
+fn header_text(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
+    headers
+        .iter()
+        .find(|(key, _)| key.eq_ignore_ascii_case(name))
+        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+        .map(|text| text.trim().to_string())
+        .filter(|text| !text.is_empty())
+}
+
+/// `/v1beta/models/{model}:generateContent` (and `/v1/...`) name the model in the path.
+fn gemini_path_model(path: &str) -> Option<String> {
+    let path = path.split('?').next().unwrap_or(path);
+    let rest = path
+        .strip_prefix("/v1beta/models/")
+        .or_else(|| path.strip_prefix("/v1/models/"))?;
+    let (model, action) = rest.split_once(':')?;
+    (!model.is_empty() && !action.is_empty()).then(|| model.to_string())
+}
+
+/// Splits `provider/model` when the prefix is a configured provider; the provider header,
+/// when given, wins over the prefix.
+fn split_provider(
+    policy: &Policy,
+    provider: Option<String>,
+    model: Option<String>,
+) -> (Option<String>, Option<String>) {
+    let Some(model) = model else {
+        return (provider, None);
+    };
+    if let Some((prefix, rest)) = model.split_once('/') {
+        if policy.providers.contains(prefix) && !rest.is_empty() {
+            return (
+                provider.or_else(|| Some(prefix.to_string())),
+                Some(rest.to_string()),
+            );
+        }
+    }
+    (provider, Some(model))
+}

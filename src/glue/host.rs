@@ -1,0 +1,86 @@
+//! The core's seams backed by hostcalls: shared data as a [`CasStore`], the host clock, and
+//! Envoy counters as a [`MetricsSink`].
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::UNIX_EPOCH;
+
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MetricType, Status};
+
+use crate::metrics::{Metric, MetricsSink};
+use crate::store::{Cas, CasStore, SetOutcome, StoreError};
+
+/// Envoy's shared data (process-wide, per `vm_id`).
+pub struct SharedData;
+
+impl CasStore for SharedData {
+    fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
+        let key =
+            std::str::from_utf8(key).map_err(|_| StoreError::Host(Status::BadArgument as u32))?;
+        match hostcalls::get_shared_data(key) {
+            Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
+            // A stored empty value comes back as (None, Some(cas)).
+            Ok((None, Some(cas))) => Ok(Some((Vec::new(), cas))),
+            Ok((_, None)) => Ok(None),
+            Err(status) => Err(StoreError::Host(status as u32)),
+        }
+    }
+
+    fn set(&self, key: &[u8], value: &[u8], cas: Cas) -> Result<SetOutcome, StoreError> {
+        let key =
+            std::str::from_utf8(key).map_err(|_| StoreError::Host(Status::BadArgument as u32))?;
+        let cas = (cas != 0).then_some(cas);
+        match hostcalls::set_shared_data(key, Some(value), cas) {
+            Ok(()) => Ok(SetOutcome::Written),
+            Err(Status::CasMismatch) => Ok(SetOutcome::CasMismatch),
+            Err(status) => Err(StoreError::Host(status as u32)),
+        }
+    }
+}
+
+/// Nanoseconds since the Unix epoch, from the host (never from WASI or std: Envoy's clock is
+/// the one tests can move).
+pub fn now_nanos() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_nanos()).ok())
+        .unwrap_or(0)
+}
+
+/// Counter ids, defined once per root context.
+#[derive(Default)]
+pub struct EnvoyMetrics {
+    ids: HashMap<Metric, u32>,
+}
+
+impl EnvoyMetrics {
+    /// Defines every counter as `<namespace>.<name>`. A counter Envoy refuses is skipped:
+    /// metrics must never stop traffic.
+    pub fn define(namespace: &str) -> Rc<EnvoyMetrics> {
+        let mut ids = HashMap::new();
+        for metric in Metric::all() {
+            let name = format!("{namespace}.{}", metric.name());
+            if let Ok(id) = hostcalls::define_metric(MetricType::Counter, &name) {
+                ids.insert(metric, id);
+            }
+        }
+        Rc::new(EnvoyMetrics { ids })
+    }
+}
+
+/// Sends increments to Envoy.
+pub struct MetricsHandle(pub Rc<EnvoyMetrics>);
+
+impl MetricsSink for MetricsHandle {
+    fn add(&mut self, metric: Metric, delta: u64) {
+        let Some(id) = self.0.ids.get(&metric) else {
+            return;
+        };
+        let delta = i64::try_from(delta).unwrap_or(i64::MAX);
+        if delta > 0 {
+            let _ = hostcalls::increment_metric(*id, delta);
+        }
+    }
+}

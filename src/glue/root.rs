@@ -1,0 +1,120 @@
+//! The root context: compiles the configuration once per `on_configure` and hands it to
+//! every stream.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::rc::Rc;
+
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{ContextType, LogLevel};
+
+use super::host::{now_nanos, EnvoyMetrics, SharedData};
+use super::stream::GovernanceStream;
+use crate::config::{self, Policy};
+use crate::counter::Counters;
+
+pub struct GovernanceRoot {
+    context_id: u32,
+    policy: Option<Rc<Policy>>,
+    metrics: Rc<EnvoyMetrics>,
+    /// Unique to this VM, so a counter's creator can tell its own first write from another
+    /// worker's (shared data has no create-if-absent).
+    creator_tag: u64,
+}
+
+impl GovernanceRoot {
+    pub fn new(context_id: u32) -> Self {
+        Self {
+            context_id,
+            policy: None,
+            metrics: Rc::new(EnvoyMetrics::default()),
+            creator_tag: 0,
+        }
+    }
+}
+
+impl Context for GovernanceRoot {}
+
+impl RootContext for GovernanceRoot {
+    fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
+        follow_envoy_log_level();
+        true
+    }
+
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        follow_envoy_log_level();
+        let text = match self.get_plugin_configuration() {
+            Some(bytes) => bytes,
+            None => Vec::new(),
+        };
+        let text = String::from_utf8_lossy(&text);
+        let policy = match config::parse(&text) {
+            Ok(policy) => policy,
+            Err(err) => {
+                log::error!("#{} invalid configuration: {err}", self.context_id);
+                return false;
+            }
+        };
+        self.creator_tag = random_tag(now_nanos(), self.context_id);
+        self.metrics = EnvoyMetrics::define(&policy.namespace);
+        let store = SharedData;
+        let mut counters = Counters::new(&store, self.creator_tag);
+        for limit in &policy.limits {
+            if let Err(err) = counters.ensure_exists(limit) {
+                // Not fatal: the first request that touches the counter creates it, checking
+                // that its write survived, and applies failure_mode if the value stays bad.
+                log::warn!(
+                    "#{} counter {} could not be created: {err}",
+                    self.context_id,
+                    String::from_utf8_lossy(&limit.storage_key)
+                );
+            }
+        }
+        log::info!(
+            "#{} configuration applied: {} keys, {} teams, {} customers, {} limits, mode {:?}",
+            self.context_id,
+            policy.keys.len(),
+            policy.teams.len(),
+            policy.customers.len(),
+            policy.limits.len(),
+            policy.mode
+        );
+        self.policy = Some(Rc::new(policy));
+        true
+    }
+
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let policy = self.policy.as_ref()?;
+        Some(Box::new(GovernanceStream::new(
+            Rc::clone(policy),
+            context_id,
+            Rc::clone(&self.metrics),
+            self.creator_tag,
+        )))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+/// Envoy's `wasm` logger level, so `--component-log-level wasm:debug` shows our debug lines
+/// without paying for them otherwise.
+fn follow_envoy_log_level() {
+    let level = match proxy_wasm::hostcalls::get_log_level() {
+        Ok(LogLevel::Trace) => log::LevelFilter::Trace,
+        Ok(LogLevel::Debug) => log::LevelFilter::Debug,
+        Ok(LogLevel::Info) => log::LevelFilter::Info,
+        Ok(LogLevel::Warn) => log::LevelFilter::Warn,
+        Ok(LogLevel::Error) | Ok(LogLevel::Critical) => log::LevelFilter::Error,
+        Err(_) => log::LevelFilter::Info,
+    };
+    log::set_max_level(level);
+}
+
+fn random_tag(now: i64, context_id: u32) -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_i64(now);
+    hasher.write_u32(context_id);
+    hasher.finish()
+}

@@ -1,0 +1,102 @@
+//! `GET <usage_endpoint.path>` (SPEC.md §7): the filter answers with counters itself.
+
+use crate::admission::rfc3339;
+use crate::config::{LimitId, LimitKind, Policy};
+use crate::counter::{CounterError, Counters};
+use crate::identity::{constant_time_eq, find_key, presented_key};
+use crate::money::Money;
+use crate::rejection::LocalReply;
+
+/// Whether this request is for the usage endpoint.
+pub fn is_usage_request(policy: &Policy, method: &str, path: &str) -> bool {
+    let Some(endpoint) = &policy.usage_endpoint else {
+        return false;
+    };
+    let path_only = path.split('?').next().unwrap_or(path);
+    method.eq_ignore_ascii_case("GET") && path_only == endpoint.path
+}
+
+/// The reply: every counter for the admin key, a key's own counters (its provider configs,
+/// team and customer included) for a virtual key, 401 otherwise.
+pub fn reply(
+    policy: &Policy,
+    headers: &[(String, Vec<u8>)],
+    counters: &Counters<'_>,
+    now: i64,
+) -> Result<LocalReply, CounterError> {
+    let Some(limits) = visible_limits(policy, headers) else {
+        return Ok(json_reply(
+            401,
+            serde_json::json!({"error": {"message": "a virtual key or the admin key is required",
+                "type": "virtual_key_required", "code": "virtual_key_required", "param": null}}),
+        ));
+    };
+    let mut entries = Vec::with_capacity(limits.len());
+    for id in limits {
+        let Some(limit) = policy.limits.get(id) else {
+            continue;
+        };
+        let record = counters.read(limit, now)?;
+        let remaining = limit.max.saturating_sub(record.used);
+        let amount = |value: u128| match limit.kind {
+            LimitKind::Budget => serde_json::json!(Money::from_femto(value).as_usd_f64()),
+            LimitKind::Requests | LimitKind::Tokens => {
+                serde_json::json!(u64::try_from(value).unwrap_or(u64::MAX))
+            }
+        };
+        entries.push(serde_json::json!({
+            "owner": limit.owner_kind.as_str(),
+            "id": limit.owner_id,
+            "kind": limit.kind.as_str(),
+            "reset_duration": limit.duration_text,
+            "calendar_aligned": limit.calendar_aligned,
+            "limit": amount(limit.max),
+            "used": amount(record.used),
+            "remaining": amount(remaining),
+            "window_start": rfc3339(record.window_start),
+            "window_end": rfc3339(record.window_end),
+        }));
+    }
+    Ok(json_reply(200, serde_json::json!({ "counters": entries })))
+}
+
+fn visible_limits(policy: &Policy, headers: &[(String, Vec<u8>)]) -> Option<Vec<LimitId>> {
+    if let Some(admin) = policy
+        .usage_endpoint
+        .as_ref()
+        .and_then(|e| e.admin_key_sha256)
+    {
+        let bearer = headers
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
+            .and_then(|(_, value)| value.trim_ascii().strip_prefix(b"Bearer ".as_slice()))
+            .map(|token| crate::config::sha256_of(token.trim_ascii()));
+        if bearer.is_some_and(|hash| constant_time_eq(&hash, &admin)) {
+            return Some((0..policy.limits.len()).collect());
+        }
+    }
+    let presented = presented_key(policy, headers)?;
+    let key = policy
+        .keys
+        .get(find_key(policy, &presented.secret_sha256)?)?;
+    let mut limits = key.owner.limits.clone();
+    for config in key.provider_configs.iter().flatten() {
+        limits.extend(&config.owner.limits);
+    }
+    if let Some(team) = key.team.and_then(|t| policy.teams.get(t)) {
+        limits.extend(&team.owner.limits);
+    }
+    if let Some(customer) = key.customer.and_then(|c| policy.customers.get(c)) {
+        limits.extend(&customer.limits);
+    }
+    Some(limits)
+}
+
+fn json_reply(status: u32, body: serde_json::Value) -> LocalReply {
+    LocalReply {
+        status,
+        headers: vec![("content-type".to_string(), "application/json".to_string())],
+        body: body.to_string().into_bytes(),
+        details: "governance_usage".to_string(),
+    }
+}
