@@ -6,7 +6,10 @@
 //! translates proxy-wasm callbacks into calls on the core and back. The core reaches the host
 //! only through two seams, [`store::CasStore`] and [`store::Clock`].
 
+pub mod duration;
 pub mod store;
+pub mod window;
+pub mod zone;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
