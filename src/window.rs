@@ -451,3 +451,475 @@ pub fn format_openai_reset(nanos_remaining: i64) -> String {
         format!("{seconds}s")
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, reason = "test arithmetic")]
+mod tests {
+    use super::*;
+
+    const NS: i64 = NANOS_PER_SEC;
+    const H: i64 = 3600 * NS;
+    const DAY: i64 = 24 * H;
+
+    fn rule(duration: &str, aligned: bool, zone: &str) -> WindowRule {
+        WindowRule::new(
+            LimitDuration::parse(duration).unwrap(),
+            aligned,
+            Zone::parse(zone).unwrap(),
+        )
+        .unwrap()
+    }
+
+    /// A UTC instant.
+    fn t(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> i64 {
+        NaiveDate::from_ymd_opt(y, mo, d)
+            .unwrap()
+            .and_hms_opt(h, mi, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp()
+            * NS
+    }
+
+    fn w(start: i64, end: i64) -> Window {
+        Window {
+            start_nanos: start,
+            end_nanos: end,
+        }
+    }
+
+    fn aligned(duration: &str, zone: &str, now: i64) -> Window {
+        rule(duration, true, zone).window_at(now).unwrap()
+    }
+
+    fn rolling(duration: &str, zone: &str, anchor: i64, now: i64) -> Window {
+        rule(duration, false, zone)
+            .rolling_window_at(anchor, now)
+            .unwrap()
+    }
+
+    #[test]
+    fn aligned_sub_day_durations_must_divide_a_day() {
+        let new = |d: &str, aligned: bool| {
+            WindowRule::new(LimitDuration::parse(d).unwrap(), aligned, Zone::Utc)
+        };
+        for ok in [
+            "1s", "45s", "15m", "1h", "1h30m", "8h", "24h", "1d", "5d", "3w", "7M", "3Y",
+        ] {
+            assert!(new(ok, true).is_ok(), "{ok}");
+        }
+        for bad in ["7s", "7m", "1h7m", "5h", "25h", "48h", "9223372036s"] {
+            let err = new(bad, true).unwrap_err();
+            assert!(
+                matches!(err, WindowError::AlignedDurationDoesNotDivideDay(_)),
+                "{bad}"
+            );
+            assert!(err.to_string().contains("divide 24h"), "{err}");
+            assert!(new(bad, false).is_ok(), "rolling {bad}");
+        }
+    }
+
+    #[test]
+    fn wrong_kind_of_call_is_an_error() {
+        let a = rule("1d", true, "UTC");
+        let r = rule("1d", false, "UTC");
+        assert_eq!(r.window_at(0), Err(WindowError::NotCalendarAligned));
+        assert_eq!(a.rolling_window_at(0, 0), Err(WindowError::NotRolling));
+        let now = t(2026, 11, 28, 13, 0);
+        assert_eq!(a.window(123, now), a.window_at(now));
+        assert_eq!(r.window(123, now), r.rolling_window_at(123, now));
+    }
+
+    #[test]
+    fn aligned_each_unit_in_utc() {
+        let now = t(2026, 11, 28, 13, 47); // a Saturday
+        let cases = [
+            ("1s", now, now + NS),
+            ("15m", t(2026, 11, 28, 13, 45), t(2026, 11, 28, 14, 0)),
+            ("1h", t(2026, 11, 28, 13, 0), t(2026, 11, 28, 14, 0)),
+            ("1h30m", t(2026, 11, 28, 13, 30), t(2026, 11, 28, 15, 0)),
+            ("8h", t(2026, 11, 28, 8, 0), t(2026, 11, 28, 16, 0)),
+            ("1d", t(2026, 11, 28, 0, 0), t(2026, 11, 29, 0, 0)),
+            // Day 20785 since 1970 is odd: the pair started the day before.
+            ("2d", t(2026, 11, 27, 0, 0), t(2026, 11, 29, 0, 0)),
+            ("1w", t(2026, 11, 23, 0, 0), t(2026, 11, 30, 0, 0)),
+            // Week 2969 since Monday 1969-12-29 is odd.
+            ("2w", t(2026, 11, 16, 0, 0), t(2026, 11, 30, 0, 0)),
+            ("1M", t(2026, 11, 1, 0, 0), t(2026, 12, 1, 0, 0)),
+            ("3M", t(2026, 10, 1, 0, 0), t(2027, 1, 1, 0, 0)),
+            ("1Y", t(2026, 1, 1, 0, 0), t(2027, 1, 1, 0, 0)),
+            ("2Y", t(2026, 1, 1, 0, 0), t(2028, 1, 1, 0, 0)),
+        ];
+        for (d, start, end) in cases {
+            assert_eq!(aligned(d, "UTC", now), w(start, end), "{d}");
+        }
+        // Boundaries belong to the window they start.
+        let midnight = t(2026, 11, 29, 0, 0);
+        assert_eq!(aligned("1d", "UTC", midnight).start_nanos, midnight);
+        assert_eq!(aligned("1d", "UTC", midnight - 1).end_nanos, midnight);
+    }
+
+    #[test]
+    fn quarters_and_before_1970() {
+        for (now, start, end) in [
+            (
+                t(2026, 2, 15, 0, 0),
+                t(2026, 1, 1, 0, 0),
+                t(2026, 4, 1, 0, 0),
+            ),
+            (
+                t(2026, 4, 1, 0, 0),
+                t(2026, 4, 1, 0, 0),
+                t(2026, 7, 1, 0, 0),
+            ),
+            (
+                t(2026, 9, 30, 23, 59),
+                t(2026, 7, 1, 0, 0),
+                t(2026, 10, 1, 0, 0),
+            ),
+            (
+                t(1969, 12, 31, 0, 0),
+                t(1969, 10, 1, 0, 0),
+                t(1970, 1, 1, 0, 0),
+            ),
+            (
+                t(1900, 3, 1, 0, 0),
+                t(1900, 1, 1, 0, 0),
+                t(1900, 4, 1, 0, 0),
+            ),
+        ] {
+            assert_eq!(aligned("3M", "UTC", now), w(start, end));
+        }
+        // 1969-12-29 is week 0, so 2w windows before it pair up from there.
+        assert_eq!(
+            aligned("2w", "UTC", t(1969, 12, 28, 0, 0)),
+            w(t(1969, 12, 15, 0, 0), t(1969, 12, 29, 0, 0))
+        );
+    }
+
+    #[test]
+    fn aligned_in_zones_without_dst() {
+        // 00:00 +05:30 is 18:30 UTC the day before.
+        assert_eq!(
+            aligned("1d", "+05:30", t(2026, 11, 28, 20, 0)),
+            w(t(2026, 11, 28, 18, 30), t(2026, 11, 29, 18, 30))
+        );
+        assert_eq!(
+            aligned("1M", "-08:00", t(2026, 12, 1, 3, 0)),
+            w(t(2026, 11, 1, 8, 0), t(2026, 12, 1, 8, 0))
+        );
+        assert_eq!(
+            aligned("1h", "+05:30", t(2026, 11, 28, 20, 0)),
+            w(t(2026, 11, 28, 19, 30), t(2026, 11, 28, 20, 30))
+        );
+    }
+
+    #[test]
+    fn new_york_days_across_dst() {
+        let ny = "America/New_York";
+        // Spring forward 2026-03-08: a 23-hour day.
+        assert_eq!(
+            aligned("1d", ny, t(2026, 3, 8, 12, 0)),
+            w(t(2026, 3, 8, 5, 0), t(2026, 3, 9, 4, 0))
+        );
+        // Fall back 2026-11-01: a 25-hour day.
+        assert_eq!(
+            aligned("1d", ny, t(2026, 11, 1, 12, 0)),
+            w(t(2026, 11, 1, 4, 0), t(2026, 11, 2, 5, 0))
+        );
+        // Month spanning both offsets: Nov 1 00:00 EDT .. Dec 1 00:00 EST.
+        assert_eq!(
+            aligned("1M", ny, t(2026, 11, 15, 0, 0)),
+            w(t(2026, 11, 1, 4, 0), t(2026, 12, 1, 5, 0))
+        );
+    }
+
+    #[test]
+    fn new_york_hours_across_dst() {
+        let ny = "America/New_York";
+        // Spring: 01:00 EST (06:00Z), then 02:00 does not exist; 03:00 EDT is 07:00Z.
+        assert_eq!(
+            aligned("1h", ny, t(2026, 3, 8, 6, 30)),
+            w(t(2026, 3, 8, 6, 0), t(2026, 3, 8, 7, 0))
+        );
+        assert_eq!(
+            aligned("1h", ny, t(2026, 3, 8, 7, 0)),
+            w(t(2026, 3, 8, 7, 0), t(2026, 3, 8, 8, 0))
+        );
+        // Fall: 01:00 EDT (05:00Z) is the earliest 01:00; the window runs to 02:00 EST (07:00Z),
+        // through both passes of the repeated hour.
+        for now in [t(2026, 11, 1, 5, 30), t(2026, 11, 1, 6, 30)] {
+            assert_eq!(
+                aligned("1h", ny, now),
+                w(t(2026, 11, 1, 5, 0), t(2026, 11, 1, 7, 0))
+            );
+        }
+        // Half hours in the repeated hour: 01:00 EDT, 01:30 EDT, then 02:00 EST.
+        assert_eq!(
+            aligned("30m", ny, t(2026, 11, 1, 6, 10)),
+            w(t(2026, 11, 1, 5, 30), t(2026, 11, 1, 7, 0))
+        );
+        assert_eq!(
+            aligned("30m", ny, t(2026, 11, 1, 5, 10)),
+            w(t(2026, 11, 1, 5, 0), t(2026, 11, 1, 5, 30))
+        );
+        // Quarter hours in the spring gap collapse: 01:45 EST runs to 03:00 EDT.
+        assert_eq!(
+            aligned("15m", ny, t(2026, 3, 8, 6, 50)),
+            w(t(2026, 3, 8, 6, 45), t(2026, 3, 8, 7, 0))
+        );
+    }
+
+    #[test]
+    fn berlin_across_dst() {
+        let berlin = "Europe/Berlin";
+        // Spring 2026-03-29 at 01:00Z: 02:00 CET becomes 03:00 CEST.
+        assert_eq!(
+            aligned("1d", berlin, t(2026, 3, 29, 12, 0)),
+            w(t(2026, 3, 28, 23, 0), t(2026, 3, 29, 22, 0))
+        );
+        assert_eq!(
+            aligned("1h", berlin, t(2026, 3, 29, 0, 30)),
+            w(t(2026, 3, 29, 0, 0), t(2026, 3, 29, 1, 0))
+        );
+        assert_eq!(
+            aligned("1h", berlin, t(2026, 3, 29, 1, 30)),
+            w(t(2026, 3, 29, 1, 0), t(2026, 3, 29, 2, 0))
+        );
+        // Fall 2026-10-25 at 01:00Z: 03:00 CEST becomes 02:00 CET; 02:00 happens twice.
+        assert_eq!(
+            aligned("1d", berlin, t(2026, 10, 25, 12, 0)),
+            w(t(2026, 10, 24, 22, 0), t(2026, 10, 25, 23, 0))
+        );
+        for now in [t(2026, 10, 25, 0, 30), t(2026, 10, 25, 1, 30)] {
+            assert_eq!(
+                aligned("1h", berlin, now),
+                w(t(2026, 10, 25, 0, 0), t(2026, 10, 25, 2, 0))
+            );
+        }
+    }
+
+    #[test]
+    fn midnight_inside_a_gap_starts_the_day_after_the_gap() {
+        // Sao Paulo 2018-11-04: 00:00 -03 jumped to 01:00 -02 (03:00Z).
+        let sp = "America/Sao_Paulo";
+        assert_eq!(
+            aligned("1d", sp, t(2018, 11, 4, 12, 0)),
+            w(t(2018, 11, 4, 3, 0), t(2018, 11, 5, 2, 0))
+        );
+        assert_eq!(
+            aligned("1d", sp, t(2018, 11, 4, 2, 59)),
+            w(t(2018, 11, 3, 3, 0), t(2018, 11, 4, 3, 0))
+        );
+        // Samoa skipped 2011-12-30 entirely: the 29th's window runs into the 31st.
+        let apia = "Pacific/Apia";
+        let day29 = aligned("1d", apia, t(2011, 12, 30, 9, 0));
+        assert_eq!(day29.end_nanos - day29.start_nanos, DAY);
+        assert_eq!(
+            aligned("1d", apia, day29.end_nanos).start_nanos,
+            day29.end_nanos
+        );
+    }
+
+    #[test]
+    fn rolling_fixed_lengths() {
+        let anchor = t(2026, 3, 7, 10, 17) + 123;
+        assert_eq!(
+            rolling("1h", "UTC", anchor, anchor + 2 * H + H / 2),
+            w(anchor + 2 * H, anchor + 3 * H)
+        );
+        assert_eq!(rolling("1h", "UTC", anchor, anchor), w(anchor, anchor + H));
+        assert_eq!(
+            rolling("1h", "UTC", anchor, anchor + H),
+            w(anchor + H, anchor + 2 * H)
+        );
+        // Before the anchor: the first window.
+        assert_eq!(
+            rolling("1h", "UTC", anchor, anchor - 5 * H),
+            w(anchor, anchor + H)
+        );
+        assert_eq!(
+            rolling("1h30m", "UTC", anchor, anchor + 4 * H),
+            w(anchor + 3 * H, anchor + 4 * H + H / 2)
+        );
+        // Days and weeks are 24h and 7x24h even across New York's spring forward.
+        assert_eq!(
+            rolling("1d", "America/New_York", anchor, anchor + DAY + 1),
+            w(anchor + DAY, anchor + 2 * DAY)
+        );
+        assert_eq!(
+            rolling("2w", "America/New_York", anchor, anchor + 15 * DAY),
+            w(anchor + 14 * DAY, anchor + 28 * DAY)
+        );
+        assert_eq!(
+            rolling("7m", "UTC", 0, 7 * 60 * NS * 3 + 1).start_nanos,
+            7 * 60 * NS * 3
+        );
+    }
+
+    #[test]
+    fn rolling_months_clamp_from_the_anchor() {
+        // 2024 is a leap year.
+        let anchor = t(2024, 1, 31, 10, 0);
+        assert_eq!(
+            rolling("1M", "UTC", anchor, t(2024, 2, 15, 0, 0)),
+            w(anchor, t(2024, 2, 29, 10, 0))
+        );
+        // Not chained: the window after Feb 29 ends on Mar 31, not Mar 29.
+        assert_eq!(
+            rolling("1M", "UTC", anchor, t(2024, 3, 1, 0, 0)),
+            w(t(2024, 2, 29, 10, 0), t(2024, 3, 31, 10, 0))
+        );
+        assert_eq!(
+            rolling("1M", "UTC", anchor, t(2024, 4, 30, 10, 0)),
+            w(t(2024, 4, 30, 10, 0), t(2024, 5, 31, 10, 0))
+        );
+        // Non-leap year.
+        assert_eq!(
+            rolling("1M", "UTC", t(2025, 1, 31, 0, 0), t(2025, 2, 1, 0, 0)),
+            w(t(2025, 1, 31, 0, 0), t(2025, 2, 28, 0, 0))
+        );
+        assert_eq!(
+            rolling("2M", "UTC", anchor, t(2024, 4, 1, 0, 0)),
+            w(t(2024, 3, 31, 10, 0), t(2024, 5, 31, 10, 0))
+        );
+        assert_eq!(
+            rolling("3M", "UTC", t(2025, 11, 30, 0, 0), t(2026, 2, 28, 12, 0)),
+            w(t(2026, 2, 28, 0, 0), t(2026, 5, 30, 0, 0))
+        );
+        // Years from Feb 29: Feb 28 in common years, Feb 29 again in 2028.
+        let leap = t(2024, 2, 29, 6, 0);
+        assert_eq!(
+            rolling("1Y", "UTC", leap, t(2025, 6, 1, 0, 0)),
+            w(t(2025, 2, 28, 6, 0), t(2026, 2, 28, 6, 0))
+        );
+        assert_eq!(
+            rolling("1Y", "UTC", leap, t(2028, 3, 1, 0, 0)),
+            w(t(2028, 2, 29, 6, 0), t(2029, 2, 28, 6, 0))
+        );
+        // Before the anchor: the first window.
+        assert_eq!(
+            rolling("1M", "UTC", anchor, t(2020, 1, 1, 0, 0)),
+            w(anchor, t(2024, 2, 29, 10, 0))
+        );
+    }
+
+    #[test]
+    fn rolling_months_keep_local_time_of_day() {
+        let ny = "America/New_York";
+        // Feb 15 12:00 EST (17:00Z) + 1M = Mar 15 12:00 EDT (16:00Z).
+        let anchor = t(2026, 2, 15, 17, 0);
+        assert_eq!(
+            rolling("1M", ny, anchor, anchor + DAY),
+            w(anchor, t(2026, 3, 15, 16, 0))
+        );
+        // Feb 8 02:30 EST + 1M = Mar 8 02:30, inside the gap: the first instant after it.
+        let anchor = t(2026, 2, 8, 7, 30);
+        assert_eq!(
+            rolling("1M", ny, anchor, anchor + DAY),
+            w(anchor, t(2026, 3, 8, 7, 0))
+        );
+        // Oct 1 01:30 EDT + 1M = Nov 1 01:30, which happens twice: the earliest (05:30Z).
+        let anchor = t(2026, 10, 1, 5, 30);
+        assert_eq!(
+            rolling("1M", ny, anchor, anchor + DAY),
+            w(anchor, t(2026, 11, 1, 5, 30))
+        );
+    }
+
+    #[test]
+    fn a_stored_window_is_current_until_its_end() {
+        let r = rule("1d", true, "UTC");
+        let stored = r.window_at(t(2026, 11, 28, 1, 0)).unwrap();
+        assert!(stored.contains(t(2026, 11, 28, 23, 59)));
+        assert!(!stored.contains(t(2026, 11, 29, 0, 0)));
+        assert!(!stored.contains(t(2026, 11, 27, 23, 59)));
+        assert_eq!(stored.remaining_nanos(t(2026, 11, 28, 23, 59)), 60 * NS);
+        assert_eq!(stored.retry_after_secs(t(2026, 11, 28, 23, 59) + 1), 60);
+        assert_eq!(stored.retry_after_secs(t(2026, 11, 30, 0, 0)), 0);
+        assert_eq!(stored.remaining_nanos(i64::MIN), i64::MAX);
+    }
+
+    #[test]
+    fn extreme_instants_never_panic() {
+        let instants = [i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
+        let durations = [
+            "1s",
+            "1h30m",
+            "1d",
+            "2d",
+            "1w",
+            "2w",
+            "1M",
+            "3M",
+            "1Y",
+            "2Y",
+            "9223372036s",
+            "106751d",
+            "15250w",
+            "4294967295M",
+            "357913941Y",
+        ];
+        for zone in [
+            "UTC",
+            "+14:00",
+            "-12:00",
+            "America/New_York",
+            "Pacific/Apia",
+        ] {
+            for d in durations {
+                let duration = LimitDuration::parse(d).unwrap();
+                let zone = Zone::parse(zone).unwrap();
+                let rules = [
+                    WindowRule::new(duration, true, zone),
+                    WindowRule::new(duration, false, zone),
+                ];
+                for r in rules.into_iter().flatten() {
+                    for now in instants {
+                        for anchor in instants {
+                            if let Ok(win) = r.window(anchor, now) {
+                                assert!(win.start_nanos < win.end_nanos, "{d} {now}");
+                                if r.calendar_aligned() || now >= anchor {
+                                    assert!(win.contains(now), "{d} {anchor} {now} {win:?}");
+                                }
+                            } else {
+                                // Only the very last instant has no window after it.
+                                let last = i64::MAX;
+                                assert!(
+                                    now == last || (!r.calendar_aligned() && anchor == last),
+                                    "{d} {anchor} {now}"
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        // Saturation: a yearly window around the last representable instant.
+        let near_end = rule("1Y", true, "UTC").window_at(i64::MAX - 1).unwrap();
+        assert_eq!(near_end.end_nanos, i64::MAX);
+        let near_start = rule("1Y", true, "UTC").window_at(i64::MIN).unwrap();
+        assert_eq!(near_start.start_nanos, i64::MIN);
+    }
+
+    #[test]
+    fn openai_reset_format() {
+        for (nanos, text) in [
+            (i64::MIN, "0s"),
+            (-5, "0s"),
+            (0, "0s"),
+            (1, "1s"),
+            (NS, "1s"),
+            (NS + 1, "2s"),
+            (45 * NS, "45s"),
+            (59 * NS + 1, "1m0s"),
+            (360 * NS, "6m0s"),
+            (3600 * NS, "1h0m0s"),
+            (3661 * NS, "1h1m1s"),
+            ((26 * 3600 + 3 * 60 + 4) * NS, "26h3m4s"),
+            (i64::MAX, "2562047h47m17s"),
+        ] {
+            assert_eq!(format_openai_reset(nanos), text, "{nanos}");
+        }
+    }
+}
