@@ -923,3 +923,171 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, reason = "test arithmetic")]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::sample::select;
+
+    const NS: i64 = NANOS_PER_SEC;
+    const H: i64 = 3600 * NS;
+    const DAY: i64 = 24 * H;
+
+    const ZONES: &[&str] = &[
+        "UTC",
+        "+05:30",
+        "-08:00",
+        "America/New_York",
+        "Europe/Berlin",
+        "America/Sao_Paulo",   // DST began at midnight
+        "Australia/Lord_Howe", // 30-minute DST
+        "Pacific/Apia",        // skipped a whole day
+    ];
+    const ALIGNED: &[&str] = &[
+        "1s", "45s", "15m", "1h", "1h30m", "8h", "24h", "1d", "2d", "3d", "1w", "2w", "1M", "3M",
+        "5M", "1Y", "2Y",
+    ];
+    const ROLLING: &[&str] = &[
+        "1s", "7m", "1h", "1h30m", "25h", "1d", "2d", "1w", "2w", "1M", "2M", "3M", "1Y", "2Y",
+    ];
+    /// Instants (UTC) near daylight-saving transitions of the zones above.
+    const TRANSITIONS: &[i64] = &[
+        1_772_953_200 * NS, // 2026-03-08 07:00Z New York spring
+        1_793_512_800 * NS, // 2026-11-01 06:00Z New York fall
+        1_774_746_000 * NS, // 2026-03-29 01:00Z Berlin spring
+        1_792_890_000 * NS, // 2026-10-25 01:00Z Berlin fall
+        1_541_300_400 * NS, // 2018-11-04 03:00Z Sao Paulo spring
+        1_325_239_200 * NS, // 2011-12-30 10:00Z Apia skipped day
+        1_775_314_800 * NS, // 2026-04-04 15:00Z Lord Howe fall
+        1_791_041_400 * NS, // 2026-10-03 15:30Z Lord Howe spring
+    ];
+
+    fn instant() -> impl Strategy<Value = i64> {
+        let year_1900 = -2_208_988_800 * NS;
+        let year_2200 = 7_258_118_400 * NS;
+        prop_oneof![
+            year_1900..year_2200,
+            (select(TRANSITIONS), -3 * H..3 * H).prop_map(|(t, d)| t + d),
+            (select(TRANSITIONS), -3 * DAY..3 * DAY).prop_map(|(t, d)| t + d),
+            // Whole minutes near transitions: boundaries themselves.
+            (select(TRANSITIONS), -180i64..180).prop_map(|(t, m)| t + m * 60 * NS),
+        ]
+    }
+
+    fn rule(duration: &str, aligned: bool, zone: &str) -> WindowRule {
+        WindowRule::new(
+            LimitDuration::parse(duration).unwrap(),
+            aligned,
+            Zone::parse(zone).unwrap(),
+        )
+        .unwrap()
+    }
+
+    fn check_partition(
+        window_of: impl Fn(i64) -> Window,
+        first_start: i64,
+        now: i64,
+        later: i64,
+    ) -> Result<(), TestCaseError> {
+        let win = window_of(now);
+        prop_assert!(win.start_nanos < win.end_nanos, "empty {win:?}");
+        prop_assert!(win.contains(now), "{win:?} misses {now}");
+        if win.end_nanos < i64::MAX {
+            let next = window_of(win.end_nanos);
+            prop_assert_eq!(next.start_nanos, win.end_nanos, "gap after {:?}", win);
+        }
+        if win.start_nanos > first_start {
+            let prev = window_of(win.start_nanos - 1);
+            prop_assert_eq!(prev.end_nanos, win.start_nanos, "gap before {:?}", win);
+        }
+        let then = window_of(later);
+        prop_assert!(
+            then.start_nanos >= win.start_nanos,
+            "{then:?} before {win:?}"
+        );
+        prop_assert!(then.end_nanos >= win.end_nanos, "{then:?} before {win:?}");
+        if later < win.end_nanos {
+            prop_assert_eq!(then, win);
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn aligned_windows_partition_time(
+            duration in select(ALIGNED),
+            zone in select(ZONES),
+            now in instant(),
+            step in prop_oneof![0..2 * H, 0..400 * DAY],
+        ) {
+            let r = rule(duration, true, zone);
+            check_partition(|t| r.window_at(t).unwrap(), i64::MIN, now, now + step)?;
+        }
+
+        #[test]
+        fn rolling_windows_partition_time_from_the_anchor(
+            duration in select(ROLLING),
+            zone in select(ZONES),
+            anchor in instant(),
+            offset in prop_oneof![0..3 * DAY, 0..3650 * DAY],
+            step in prop_oneof![0..2 * H, 0..400 * DAY],
+        ) {
+            let r = rule(duration, false, zone);
+            let now = anchor + offset;
+            check_partition(|t| r.rolling_window_at(anchor, t).unwrap(), anchor, now, now + step)?;
+            let first = r.rolling_window_at(anchor, anchor).unwrap();
+            prop_assert_eq!(first.start_nanos, anchor);
+            prop_assert_eq!(r.rolling_window_at(anchor, anchor - 1 - offset).unwrap(), first);
+        }
+
+        #[test]
+        fn aligned_day_windows_start_at_local_midnight_or_a_gap_end(
+            zone in select(ZONES),
+            now in instant(),
+        ) {
+            let r = rule("1d", true, zone);
+            let z = r.zone();
+            let win = r.window_at(now).unwrap();
+            let start = z.local_datetime(win.start_nanos);
+            let before = z.local_datetime(win.start_nanos - 1);
+            // Either the start is local midnight, or midnight fell in a gap just before it.
+            let midnight = start.time() == chrono::NaiveTime::MIN;
+            prop_assert!(midnight || before.date() < start.date(), "{start} {before}");
+        }
+
+        #[test]
+        fn rolling_fixed_windows_have_the_exact_length(
+            duration in select(&["1s", "7m", "1h30m", "25h", "1d", "2w"][..]),
+            anchor in instant(),
+            offset in 0..3650 * DAY,
+        ) {
+            let r = rule(duration, false, "America/New_York");
+            let win = r.rolling_window_at(anchor, anchor + offset).unwrap();
+            let d = r.duration().fixed_nanos().unwrap();
+            prop_assert_eq!(win.end_nanos - win.start_nanos, d);
+            prop_assert_eq!((win.start_nanos - anchor) % d, 0);
+        }
+
+        #[test]
+        fn openai_reset_rounds_up_to_whole_seconds(nanos in any::<i64>()) {
+            let text = format_openai_reset(nanos);
+            let mut total = 0i64;
+            let mut number = 0i64;
+            for c in text.chars() {
+                match c {
+                    '0'..='9' => number = number * 10 + i64::from(c.to_digit(10).unwrap()),
+                    'h' => { total += number * 3600; number = 0; }
+                    'm' => { total += number * 60; number = 0; }
+                    's' => { total += number; number = 0; }
+                    _ => prop_assert!(false, "{text}"),
+                }
+            }
+            let want = if nanos <= 0 { 0 } else { (nanos - 1) / NS + 1 };
+            prop_assert_eq!(total, want, "{}", text);
+        }
+    }
+}
