@@ -460,4 +460,27 @@ mod tests {
         let long = "x".repeat(1000);
         assert!(msg(&long).len() < 80);
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_errs_and_accepted_text_round_trips(
+            text in "[0-9smhdwMY.+ x-]{0,14}"
+        ) {
+            if let Ok(d) = LimitDuration::parse(&text) {
+                let shown = d.to_string();
+                proptest::prop_assert_eq!(LimitDuration::parse(&shown).unwrap(), d);
+                proptest::prop_assert!(d.fixed_nanos().is_some() != d.calendar_months().is_some());
+                proptest::prop_assert_eq!(
+                    shown.trim_start_matches('0').len() <= text.len(), true
+                );
+            }
+        }
+
+        #[test]
+        fn canonical_numbers_round_trip(n in 1u64..=15_250, unit in "[smhdwMY]") {
+            let text = format!("{n}{unit}");
+            let d = LimitDuration::parse(&text).unwrap();
+            proptest::prop_assert_eq!(d.to_string(), text);
+        }
+    }
 }

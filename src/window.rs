@@ -700,6 +700,66 @@ mod tests {
     }
 
     #[test]
+    fn weeks_and_day_pairs_follow_the_local_calendar() {
+        // The Berlin week of Monday 2026-03-23 contains the spring change: 167 hours.
+        assert_eq!(
+            aligned("1w", "Europe/Berlin", t(2026, 3, 25, 12, 0)),
+            w(t(2026, 3, 22, 23, 0), t(2026, 3, 29, 22, 0))
+        );
+        // 2026-11-01 is day 20758 since 1970 (even): New York's pair starts Nov 1 00:00 EDT and
+        // ends Nov 3 00:00 EST, 49 hours later; Oct 31 belongs to the previous pair.
+        assert_eq!(
+            aligned("2d", "America/New_York", t(2026, 11, 2, 12, 0)),
+            w(t(2026, 11, 1, 4, 0), t(2026, 11, 3, 5, 0))
+        );
+        assert_eq!(
+            aligned("2d", "America/New_York", t(2026, 10, 31, 12, 0)).end_nanos,
+            t(2026, 11, 1, 4, 0)
+        );
+        // Year boundaries are local too.
+        assert_eq!(
+            aligned("1Y", "America/New_York", t(2027, 1, 1, 2, 0)),
+            w(t(2026, 1, 1, 5, 0), t(2027, 1, 1, 5, 0))
+        );
+    }
+
+    #[test]
+    fn rolling_each_unit() {
+        let anchor = t(2026, 1, 31, 23, 30) + 7;
+        for (d, now, start, end) in [
+            (
+                "45s",
+                anchor + 100 * NS,
+                anchor + 90 * NS,
+                anchor + 135 * NS,
+            ),
+            (
+                "5m",
+                anchor + 11 * 60 * NS,
+                anchor + 10 * 60 * NS,
+                anchor + 15 * 60 * NS,
+            ),
+            ("2h", anchor + 5 * H, anchor + 4 * H, anchor + 6 * H),
+            ("3d", anchor + 7 * DAY, anchor + 6 * DAY, anchor + 9 * DAY),
+            ("1w", anchor + 8 * DAY, anchor + 7 * DAY, anchor + 14 * DAY),
+            (
+                "1M",
+                t(2026, 3, 15, 0, 0),
+                t(2026, 2, 28, 23, 30) + 7,
+                t(2026, 3, 31, 23, 30) + 7,
+            ),
+            (
+                "2Y",
+                t(2029, 1, 1, 0, 0),
+                t(2028, 1, 31, 23, 30) + 7,
+                t(2030, 1, 31, 23, 30) + 7,
+            ),
+        ] {
+            assert_eq!(rolling(d, "UTC", anchor, now), w(start, end), "{d}");
+        }
+    }
+
+    #[test]
     fn midnight_inside_a_gap_starts_the_day_after_the_gap() {
         // Sao Paulo 2018-11-04: 00:00 -03 jumped to 01:00 -02 (03:00Z).
         let sp = "America/Sao_Paulo";

@@ -354,4 +354,25 @@ mod tests {
             let _ = zone.resolve_local(&NaiveDateTime::MAX);
         }
     }
+
+    proptest::proptest! {
+        #[test]
+        fn any_text_parses_or_errs_and_round_trips(text in "[+-]?[0-9]{0,3}:?[0-9]{0,3}|[A-Za-z_/]{0,20}") {
+            if let Ok(zone) = Zone::parse(&text) {
+                proptest::prop_assert_eq!(Zone::parse(&zone.to_string()).unwrap(), zone);
+            }
+        }
+
+        #[test]
+        fn local_then_resolve_is_the_instant_or_its_earlier_twin(
+            zone in proptest::sample::select(&["UTC", "+05:30", "America/New_York", "Europe/Berlin"][..]),
+            nanos in -2_208_988_800_000_000_000i64..7_258_118_400_000_000_000,
+        ) {
+            let zone = Zone::parse(zone).unwrap();
+            let back = zone.resolve_local(&zone.local_datetime(nanos));
+            let diff = i128::from(nanos) - back;
+            // Equal, or the second pass of a repeated hour resolving to the first.
+            proptest::prop_assert!(diff == 0 || diff == 3600 * i128::from(NS), "{}", diff);
+        }
+    }
 }
