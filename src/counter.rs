@@ -142,10 +142,7 @@ impl Record {
 }
 
 fn window_for(limit: &Limit, anchor: i64, now: i64) -> Result<Window, CounterError> {
-    limit
-        .rule
-        .window_at(anchor, now)
-        .map_err(CounterError::Window)
+    limit.rule.window(anchor, now).map_err(CounterError::Window)
 }
 
 struct Writer<'a> {

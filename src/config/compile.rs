@@ -471,7 +471,7 @@ fn storage_key(
     rule: &WindowRule,
     defaults: &Inherited,
 ) -> Vec<u8> {
-    let duration = rule.duration.to_string();
+    let duration = rule.duration().to_string();
     let alignment = if defaults.calendar_aligned { "a" } else { "r" };
     let parts = [
         namespace,

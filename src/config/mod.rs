@@ -214,3 +214,6 @@ impl VirtualKey {
 pub fn sha256_of(secret: &[u8]) -> [u8; 32] {
     compile::sha256(secret)
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,244 @@
+//! Every way a configuration can be refused, with the one line an operator sees.
+
+use super::*;
+
+fn error_of(json: &str) -> String {
+    match parse(json) {
+        Ok(_) => panic!("configuration unexpectedly accepted: {json}"),
+        Err(err) => err.to_string(),
+    }
+}
+
+const PRICING: &str =
+    r#""pricing":{"gpt-4o-mini":{"input_cost_per_token":1.5e-7,"output_cost_per_token":6e-7}}"#;
+
+fn with_key(key: &str) -> String {
+    format!(r#"{{{PRICING},"virtual_keys":[{key}]}}"#)
+}
+
+#[test]
+fn defaults_fill_an_empty_configuration() {
+    let policy = parse("{}").unwrap();
+    assert_eq!(policy.namespace, "governance");
+    assert_eq!(policy.mode, Mode::Enforce);
+    assert_eq!(policy.failure_mode, FailureMode::Closed);
+    assert_eq!(
+        policy.key_headers,
+        [
+            "x-bf-vk",
+            "authorization",
+            "x-api-key",
+            "x-goog-api-key",
+            "api-key"
+        ]
+    );
+    assert!(
+        policy.require_virtual_key
+            && policy.strip_virtual_key
+            && policy.require_pricing
+            && policy.response_headers
+    );
+    assert_eq!(policy.provider_header, "x-bf-provider");
+    assert!(policy.usage_endpoint.is_none());
+}
+
+#[test]
+fn the_spec_example_compiles() {
+    let json = r#"{
+      "namespace": "governance", "mode": "enforce", "failure_mode": "closed", "timezone": "UTC",
+      "virtual_key_headers": ["x-bf-vk", "authorization", "x-api-key", "x-goog-api-key", "api-key"],
+      "require_virtual_key": true, "strip_virtual_key": true, "provider_header": "x-bf-provider",
+      "require_pricing": true, "response_headers": true,
+      "usage_endpoint": { "path": "/governance/usage", "admin_key_sha256": "0000000000000000000000000000000000000000000000000000000000000000" },
+      "pricing": {
+        "gpt-4o-mini": { "input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7, "cache_read_input_token_cost": 7.5e-8 },
+        "claude-sonnet-4*": { "input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5,
+                              "cache_read_input_token_cost": 3e-7, "cache_creation_input_token_cost": 3.75e-6 }
+      },
+      "customers": [ { "id": "acme", "budgets": [{ "max_limit": 2000, "reset_duration": "1M" }],
+                       "calendar_aligned": true, "timezone": "America/New_York" } ],
+      "teams": [ { "id": "ml", "customer_id": "acme", "budgets": [{ "max_limit": 500, "reset_duration": "1M" }],
+                   "rate_limit": { "token_max_limit": 5000000, "token_reset_duration": "1d" } } ],
+      "virtual_keys": [
+        { "id": "vk-ml-1", "value": "sk-bf-1f0c", "is_active": true, "team_id": "ml",
+          "expires_at": "2027-06-30T00:00:00Z", "allowed_models": ["gpt-4o-mini", "claude-sonnet-4*"],
+          "budgets": [{ "max_limit": 10, "reset_duration": "1d" }, { "max_limit": 100, "reset_duration": "1M" }],
+          "rate_limit": { "request_max_limit": 60, "request_reset_duration": "1m",
+                          "token_max_limit": 200000, "token_reset_duration": "1h" },
+          "provider_configs": [
+            { "provider": "openai", "allowed_models": ["gpt-4o-mini"],
+              "budgets": [{ "max_limit": 5, "reset_duration": "1d" }],
+              "rate_limit": { "request_max_limit": 30, "request_reset_duration": "1m" } },
+            { "provider": "anthropic" } ] },
+        { "id": "vk-ci", "value_sha256": "1111111111111111111111111111111111111111111111111111111111111111", "customer_id": "acme" }
+      ]
+    }"#;
+    let policy = parse(json).unwrap();
+    assert_eq!(policy.keys.len(), 2);
+    assert_eq!(policy.limits.len(), 1 + 2 + 4 + 2);
+    let key = &policy.keys[0];
+    assert_eq!(key.team, Some(0));
+    assert_eq!(
+        key.customer,
+        Some(0),
+        "a team key reaches its team's customer"
+    );
+    assert_eq!(policy.keys[1].customer, Some(0));
+    assert!(policy.providers.contains("openai") && policy.providers.contains("anthropic"));
+    let config = key.provider_config("openai").unwrap();
+    assert_eq!(config.owner.id, "vk-ml-1/openai");
+    let keys: std::collections::HashSet<_> = policy
+        .limits
+        .iter()
+        .map(|l| l.storage_key.clone())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        policy.limits.len(),
+        "every limit has its own shared-data key"
+    );
+    // Calendar alignment is inherited from the owner.
+    assert!(
+        policy
+            .limits
+            .iter()
+            .find(|l| l.owner_id == "acme")
+            .unwrap()
+            .calendar_aligned
+    );
+    assert!(
+        !policy
+            .limits
+            .iter()
+            .find(|l| l.owner_id == "ml")
+            .unwrap()
+            .calendar_aligned
+    );
+}
+
+#[test]
+fn pricing_entries_accept_litellm_extras() {
+    let json = r#"{"pricing":{"gpt-4o":{"input_cost_per_token":2.5e-6,"output_cost_per_token":1e-5,
+        "litellm_provider":"openai","mode":"chat","max_tokens":16384,"supports_vision":true}}}"#;
+    let policy = parse(json).unwrap();
+    let price = policy.pricing.lookup("gpt-4o").unwrap();
+    assert_eq!(
+        price.cache_read, price.input,
+        "cache prices default to the input price"
+    );
+    assert_eq!(price.cache_creation, price.input);
+}
+
+#[test]
+fn counter_identity_ignores_max_but_not_window() {
+    let a = parse(&with_key(
+        r#"{"id":"k","value":"s","budgets":[{"max_limit":10,"reset_duration":"1d"}]}"#,
+    ))
+    .unwrap();
+    let b = parse(&with_key(
+        r#"{"id":"k","value":"s","budgets":[{"max_limit":99,"reset_duration":"1d"}]}"#,
+    ))
+    .unwrap();
+    let c = parse(&with_key(
+        r#"{"id":"k","value":"s","budgets":[{"max_limit":10,"reset_duration":"1w"}]}"#,
+    ))
+    .unwrap();
+    let d = parse(&with_key(
+        r#"{"id":"k","value":"s","budgets":[{"max_limit":10,"reset_duration":"1d","calendar_aligned":true}]}"#,
+    ))
+    .unwrap();
+    let e = parse(&with_key(
+        r#"{"id":"k","value":"s","budgets":[{"max_limit":10,"reset_duration":"1d","timezone":"Europe/Berlin"}]}"#,
+    ))
+    .unwrap();
+    assert_eq!(a.limits[0].storage_key, b.limits[0].storage_key);
+    for other in [&c, &d, &e] {
+        assert_ne!(a.limits[0].storage_key, other.limits[0].storage_key);
+    }
+}
+
+#[test]
+fn refusals_name_the_json_path() {
+    let cases: Vec<(String, &str)> = vec![
+        ("not json".to_string(), "configuration is not valid JSON"),
+        (r#"{"nope":1}"#.to_string(), "nope: unknown field `nope`"),
+        (r#"{"mode":"loud"}"#.to_string(), "mode: unknown variant `loud`"),
+        (r#"{"failure_mode":"maybe"}"#.to_string(), "failure_mode: unknown variant `maybe`"),
+        (r#"{"namespace":""}"#.to_string(), "namespace: must not be empty"),
+        (r#"{"virtual_key_headers":[]}"#.to_string(), "virtual_key_headers: must name at least one header"),
+        (r#"{"virtual_key_headers":["x ok"]}"#.to_string(), "virtual_key_headers[0]: \"x ok\" is not an HTTP header name"),
+        (r#"{"provider_header":""}"#.to_string(), "provider_header: must not be empty"),
+        (r#"{"usage_endpoint":{"path":"usage"}}"#.to_string(), "usage_endpoint.path: \"usage\" must start with '/'"),
+        (r#"{"usage_endpoint":{"path":"/u","admin_key_sha256":"abc"}}"#.to_string(), "usage_endpoint.admin_key_sha256: must be 64 hexadecimal characters"),
+        (r#"{"usage_endpoint":{"path":"/u","extra":1}}"#.to_string(), "usage_endpoint.extra: unknown field `extra`"),
+        (r#"{"pricing":{"m":{"input_cost_per_token":-1,"output_cost_per_token":0}}}"#.to_string(), "pricing.m.input_cost_per_token: -1 is not a price >= 0"),
+        (r#"{"pricing":{"m":{"output_cost_per_token":0}}}"#.to_string(), "pricing.m: missing field `input_cost_per_token`"),
+        (r#"{"reservation":{"enabled":true}}"#.to_string(), "reservation.enabled"),
+        (r#"{"customers":[{"id":"a"},{"id":"a"}]}"#.to_string(), "customers[1].id: \"a\" is used twice"),
+        (r#"{"customers":[{"id":""}]}"#.to_string(), "customers[0].id: must not be empty"),
+        (r#"{"teams":[{"id":"t","customer_id":"ghost"}]}"#.to_string(), "teams[0].customer_id: no customer has id \"ghost\""),
+        (r#"{"teams":[{"id":"t"},{"id":"t"}]}"#.to_string(), "teams[1].id: \"t\" is used twice"),
+        (with_key(r#"{"id":"k"}"#), "virtual_keys[0]: needs `value` or `value_sha256`"),
+        (with_key(r#"{"id":"k","value":"a","value_sha256":"00"}"#), "virtual_keys[0]: has both `value` and `value_sha256`"),
+        (with_key(r#"{"id":"k","value":""}"#), "virtual_keys[0].value: must not be empty"),
+        (with_key(r#"{"id":"k","value_sha256":"zz"}"#), "virtual_keys[0].value_sha256: must be 64 hexadecimal characters"),
+        (with_key(r#"{"id":"k","value":"a"},{"id":"k","value":"b"}"#), "virtual_keys[1].id: \"k\" is used twice"),
+        (with_key(r#"{"id":"k","value":"a"},{"id":"j","value":"a"}"#), "virtual_keys[1].value: another virtual key has the same secret"),
+        (with_key(r#"{"id":"k","value":"a","team_id":"t"}"#), "virtual_keys[0].team_id: no team has id \"t\""),
+        (with_key(r#"{"id":"k","value":"a","customer_id":"c"}"#), "virtual_keys[0].customer_id: no customer has id \"c\""),
+        (
+            r#"{"customers":[{"id":"c"}],"teams":[{"id":"t"}],"virtual_keys":[{"id":"k","value":"a","team_id":"t","customer_id":"c"}]}"#.to_string(),
+            "virtual_keys[0]: names both `team_id` and `customer_id`",
+        ),
+        (with_key(r#"{"id":"k","value":"a","expires_at":"tomorrow"}"#), "virtual_keys[0].expires_at: \"tomorrow\" is not an RFC 3339 time"),
+        (with_key(r#"{"id":"k","value":"a","name":"x"}"#), "virtual_keys[0].name: unknown field `name`"),
+        (
+            with_key(r#"{"id":"k","value":"a","budgets":[{"max_limit":0,"reset_duration":"1d"}]}"#),
+            "virtual_keys[0].budgets[0].max_limit: 0 is not a USD amount > 0",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","budgets":[{"max_limit":1,"reset_duration":"1d"},{"max_limit":2,"reset_duration":"1d"}]}"#),
+            "virtual_keys[0].budgets[1].reset_duration: \"1d\" is used by another budget of this owner",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","budgets":[{"max_limit":1,"reset_duration":"1d","timezone":"Mars/Olympus"}]}"#),
+            "virtual_keys[0].budgets[0].timezone:",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","rate_limit":{"request_max_limit":5}}"#),
+            "virtual_keys[0].rate_limit.request_reset_duration: is required with request_max_limit",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","rate_limit":{"token_reset_duration":"1h"}}"#),
+            "virtual_keys[0].rate_limit.token_max_limit: is required with token_reset_duration",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","rate_limit":{"request_max_limit":0,"request_reset_duration":"1m"}}"#),
+            "virtual_keys[0].rate_limit.request_max_limit: must be > 0",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","rate_limit":{"request_max_limit":-3,"request_reset_duration":"1m"}}"#),
+            "virtual_keys[0].rate_limit.request_max_limit: invalid value: integer `-3`",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","provider_configs":[{"provider":"openai"},{"provider":"openai"}]}"#),
+            "virtual_keys[0].provider_configs[1].provider: provider \"openai\" is listed twice",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","provider_configs":[{"provider":"a/b"}]}"#),
+            "virtual_keys[0].provider_configs[0].provider: must be a non-empty provider name",
+        ),
+        (
+            with_key(r#"{"id":"k","value":"a","provider_configs":[{"provider":"openai","budgets":[{"max_limit":-1,"reset_duration":"1d"}]}]}"#),
+            "virtual_keys[0].provider_configs[0].budgets[0].max_limit: -1 is not a USD amount",
+        ),
+    ];
+    for (json, expected) in cases {
+        let error = error_of(&json);
+        assert!(
+            error.starts_with(expected),
+            "for {json}\n  expected: {expected}\n  got:      {error}"
+        );
+        assert!(!error.contains('\n'), "one line: {error}");
+    }
+}
