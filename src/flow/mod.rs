@@ -618,3 +618,6 @@ fn split_provider(
     }
     (provider, Some(model))
 }
+
+#[cfg(test)]
+mod tests;
