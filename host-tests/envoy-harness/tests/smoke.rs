@@ -1,0 +1,105 @@
+//! The module loads in a real Envoy and requests pass through to the mock upstream and back.
+
+mod common;
+
+use common::{chat, stack, KEY};
+use envoy_harness::Request;
+use serde_json::json;
+use std::time::Duration;
+
+#[test]
+fn json_request_passes_through() {
+    let s = stack();
+    let resp = s
+        .client()
+        .send(
+            &Request::post("/v1/chat/completions")
+                .header("x-bf-vk", KEY)
+                .header("x-mock-usage", "prompt=100,completion=20")
+                .json(&chat(false)),
+        )
+        .expect("request through Envoy");
+    assert_eq!(resp.status, 200, "body: {}", resp.text());
+    let body = resp.json().expect("JSON body");
+    assert_eq!(body["usage"]["prompt_tokens"], 100);
+    assert_eq!(body["usage"]["completion_tokens"], 20);
+    assert!(s.mock.wait_for_requests(1, Duration::from_secs(5)));
+    let seen = s.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].path, "/v1/chat/completions");
+    assert_eq!(seen[0].json().unwrap()["model"], "gpt-4o-mini");
+}
+
+#[test]
+fn sse_streams_pass_through() {
+    let s = stack();
+    let c = s.client();
+    let resp = c
+        .send(
+            &Request::post("/v1/chat/completions")
+                .header("x-bf-vk", KEY)
+                .header("x-mock-usage", "prompt=7,completion=3")
+                .json(&chat(true)),
+        )
+        .expect("stream through Envoy");
+    assert_eq!(resp.status, 200, "body: {}", resp.text());
+    assert_eq!(resp.header("content-type"), Some("text/event-stream"));
+    let data = resp.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let usage_chunk: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(usage_chunk["usage"]["prompt_tokens"], 7);
+
+    let resp = c
+        .send(
+            &Request::post("/v1/messages")
+                .header("x-bf-vk", KEY)
+                .header("x-mock-usage", "prompt=11,completion=4,cached=2")
+                .json(
+                    &json!({"model": "claude-sonnet-4-5", "stream": true, "max_tokens": 64,
+                    "messages": [{"role": "user", "content": "hi"}]}),
+                ),
+        )
+        .expect("anthropic stream through Envoy");
+    assert_eq!(resp.status, 200, "body: {}", resp.text());
+    let text = resp.text();
+    assert!(text.contains("event: message_start"), "{text}");
+    assert!(text.contains("\"output_tokens\":4"), "{text}");
+    assert!(text.contains("event: message_stop"), "{text}");
+}
+
+#[test]
+fn large_request_body_reaches_upstream() {
+    let s = stack();
+    let filler = "x".repeat(5 * 1024 * 1024);
+    let body = json!({"model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": filler}]});
+    let req = Request::post("/v1/chat/completions")
+        .header("x-bf-vk", KEY)
+        .json(&body);
+    let sent_len = req.body.len();
+    let resp = s.client().send(&req).expect("5 MB request through Envoy");
+    assert_eq!(resp.status, 200, "body: {}", resp.text());
+    let seen = s.mock.requests();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].body_len, sent_len);
+}
+
+#[test]
+fn stats_show_the_wasm_vms() {
+    let s = stack();
+    let resp = s
+        .client()
+        .send(&Request::get("/v1/models").header("x-bf-vk", KEY))
+        .expect("request through Envoy");
+    assert_eq!(resp.status, 200, "body: {}", resp.text());
+    let stats = s.envoy.stats().expect("admin /stats");
+    // 4 workers + main thread + the canary VM.
+    assert_eq!(
+        s.envoy
+            .counter("wasm.envoy.wasm.runtime.v8.active")
+            .unwrap(),
+        Some(6),
+        "stats: {stats:?}"
+    );
+    assert!(stats.contains_key("wasm.governance.vm_reload"), "{stats:?}");
+}
