@@ -545,6 +545,11 @@ impl Envoy {
         self.guard.stop()
     }
 
+    /// Envoy's process id (the process group is the same number, or that of `timeout`).
+    pub fn pid(&self) -> Option<u32> {
+        self.guard.child.as_ref().map(Child::id)
+    }
+
     /// True while the process runs.
     pub fn is_running(&mut self) -> bool {
         self.guard.child.is_some() && self.guard.try_wait().is_none()

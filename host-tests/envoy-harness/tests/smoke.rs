@@ -103,3 +103,26 @@ fn stats_show_the_wasm_vms() {
     );
     assert!(stats.contains_key("wasm.governance.vm_reload"), "{stats:?}");
 }
+
+#[test]
+fn dropping_the_stack_stops_envoy() {
+    let s = stack();
+    let pid = s.envoy.pid().expect("a running Envoy");
+    let proc_dir = std::path::PathBuf::from(format!("/proc/{pid}"));
+    assert!(proc_dir.exists());
+    let config = s.envoy.config_path().to_path_buf();
+    drop(s);
+    // The child was reaped by the guard, so the pid is gone (bounded wait for safety).
+    for _ in 0..50 {
+        if !proc_dir.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!proc_dir.exists(), "Envoy (pid {pid}) still running");
+    assert!(
+        !config.exists(),
+        "temporary files left at {}",
+        config.display()
+    );
+}

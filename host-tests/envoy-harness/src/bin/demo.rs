@@ -6,7 +6,7 @@
 //! It prints one line per decision and is robust to whatever the filter answers.
 
 use envoy_harness::runner::{repo_root, Stack};
-use envoy_harness::{Client, Request, Response};
+use envoy_harness::{Client, MockUpstream, Request, Response};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -38,8 +38,9 @@ enum Kind {
     Gemini,
 }
 
-struct Demo {
+struct Demo<'a> {
     client: Client,
+    mock: &'a MockUpstream,
     secrets: BTreeMap<String, String>,
     started: Instant,
     tally: Mutex<BTreeMap<(String, u16), usize>>,
@@ -107,6 +108,7 @@ fn run(config_path: &PathBuf, workers: u32) -> Result<(), String> {
     );
     let demo = Demo {
         client: stack.client().with_timeout(Duration::from_secs(20)),
+        mock: &stack.mock,
         secrets,
         started: Instant::now(),
         tally: Mutex::new(BTreeMap::new()),
@@ -296,7 +298,7 @@ fn header(text: &str) {
     println!("\n== {text}");
 }
 
-impl Demo {
+impl Demo<'_> {
     fn request(&self, call: &Call) -> Request {
         let (path, body) = match call.kind {
             Kind::OpenAi => (
@@ -391,13 +393,20 @@ impl Demo {
                         extras.push(format!("{short}={v}"));
                     }
                 }
-                let upstream = if resp.header("x-mock-request-id").is_some() {
-                    "upstream"
-                } else {
-                    "local"
+                // Where the answer came from, and whether the key reached the provider.
+                let upstream = match resp
+                    .header("x-mock-request-id")
+                    .and_then(|id| id.parse::<usize>().ok())
+                    .and_then(|id| self.mock.request(id))
+                {
+                    None => "local",
+                    Some(seen) if seen.has_header(call.key_header) && call.key_id != "none" => {
+                        "upstream(key NOT stripped)"
+                    }
+                    Some(_) => "upstream",
                 };
                 println!(
-                    "{t:6.2}s {phase} {:<12} {what:<10} {model:<18} -> {} {error:<22} {upstream:<8} {}",
+                    "{t:6.2}s {phase} {:<12} {what:<14} {model:<18} -> {} {error:<22} {upstream:<8} {}",
                     call.key_id,
                     resp.status,
                     extras.join(" ")
