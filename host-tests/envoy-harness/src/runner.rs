@@ -204,34 +204,43 @@ impl EnvoyConfig {
         self
     }
 
-    /// Renders the bootstrap for the given listener and admin ports. Fails if a
-    /// placeholder is left over.
+    /// Renders the bootstrap for the given listener and admin ports, in one pass over the
+    /// template (text inserted, such as the plugin configuration, is never scanned again).
+    /// Fails on an unknown or missing placeholder.
     pub fn render(&self, listen_port: u16, admin_port: u16) -> Result<String, HarnessError> {
-        let out = self
-            .template
-            .replace("{{LISTEN_PORT}}", &listen_port.to_string())
-            .replace("{{ADMIN_PORT}}", &admin_port.to_string())
-            .replace("{{UPSTREAM_PORT}}", &self.upstream_port.to_string())
-            .replace(
-                "{{WASM_PATH}}",
-                &yaml_quote(&self.wasm_path.to_string_lossy()),
-            )
-            .replace("{{PLUGIN_CONFIG}}", &yaml_quote(&self.plugin_config))
-            .replace("{{VM_ID}}", &yaml_quote(&self.vm_id))
-            .replace("{{FAILURE_POLICY}}", &self.failure_policy);
-        // Only the template's own placeholders count: the plugin config may contain braces.
-        for name in [
-            "LISTEN_PORT",
-            "ADMIN_PORT",
-            "UPSTREAM_PORT",
-            "WASM_PATH",
-            "PLUGIN_CONFIG",
-            "VM_ID",
-            "FAILURE_POLICY",
-        ] {
-            if self.template.contains(&format!("{{{{{name}}}}}")) {
-                continue;
+        let values = [
+            ("LISTEN_PORT", listen_port.to_string()),
+            ("ADMIN_PORT", admin_port.to_string()),
+            ("UPSTREAM_PORT", self.upstream_port.to_string()),
+            ("WASM_PATH", yaml_quote(&self.wasm_path.to_string_lossy())),
+            ("PLUGIN_CONFIG", yaml_quote(&self.plugin_config)),
+            ("VM_ID", yaml_quote(&self.vm_id)),
+            ("FAILURE_POLICY", self.failure_policy.clone()),
+        ];
+        let mut used = [false; 7];
+        let mut out = String::with_capacity(self.template.len() + self.plugin_config.len());
+        let mut rest = self.template.as_str();
+        while let Some(open) = rest.find("{{") {
+            let (before, after_open) = rest.split_at(open);
+            out.push_str(before);
+            let after_open = after_open.get(2..).unwrap_or("");
+            let close = after_open
+                .find("}}")
+                .ok_or_else(|| err("unterminated {{ in the template"))?;
+            let (name, after_close) = after_open.split_at(close);
+            let idx = values.iter().position(|(n, _)| *n == name).ok_or_else(|| {
+                err(format!(
+                    "unknown placeholder {{{{{name}}}}} in the template"
+                ))
+            })?;
+            if let (Some((_, v)), Some(flag)) = (values.get(idx), used.get_mut(idx)) {
+                out.push_str(v);
+                *flag = true;
             }
+            rest = after_close.get(2..).unwrap_or("");
+        }
+        out.push_str(rest);
+        if let Some((name, _)) = values.iter().zip(used).find(|(_, u)| !u).map(|(v, _)| v) {
             return Err(err(format!(
                 "template lacks the {{{{{name}}}}} placeholder"
             )));
@@ -717,5 +726,46 @@ impl Stack {
     /// A client for Envoy's listener.
     pub fn client(&self) -> Client {
         self.envoy.client()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_fills_every_placeholder_once() {
+        let cfg = EnvoyConfig::new(7, "{\"a\":\"{{ADMIN_PORT}}\"}");
+        let out = cfg.render(1, 2).unwrap();
+        assert!(
+            out.contains(r#"value: "{\"a\":\"{{ADMIN_PORT}}\"}""#),
+            "{out}"
+        );
+        assert!(out.contains("port_value: 2 }"));
+        assert!(out.contains("port_value: 7 }"));
+        assert!(!out.contains("{{LISTEN_PORT}}"));
+    }
+
+    #[test]
+    fn render_rejects_unknown_and_missing_placeholders() {
+        let cfg = EnvoyConfig::new(7, "{}").template("{{NOPE}}");
+        assert!(cfg.render(1, 2).unwrap_err().0.contains("NOPE"));
+        let cfg = EnvoyConfig::new(7, "{}").template("no placeholders");
+        assert!(cfg.render(1, 2).unwrap_err().0.contains("lacks"));
+    }
+
+    #[test]
+    fn yaml_quote_escapes() {
+        assert_eq!(yaml_quote("a\"b\\c\nd"), r#""a\"b\\c\nd""#);
+        assert_eq!(yaml_quote("é😀"), r#""\u00e9\U0001f600""#);
+    }
+
+    #[test]
+    fn stats_lookup_tries_wasmcustom() {
+        let stats = parse_stats("wasmcustom.governance.admitted: 3\nfoo.bar: 5\nh: P0(nan,0)\n");
+        assert_eq!(lookup_counter(&stats, "governance.admitted"), Some(3));
+        assert_eq!(lookup_counter(&stats, "foo.bar"), Some(5));
+        assert_eq!(lookup_counter(&stats, "h"), None);
+        assert_eq!(lookup_counter(&stats, "missing"), None);
     }
 }

@@ -43,3 +43,35 @@ fn bad_plugin_config_makes_envoy_refuse_to_start() {
     );
     assert_eq!(mock.request_count(), 0);
 }
+
+/// Finds the plugin configuration string in an admin `/config_dump`.
+fn find_plugin_configuration(v: &serde_json::Value) -> Option<String> {
+    match v {
+        serde_json::Value::Object(map) => {
+            if let Some(s) = map
+                .get("configuration")
+                .and_then(|c| c.get("value"))
+                .and_then(|s| s.as_str())
+            {
+                return Some(s.to_string());
+            }
+            map.values().find_map(find_plugin_configuration)
+        }
+        serde_json::Value::Array(items) => items.iter().find_map(find_plugin_configuration),
+        _ => None,
+    }
+}
+
+#[test]
+fn plugin_configuration_reaches_envoy_verbatim() {
+    // Pretty-printed (newlines), non-ASCII, an astral character, quotes and backslashes.
+    let config = serde_json::to_string_pretty(&serde_json::json!({
+        "virtual_keys": [{"id": "vk-quoting", "value": "sk-ünï-😀-\"q\"-\\-{{VM_ID}}"}]
+    }))
+    .unwrap();
+    let s = envoy_harness::Stack::start_with(&config, |c| c.concurrency(1)).unwrap();
+    let dump = s.envoy.admin_get("/config_dump").unwrap();
+    assert_eq!(dump.status, 200);
+    let seen = find_plugin_configuration(&dump.json().unwrap()).expect("configuration in dump");
+    assert_eq!(seen, config);
+}

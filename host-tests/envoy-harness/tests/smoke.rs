@@ -126,3 +126,42 @@ fn dropping_the_stack_stops_envoy() {
         config.display()
     );
 }
+
+#[test]
+fn gemini_and_responses_pass_through_on_one_connection() {
+    let s = stack();
+    let mut conn = s.client().connect().expect("connect to Envoy");
+    let gemini = conn
+        .send(
+            &Request::post("/v1beta/models/gemini-2.5-flash:generateContent")
+                .header("x-bf-vk", KEY)
+                .header("x-mock-usage", "prompt=12,completion=3,thoughts=2")
+                .json(&json!({"contents": [{"role": "user", "parts": [{"text": "hi"}]}]})),
+        )
+        .expect("gemini through Envoy");
+    assert_eq!(gemini.status, 200, "body: {}", gemini.text());
+    assert_eq!(
+        gemini.json().unwrap()["usageMetadata"]["thoughtsTokenCount"],
+        2
+    );
+    let stream = conn
+        .send(
+            &Request::post("/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse")
+                .header("x-bf-vk", KEY)
+                .json(&json!({"contents": []})),
+        )
+        .expect("gemini stream through Envoy");
+    assert_eq!(stream.status, 200, "body: {}", stream.text());
+    assert_eq!(stream.sse_data().len(), 3);
+    let responses = conn
+        .send(
+            &Request::post("/v1/responses")
+                .header("x-bf-vk", KEY)
+                .json(&json!({"model": "gpt-4o-mini", "input": "hi", "stream": true})),
+        )
+        .expect("responses stream through Envoy");
+    assert_eq!(responses.status, 200, "body: {}", responses.text());
+    assert!(responses.text().contains("response.completed"));
+    assert!(!conn.is_closed());
+    assert_eq!(s.mock.request_count(), 3);
+}
