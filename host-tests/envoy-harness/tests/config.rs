@@ -33,7 +33,12 @@ fn bad_plugin_config_makes_envoy_refuse_to_start() {
         Ok(f) => f,
         Err(e) => panic!("{e}"),
     };
+    eprintln!(
+        "Envoy refused the configuration: {} after {:?}",
+        failure.status, failure.elapsed
+    );
     assert!(!failure.status.success(), "exit: {:?}", failure.status);
+    assert!(failure.elapsed < Duration::from_secs(15));
     assert!(
         failure
             .log
