@@ -21,6 +21,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// The bootstrap template, embedded at compile time (so a change rebuilds the harness).
 pub const BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy/bootstrap.yaml.tmpl");
 
+/// Bootstrap whose listener is read from a file (LDS), for [`EnvoyConfig::reloadable`].
+pub const LDS_BOOTSTRAP_TEMPLATE: &str = include_str!("../../../envoy/bootstrap-lds.yaml.tmpl");
+
+/// The listener resource file served to [`LDS_BOOTSTRAP_TEMPLATE`].
+pub const LISTENER_TEMPLATE: &str = include_str!("../../../envoy/listener.yaml.tmpl");
+
 /// The governance filter compiled to wasm32-wasip1 by this crate's build script.
 pub const GOVERNANCE_WASM: &str = env!("GOVERNANCE_WASM");
 
@@ -140,6 +146,11 @@ pub struct EnvoyConfig {
     /// Envoy is killed by `timeout` after this long even if nobody stops it.
     pub max_lifetime: Duration,
     pub extra_args: Vec<String>,
+    /// Serve the listener from a file (LDS) so [`Envoy::reload_plugin_config`] works.
+    pub reloadable: bool,
+    /// Templates used when `reloadable`.
+    pub lds_bootstrap_template: String,
+    pub listener_template: String,
 }
 
 impl EnvoyConfig {
@@ -156,7 +167,17 @@ impl EnvoyConfig {
             ready_timeout: Duration::from_secs(30),
             max_lifetime: Duration::from_secs(900),
             extra_args: Vec::new(),
+            reloadable: false,
+            lds_bootstrap_template: LDS_BOOTSTRAP_TEMPLATE.to_string(),
+            listener_template: LISTENER_TEMPLATE.to_string(),
         }
+    }
+
+    /// Serve the listener through a watched file instead of the static bootstrap, so the
+    /// plugin configuration can be swapped while Envoy runs.
+    pub fn reloadable(mut self) -> Self {
+        self.reloadable = true;
+        self
     }
 
     pub fn concurrency(mut self, n: u32) -> Self {
@@ -204,49 +225,92 @@ impl EnvoyConfig {
         self
     }
 
-    /// Renders the bootstrap for the given listener and admin ports, in one pass over the
-    /// template (text inserted, such as the plugin configuration, is never scanned again).
-    /// Fails on an unknown or missing placeholder.
+    /// Renders the static bootstrap for the given listener and admin ports.
     pub fn render(&self, listen_port: u16, admin_port: u16) -> Result<String, HarnessError> {
-        let values = [
+        let mut values = self.listener_values(listen_port);
+        values.push(("ADMIN_PORT", admin_port.to_string()));
+        values.push(("UPSTREAM_PORT", self.upstream_port.to_string()));
+        fill(&self.template, &values, true)
+    }
+
+    /// Renders the LDS bootstrap (pointing at `lds_path`) and the listener file.
+    pub fn render_reloadable(
+        &self,
+        listen_port: u16,
+        admin_port: u16,
+        lds_path: &Path,
+    ) -> Result<(String, String), HarnessError> {
+        let boot = fill(
+            &self.lds_bootstrap_template,
+            &[
+                ("ADMIN_PORT", admin_port.to_string()),
+                ("UPSTREAM_PORT", self.upstream_port.to_string()),
+                ("LDS_PATH", yaml_quote(&lds_path.to_string_lossy())),
+            ],
+            true,
+        )?;
+        Ok((boot, self.render_listener(listen_port)?))
+    }
+
+    /// Renders the listener resource file (for the LDS bootstrap).
+    pub fn render_listener(&self, listen_port: u16) -> Result<String, HarnessError> {
+        fill(
+            &self.listener_template,
+            &self.listener_values(listen_port),
+            true,
+        )
+    }
+
+    fn listener_values(&self, listen_port: u16) -> Vec<(&'static str, String)> {
+        vec![
             ("LISTEN_PORT", listen_port.to_string()),
-            ("ADMIN_PORT", admin_port.to_string()),
-            ("UPSTREAM_PORT", self.upstream_port.to_string()),
             ("WASM_PATH", yaml_quote(&self.wasm_path.to_string_lossy())),
             ("PLUGIN_CONFIG", yaml_quote(&self.plugin_config)),
             ("VM_ID", yaml_quote(&self.vm_id)),
             ("FAILURE_POLICY", self.failure_policy.clone()),
-        ];
-        let mut used = [false; 7];
-        let mut out = String::with_capacity(self.template.len() + self.plugin_config.len());
-        let mut rest = self.template.as_str();
-        while let Some(open) = rest.find("{{") {
-            let (before, after_open) = rest.split_at(open);
-            out.push_str(before);
-            let after_open = after_open.get(2..).unwrap_or("");
-            let close = after_open
-                .find("}}")
-                .ok_or_else(|| err("unterminated {{ in the template"))?;
-            let (name, after_close) = after_open.split_at(close);
-            let idx = values.iter().position(|(n, _)| *n == name).ok_or_else(|| {
-                err(format!(
-                    "unknown placeholder {{{{{name}}}}} in the template"
-                ))
-            })?;
-            if let (Some((_, v)), Some(flag)) = (values.get(idx), used.get_mut(idx)) {
-                out.push_str(v);
-                *flag = true;
-            }
-            rest = after_close.get(2..).unwrap_or("");
+        ]
+    }
+}
+
+/// Replaces each `{{NAME}}` of `template` by its value in one pass (inserted text is never
+/// scanned again). Unknown placeholders are errors; with `all_required`, so are values whose
+/// placeholder does not appear.
+pub fn fill(
+    template: &str,
+    values: &[(&str, String)],
+    all_required: bool,
+) -> Result<String, HarnessError> {
+    let mut used = vec![false; values.len()];
+    let mut out = String::with_capacity(template.len() + 1024);
+    let mut rest = template;
+    while let Some(open) = rest.find("{{") {
+        let (before, after_open) = rest.split_at(open);
+        out.push_str(before);
+        let after_open = after_open.get(2..).unwrap_or("");
+        let close = after_open
+            .find("}}")
+            .ok_or_else(|| err("unterminated {{ in the template"))?;
+        let (name, after_close) = after_open.split_at(close);
+        let idx = values.iter().position(|(n, _)| *n == name).ok_or_else(|| {
+            err(format!(
+                "unknown placeholder {{{{{name}}}}} in the template"
+            ))
+        })?;
+        if let (Some((_, v)), Some(flag)) = (values.get(idx), used.get_mut(idx)) {
+            out.push_str(v);
+            *flag = true;
         }
-        out.push_str(rest);
-        if let Some((name, _)) = values.iter().zip(used).find(|(_, u)| !u).map(|(v, _)| v) {
+        rest = after_close.get(2..).unwrap_or("");
+    }
+    out.push_str(rest);
+    if all_required {
+        if let Some(((name, _), _)) = values.iter().zip(&used).find(|(_, u)| !**u) {
             return Err(err(format!(
                 "template lacks the {{{{{name}}}}} placeholder"
             )));
         }
-        Ok(out)
     }
+    Ok(out)
 }
 
 /// A temporary directory removed on drop.
@@ -418,7 +482,7 @@ pub fn validate_config(cfg: &EnvoyConfig) -> Result<Validation, HarnessError> {
 }
 
 enum Launch {
-    Ready(Envoy),
+    Ready(Box<Envoy>),
     Exited(StartFailure),
 }
 
@@ -429,6 +493,8 @@ pub struct Envoy {
     admin: SocketAddr,
     log_path: PathBuf,
     config_path: PathBuf,
+    lds_path: Option<PathBuf>,
+    cfg: EnvoyConfig,
     /// From spawn to `/ready` answering LIVE.
     pub startup: Duration,
     // Last field: dropped after the process is stopped.
@@ -442,7 +508,7 @@ impl Envoy {
         let mut last = String::new();
         for _ in 0..3 {
             match launch(cfg, false)? {
-                Launch::Ready(envoy) => return Ok(envoy),
+                Launch::Ready(envoy) => return Ok(*envoy),
                 Launch::Exited(f) => {
                     if f.log.contains("Address already in use") || f.log.contains("cannot bind") {
                         last = f.log;
@@ -554,6 +620,61 @@ impl Envoy {
         self.guard.stop()
     }
 
+    /// Swaps the plugin configuration of a running Envoy started with
+    /// [`EnvoyConfig::reloadable`]: writes a new listener file (atomic rename) and waits for
+    /// Envoy's verdict (`listener_manager.lds.update_success` / `update_rejected`), at most
+    /// 15 s. An accepted configuration gets a new root context in the same VM (shared data
+    /// is kept); a rejected one leaves the previous listener serving.
+    pub fn reload_plugin_config(&mut self, plugin_config: &str) -> Result<Reload, HarnessError> {
+        let lds_path = self
+            .lds_path
+            .clone()
+            .ok_or_else(|| err("reload_plugin_config needs EnvoyConfig::reloadable()"))?;
+        let stats = self.stats()?;
+        let success0 = lookup_counter(&stats, "listener_manager.lds.update_success").unwrap_or(0);
+        let rejected0 = lookup_counter(&stats, "listener_manager.lds.update_rejected").unwrap_or(0);
+        let log_len0 = self.log().len();
+        self.cfg.plugin_config = plugin_config.to_string();
+        let listener = self.cfg.render_listener(self.listen.port())?;
+        let tmp = lds_path.with_extension("yaml.tmp");
+        write_file(&tmp, &listener)?;
+        fs::rename(&tmp, &lds_path).map_err(|e| {
+            err(format!(
+                "rename {} -> {}: {e}",
+                tmp.display(),
+                lds_path.display()
+            ))
+        })?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let stats = self.stats()?;
+            let counter = |n| lookup_counter(&stats, n).unwrap_or(0);
+            if counter("listener_manager.lds.update_rejected") > rejected0 {
+                let log = self.log();
+                let new_part = log.get(log_len0..).unwrap_or(&log);
+                let lines: Vec<&str> = new_part
+                    .lines()
+                    .filter(|l| {
+                        l.contains("[error]") || l.contains("[critical]") || l.contains("rejected")
+                    })
+                    .collect();
+                return Ok(Reload::Rejected(lines.join("\n")));
+            }
+            if counter("listener_manager.lds.update_success") > success0
+                && counter("listener_manager.total_listeners_warming") == 0
+            {
+                return Ok(Reload::Accepted);
+            }
+            if Instant::now() >= deadline {
+                return Err(err(format!(
+                    "no LDS verdict within 15 s; Envoy's log:\n{}",
+                    self.log()
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Envoy's process id (the process group is the same number, or that of `timeout`).
     pub fn pid(&self) -> Option<u32> {
         self.guard.child.as_ref().map(Child::id)
@@ -581,6 +702,19 @@ pub fn lookup_counter(stats: &BTreeMap<String, String>, name: &str) -> Option<u6
         .and_then(|v| v.parse().ok())
 }
 
+fn write_file(path: &Path, text: &str) -> Result<(), HarnessError> {
+    fs::write(path, text).map_err(|e| err(format!("write {}: {e}", path.display())))
+}
+
+/// The verdict on a plugin configuration pushed while Envoy runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reload {
+    /// The new listener (and plugin configuration) is serving.
+    Accepted,
+    /// Envoy rejected the update and kept the previous listener; the log lines about it.
+    Rejected(String),
+}
+
 fn read_log(path: &Path) -> String {
     fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
@@ -599,8 +733,15 @@ fn launch(cfg: &EnvoyConfig, expect_failure: bool) -> Result<Launch, HarnessErro
     let (listen_port, admin_port) = two_ports()?;
     let config_path = dir.path().join("envoy.yaml");
     let log_path = dir.path().join("envoy.log");
-    fs::write(&config_path, cfg.render(listen_port, admin_port)?)
-        .map_err(|e| err(format!("write {}: {e}", config_path.display())))?;
+    let lds_path = dir.path().join("lds.yaml");
+    let bootstrap = if cfg.reloadable {
+        let (boot, listener) = cfg.render_reloadable(listen_port, admin_port, &lds_path)?;
+        write_file(&lds_path, &listener)?;
+        boot
+    } else {
+        cfg.render(listen_port, admin_port)?
+    };
+    write_file(&config_path, &bootstrap)?;
     let log = fs::File::create(&log_path)
         .map_err(|e| err(format!("create {}: {e}", log_path.display())))?;
     let log2 = log
@@ -667,15 +808,17 @@ fn launch(cfg: &EnvoyConfig, expect_failure: bool) -> Result<Launch, HarnessErro
                     }));
                 }
             }
-            return Ok(Launch::Ready(Envoy {
+            return Ok(Launch::Ready(Box::new(Envoy {
                 guard,
                 listen,
                 admin,
                 log_path,
                 config_path,
+                lds_path: cfg.reloadable.then_some(lds_path),
+                cfg: cfg.clone(),
                 startup: spawned.elapsed(),
                 dir,
-            }));
+            })));
         }
         if Instant::now() >= deadline {
             let status = guard.stop();
