@@ -16,3 +16,27 @@ pub mod wire;
 pub use client::{Client, Connection, Request, Response};
 pub use mock::{MockUpstream, MockUsage, RecordedRequest};
 pub use runner::{envoy_bin, validate, validate_config, Envoy, EnvoyConfig, HarnessError, Stack};
+
+/// Runs `f(0..n)` on `n` threads at once (all released together) and returns the results
+/// in index order. For bursts of concurrent requests in tests.
+pub fn concurrently<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let gate = std::sync::Barrier::new(n.max(1));
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (f, gate) = (&f, &gate);
+                s.spawn(move || {
+                    gate.wait();
+                    f(i)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| match h.join() {
+                Ok(v) => v,
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    })
+}

@@ -615,6 +615,29 @@ impl Envoy {
         Ok(lookup_counter(&stats, name))
     }
 
+    /// Polls a counter (see [`Envoy::counter`]) until `done(value)` holds; returns the
+    /// last value seen, or an error after `timeout`.
+    pub fn wait_for_counter(
+        &self,
+        name: &str,
+        done: impl Fn(Option<u64>) -> bool,
+        timeout: Duration,
+    ) -> Result<Option<u64>, HarnessError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let value = self.counter(name)?;
+            if done(value) {
+                return Ok(value);
+            }
+            if Instant::now() >= deadline {
+                return Err(err(format!(
+                    "counter {name} still {value:?} after {timeout:?}"
+                )));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Stops Envoy now (SIGTERM, then SIGKILL) and returns its exit status.
     pub fn stop(mut self) -> Option<ExitStatus> {
         self.guard.stop()

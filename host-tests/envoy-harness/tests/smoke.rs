@@ -165,3 +165,30 @@ fn gemini_and_responses_pass_through_on_one_connection() {
     assert!(!conn.is_closed());
     assert_eq!(s.mock.request_count(), 3);
 }
+
+#[test]
+fn concurrent_burst_over_four_workers() {
+    let s = stack();
+    let c = s.client();
+    let statuses = envoy_harness::concurrently(32, |i| {
+        c.send(
+            &Request::post("/v1/chat/completions")
+                .header("x-bf-vk", KEY)
+                .json(&chat(i % 2 == 0)),
+        )
+        .map(|r| r.status)
+        .unwrap_or(0)
+    });
+    assert!(statuses.iter().all(|&st| st == 200), "{statuses:?}");
+    assert_eq!(s.mock.request_count(), 32);
+    // Downstream requests as Envoy counted them (all workers together).
+    let total = s
+        .envoy
+        .wait_for_counter(
+            "http.llm_ingress.downstream_rq_2xx",
+            |v| v == Some(32),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+    assert_eq!(total, Some(32));
+}
