@@ -53,6 +53,9 @@ pub struct RecordedRequest {
     pub headers: Vec<(String, String)>,
     pub body_len: usize,
     pub body: Vec<u8>,
+    /// False while the body is being read, and for good when the connection ended before
+    /// the body did (the request never reached the mock whole).
+    pub complete: bool,
     /// When the request head was parsed.
     pub received_at: Instant,
     /// When the mock finished writing the response (`None` while writing or if it failed).
@@ -206,7 +209,17 @@ impl MockUpstream {
         self.shared.lock().requests.clear();
     }
 
-    /// Waits until at least `n` requests were received; false on timeout.
+    /// Requests whose body arrived whole.
+    pub fn complete_count(&self) -> usize {
+        self.shared
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.complete)
+            .count()
+    }
+
+    /// Waits until at least `n` requests were received (heads); false on timeout.
     pub fn wait_for_requests(&self, n: usize, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         let mut state = self.shared.lock();
@@ -312,18 +325,12 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
             writer.flush()?;
         }
         let framing = head.framing(false)?;
-        let mut body = Vec::new();
         let too_large = matches!(framing, Framing::ContentLength(n) if n > MAX_REQUEST_BODY);
-        if too_large {
-            write_simple(&mut writer, 413, "request body too large", &[])?;
-            return Ok(());
-        }
-        reader.read_body(framing, MAX_REQUEST_BODY, &mut |data, _| {
-            body.extend_from_slice(data)
-        })?;
         let close = head
             .header("connection")
             .is_some_and(|v| v.eq_ignore_ascii_case("close"));
+        // Recorded as soon as the head is in, so a request whose body never completes
+        // (a proxy that resets it) is still visible, with `complete == false`.
         let id = {
             let mut state = shared.lock();
             let id = state.requests.len();
@@ -332,14 +339,33 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
                 method: method.clone(),
                 path: path.clone(),
                 headers: head.headers.clone(),
-                body_len: body.len(),
-                body: body.clone(),
+                body_len: 0,
+                body: Vec::new(),
+                complete: false,
                 received_at,
                 finished_at: None,
             });
             shared.changed.notify_all();
             id
         };
+        if too_large {
+            write_simple(&mut writer, 413, "request body too large", &[])?;
+            return Ok(());
+        }
+        let mut body = Vec::new();
+        let read = reader.read_body(framing, MAX_REQUEST_BODY, &mut |data, _| {
+            body.extend_from_slice(data)
+        });
+        {
+            let mut state = shared.lock();
+            if let Some(r) = state.requests.get_mut(id) {
+                r.body_len = body.len();
+                r.body = body.clone();
+                r.complete = read.is_ok();
+            }
+            shared.changed.notify_all();
+        }
+        read?;
         respond(&mut writer, id, &method, &path, &head.headers, &body)?;
         {
             let mut state = shared.lock();

@@ -237,3 +237,30 @@ fn response_padding() {
     assert!(r.body.len() > 200_000);
     assert_eq!(r.json().unwrap()["usage"]["prompt_tokens"], 10);
 }
+
+#[test]
+fn a_request_cut_short_is_recorded_as_incomplete() {
+    use std::io::Write;
+    let (m, c) = mock();
+    let mut raw = std::net::TcpStream::connect(m.addr()).unwrap();
+    raw.write_all(
+        b"POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\ncontent-length: 1000\r\n\r\n0123456789",
+    )
+    .unwrap();
+    assert!(m.wait_for_requests(1, Duration::from_secs(5)));
+    drop(raw);
+    // Bounded wait for the connection thread to see the close.
+    for _ in 0..50 {
+        if m.requests()[0].body_len == 10 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let r = &m.requests()[0];
+    assert!(!r.complete);
+    assert_eq!(r.body_len, 10);
+    assert_eq!(m.complete_count(), 0);
+    // A whole request afterwards is complete.
+    assert_eq!(c.get("/v1/models").unwrap().status, 200);
+    assert_eq!(m.complete_count(), 1);
+}

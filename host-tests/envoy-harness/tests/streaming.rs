@@ -16,7 +16,7 @@ fn first_bytes_reach_the_client_before_upstream_finishes() {
             &Request::post("/v1/chat/completions")
                 .header("x-bf-vk", KEY)
                 .header("x-mock-chunks", "5")
-                .header("x-mock-chunk-delay-ms", "250")
+                .header("x-mock-chunk-delay-ms", "400")
                 .json(&chat(true)),
         )
         .expect("stream through Envoy");
@@ -27,7 +27,7 @@ fn first_bytes_reach_the_client_before_upstream_finishes() {
     let finished = upstream.finished_at.unwrap();
     let first = resp.first_body_byte_at.expect("a body");
     assert!(
-        first + Duration::from_millis(500) < finished,
+        first + Duration::from_millis(800) < finished,
         "first byte {:?} after send, upstream finished {:?} after send",
         first - resp.sent_at,
         finished - resp.sent_at
