@@ -7,6 +7,7 @@
 //! only through two seams, [`store::CasStore`] and [`store::Clock`].
 
 pub mod store;
+pub mod usage;
 
 #[cfg(target_arch = "wasm32")]
 mod glue;
