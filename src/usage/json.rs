@@ -83,7 +83,11 @@ impl Number {
             }
             self.digits = true;
             let digit = u64::from(b.wrapping_sub(b'0'));
-            match self.value.checked_mul(10).and_then(|v| v.checked_add(digit)) {
+            match self
+                .value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(digit))
+            {
                 Some(v) => self.value = v,
                 None => self.usable = false,
             }
@@ -304,11 +308,7 @@ impl JsonScanner {
             },
             State::SkipEscape => self.state = State::SkipString,
             // Handled by `feed`'s searches.
-            State::SkipString
-            | State::Capture
-            | State::Skip
-            | State::Done
-            | State::Error => {}
+            State::SkipString | State::Capture | State::Skip | State::Done | State::Error => {}
         }
         true
     }
