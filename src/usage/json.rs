@@ -387,10 +387,4 @@ impl JsonScanner {
             self.state = State::AfterValue;
         }
     }
-
-    /// Whether the document was rejected as invalid on a tracked path.
-    #[cfg(test)]
-    pub(crate) fn is_error(&self) -> bool {
-        self.state == State::Error
-    }
 }

@@ -60,10 +60,13 @@ fn json_body_cut_short_keeps_completed_fields() {
     let body = r#"{"model":"m","usage":{"prompt_tokens":10,"completion_tokens":4"#;
     assert_eq!(scan_json(body).usage, Some(usage(10, 0, 0, 0)));
     assert_eq!(
-        scan_json(&body[..body.len() - 1]).usage,
+        scan(BodyFormat::Json, [&body.as_bytes()[..body.len() - 1]]).usage,
         Some(usage(10, 0, 0, 0))
     );
-    assert_eq!(scan_json(&body[..10]), Default::default());
+    assert_eq!(
+        scan(BodyFormat::Json, [&body.as_bytes()[..10]]),
+        Default::default()
+    );
 }
 
 #[test]

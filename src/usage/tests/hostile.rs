@@ -11,7 +11,7 @@ use proptest::prelude::*;
 fn memory_is_fixed_and_small() {
     let size = core::mem::size_of::<UsageScanner>();
     assert!(size <= UsageScanner::STATE_BYTES_MAX, "{size} bytes");
-    assert!(UsageScanner::STATE_BYTES_MAX <= 16 * 1024);
+    const { assert!(UsageScanner::STATE_BYTES_MAX <= 16 * 1024) };
 }
 
 fn check_bounds(found: &ScannedUsage) {
