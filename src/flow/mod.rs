@@ -207,7 +207,7 @@ impl Flow {
             };
         };
         sniffer.feed(chunk);
-        let model = sniffer.model().map(str::to_string);
+        let model = sniffer.model();
         if model.is_none() && !end_of_stream {
             return RequestAction::Continue {
                 remove_headers: Vec::new(),

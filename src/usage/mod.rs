@@ -1,35 +1,143 @@
-//! TEMPORARY STUB (replaced by the real module from wip/usage).
+//! Reads token usage out of provider response bodies while they stream through.
+//!
+//! The filter never holds a response back, so the body is seen one chunk at a time and
+//! never as a whole. [`UsageScanner`] is fed every chunk and keeps only a fixed-size state
+//! (no heap at all, under 1 KiB; see [`UsageScanner::STATE_BYTES_MAX`]), whatever the body
+//! size. It follows the JSON path as it goes and picks out only the few values that matter:
+//!
+//! - JSON bodies: the top-level `usage` object (OpenAI chat, OpenAI Responses, Anthropic) or
+//!   Gemini's top-level `usageMetadata`, and the top-level `model` / `modelVersion`. Text in
+//!   model output that merely looks like usage is inside some other member and is ignored.
+//! - Server-sent events: every event's data is one JSON document scanned the same way, with
+//!   `response.usage` / `response.model` (OpenAI Responses) and `message.usage` /
+//!   `message.model` (Anthropic `message_start`) also recognised. Values merge per field,
+//!   last one wins, so OpenAI's final chunk, Responses' `response.completed`, Anthropic's
+//!   `message_start` plus last `message_delta`, and Gemini's last chunk all come out right;
+//!   a `null` never erases an earlier value.
+//!
+//! Numbers: only plain non-negative JSON integers that fit in a `u64` count. Negative
+//! numbers, fractions and exponents (even `1.0` or `1e3`), leading zeros and values above
+//! `u64::MAX` are treated as invalid and ignored (the field keeps any earlier value), which
+//! is also what `serde_json::Value::as_u64` would give. A number cut off by the end of the
+//! body is not counted, since more digits may have followed.
+//!
+//! Strings: the model name is kept only if it is 1..=[`MODEL_MAX_BYTES`] bytes of valid
+//! UTF-8 after unescaping; otherwise it is ignored.
+//!
+//! Hostile input never panics and never grows memory: on the paths that matter the JSON is
+//! checked strictly and a syntax error stops the document (values already seen stay);
+//! inside members that do not matter only strings and bracket depth are followed, with a
+//! saturating counter, so nesting depth costs no memory.
+
+mod bytes;
+mod extract;
+mod json;
+mod sse;
+mod text;
+
+#[cfg(test)]
+mod tests;
+
+use extract::Collected;
+use json::JsonScanner;
+use sse::SseFramer;
+
+pub use text::MODEL_MAX_BYTES;
+
+/// How the response body is framed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A single JSON document (a non-streaming response).
+    Json,
+    /// Server-sent events (`text/event-stream`), each event's data being a JSON document.
+    EventStream,
+}
+
+impl BodyFormat {
+    /// Picks the format from a response `content-type` header value: `text/event-stream`
+    /// (any case, parameters allowed) is [`BodyFormat::EventStream`], anything else is JSON.
+    pub fn from_content_type(content_type: &str) -> Self {
+        let media = content_type.split(';').next().unwrap_or_default().trim();
+        if media.eq_ignore_ascii_case("text/event-stream") {
+            Self::EventStream
+        } else {
+            Self::Json
+        }
+    }
+}
+
+/// Token counts normalised across providers; the four parts are disjoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
+    /// Prompt tokens neither read from nor written to a cache.
     pub input_uncached: u64,
+    /// Prompt tokens served from a cache.
     pub cache_read: u64,
+    /// Prompt tokens written to a cache.
     pub cache_write: u64,
+    /// Generated tokens, thinking included.
     pub output: u64,
 }
+
 impl Usage {
+    /// All prompt tokens: uncached + cache reads + cache writes (saturating).
     pub fn prompt_tokens(&self) -> u64 {
         self.input_uncached
             .saturating_add(self.cache_read)
             .saturating_add(self.cache_write)
     }
+
+    /// Prompt plus output tokens (saturating); what token limits count.
+    pub fn total_tokens(&self) -> u64 {
+        self.prompt_tokens().saturating_add(self.output)
+    }
 }
-#[derive(Debug, Clone, Copy)]
-pub enum BodyFormat {
-    Json,
-    EventStream,
-}
-#[derive(Debug, Clone, Default)]
+
+/// What a scanner has found so far.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ScannedUsage {
+    /// `None` when no usage field was seen at a recognised path.
     pub usage: Option<Usage>,
+    /// The model the response reports, if any.
     pub model: Option<String>,
 }
-pub struct UsageScanner;
+
+/// Incremental usage scanner for one response body.
+#[derive(Debug, Clone)]
+pub struct UsageScanner {
+    json: JsonScanner,
+    /// Present only for [`BodyFormat::EventStream`].
+    sse: Option<SseFramer>,
+    found: Collected,
+}
+
 impl UsageScanner {
-    pub fn new(_format: BodyFormat) -> Self {
-        UsageScanner
+    /// Upper bound on `size_of::<UsageScanner>()`; the scanner owns no heap memory.
+    pub const STATE_BYTES_MAX: usize = 1024;
+
+    /// A scanner for a body in the given format.
+    pub fn new(format: BodyFormat) -> Self {
+        let events = format == BodyFormat::EventStream;
+        Self {
+            json: JsonScanner::new(events),
+            sse: events.then(SseFramer::new),
+            found: Collected::default(),
+        }
     }
-    pub fn feed(&mut self, _chunk: &[u8]) {}
+
+    /// Scans the next chunk of the body. Chunks may be split at any byte.
+    pub fn feed(&mut self, chunk: &[u8]) {
+        match &mut self.sse {
+            Some(sse) => sse.feed(chunk, &mut self.json, &mut self.found),
+            None => self.json.feed(chunk, &mut self.found),
+        }
+    }
+
+    /// Usage and model seen so far; call at end of body or when the stream ended early.
     pub fn result(&self) -> ScannedUsage {
-        ScannedUsage::default()
+        ScannedUsage {
+            usage: self.found.usage(),
+            model: self.found.model(),
+        }
     }
 }

@@ -1,0 +1,186 @@
+//! Which JSON paths carry usage, and how the providers' fields become a [`Usage`].
+//!
+//! The paths form a tiny tree of object [`Node`]s; [`child`] says what a key inside a node
+//! leads to. Everything not named here is skipped by the tokenizer without being read.
+
+use super::text::ModelName;
+use super::Usage;
+
+/// An object on a path that matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Node {
+    /// The document itself.
+    Root,
+    /// `response` (OpenAI Responses events) or `message` (Anthropic `message_start`).
+    Wrapper,
+    /// A `usage` object (OpenAI chat and Responses, Anthropic).
+    Usage,
+    /// `prompt_tokens_details` / `input_tokens_details` inside `usage`.
+    Details,
+    /// Gemini's `usageMetadata`.
+    Gemini,
+}
+
+/// What the value after a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Target {
+    /// Irrelevant: skip it.
+    Skip,
+    /// An object worth descending into (anything else there is skipped).
+    Object(Node),
+    /// A token count (anything but a non-negative integer there is ignored).
+    Count(Field),
+    /// The model name (anything but a string there is ignored).
+    Model,
+}
+
+/// A provider token-count field, before normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Field {
+    /// OpenAI chat `prompt_tokens`: includes cached tokens.
+    PromptTokens,
+    /// OpenAI chat `completion_tokens`.
+    CompletionTokens,
+    /// Responses `input_tokens` (includes cached) or Anthropic `input_tokens` (excludes
+    /// caches); told apart by whether a `*_details.cached_tokens` was seen.
+    InputTokens,
+    /// Responses / Anthropic `output_tokens`.
+    OutputTokens,
+    /// OpenAI `prompt_tokens_details.cached_tokens` / `input_tokens_details.cached_tokens`.
+    DetailsCached,
+    /// Anthropic `cache_read_input_tokens`.
+    CacheRead,
+    /// Anthropic `cache_creation_input_tokens`.
+    CacheCreation,
+    /// Gemini `promptTokenCount`: includes cached tokens.
+    GeminiPrompt,
+    /// Gemini `candidatesTokenCount`.
+    GeminiCandidates,
+    /// Gemini `thoughtsTokenCount`: thinking, billed as output.
+    GeminiThoughts,
+    /// Gemini `cachedContentTokenCount`.
+    GeminiCached,
+}
+
+/// What the value of `key` inside `node` is. `events` adds the wrappers that only
+/// server-sent events use; a plain JSON body counts its top-level `usage` only.
+pub(crate) fn child(node: Node, key: &[u8], events: bool) -> Target {
+    use Field::*;
+    match (node, key) {
+        (Node::Root, b"usage") | (Node::Wrapper, b"usage") => Target::Object(Node::Usage),
+        (Node::Root, b"usageMetadata") => Target::Object(Node::Gemini),
+        (Node::Root, b"model" | b"modelVersion") | (Node::Wrapper, b"model") => Target::Model,
+        (Node::Root, b"response" | b"message") if events => Target::Object(Node::Wrapper),
+        (Node::Usage, b"prompt_tokens") => Target::Count(PromptTokens),
+        (Node::Usage, b"completion_tokens") => Target::Count(CompletionTokens),
+        (Node::Usage, b"input_tokens") => Target::Count(InputTokens),
+        (Node::Usage, b"output_tokens") => Target::Count(OutputTokens),
+        (Node::Usage, b"cache_read_input_tokens") => Target::Count(CacheRead),
+        (Node::Usage, b"cache_creation_input_tokens") => Target::Count(CacheCreation),
+        (Node::Usage, b"prompt_tokens_details" | b"input_tokens_details") => {
+            Target::Object(Node::Details)
+        }
+        (Node::Details, b"cached_tokens") => Target::Count(DetailsCached),
+        (Node::Gemini, b"promptTokenCount") => Target::Count(GeminiPrompt),
+        (Node::Gemini, b"candidatesTokenCount") => Target::Count(GeminiCandidates),
+        (Node::Gemini, b"thoughtsTokenCount") => Target::Count(GeminiThoughts),
+        (Node::Gemini, b"cachedContentTokenCount") => Target::Count(GeminiCached),
+        _ => Target::Skip,
+    }
+}
+
+/// Everything found so far; each field is last-one-wins, and absent until seen.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Collected {
+    prompt_tokens: Option<u64>,
+    completion_tokens: Option<u64>,
+    input_tokens: Option<u64>,
+    output_tokens: Option<u64>,
+    details_cached: Option<u64>,
+    cache_read: Option<u64>,
+    cache_creation: Option<u64>,
+    gemini_prompt: Option<u64>,
+    gemini_candidates: Option<u64>,
+    gemini_thoughts: Option<u64>,
+    gemini_cached: Option<u64>,
+    model: ModelName,
+}
+
+impl Collected {
+    pub(crate) fn set_count(&mut self, field: Field, value: u64) {
+        let slot = match field {
+            Field::PromptTokens => &mut self.prompt_tokens,
+            Field::CompletionTokens => &mut self.completion_tokens,
+            Field::InputTokens => &mut self.input_tokens,
+            Field::OutputTokens => &mut self.output_tokens,
+            Field::DetailsCached => &mut self.details_cached,
+            Field::CacheRead => &mut self.cache_read,
+            Field::CacheCreation => &mut self.cache_creation,
+            Field::GeminiPrompt => &mut self.gemini_prompt,
+            Field::GeminiCandidates => &mut self.gemini_candidates,
+            Field::GeminiThoughts => &mut self.gemini_thoughts,
+            Field::GeminiCached => &mut self.gemini_cached,
+        };
+        *slot = Some(value);
+    }
+
+    pub(crate) fn set_model(&mut self, bytes: &[u8]) {
+        self.model.set(bytes);
+    }
+
+    pub(crate) fn model(&self) -> Option<String> {
+        self.model.get().map(str::to_owned)
+    }
+
+    /// Normalises whatever provider fields were seen; `None` if none were.
+    pub(crate) fn usage(&self) -> Option<Usage> {
+        let counts = [
+            self.prompt_tokens,
+            self.completion_tokens,
+            self.input_tokens,
+            self.output_tokens,
+            self.details_cached,
+            self.cache_read,
+            self.cache_creation,
+            self.gemini_prompt,
+            self.gemini_candidates,
+            self.gemini_thoughts,
+            self.gemini_cached,
+        ];
+        if counts.iter().all(Option::is_none) {
+            return None;
+        }
+        // One provider's fields appear in a real body; the `or` chains pick that provider.
+        let cache_read = self
+            .details_cached
+            .or(self.cache_read)
+            .or(self.gemini_cached)
+            .unwrap_or(0);
+        let cache_write = self.cache_creation.unwrap_or(0);
+        let input_uncached = if let Some(prompt) = self.prompt_tokens.or(self.gemini_prompt) {
+            // OpenAI chat and Gemini prompt counts include the cached part.
+            prompt.saturating_sub(cache_read)
+        } else {
+            match (self.input_tokens, self.details_cached) {
+                // Responses: `input_tokens` includes `input_tokens_details.cached_tokens`.
+                (Some(input), Some(cached)) => input.saturating_sub(cached),
+                // Anthropic: `input_tokens` already excludes cache reads and writes.
+                (Some(input), None) => input,
+                (None, _) => 0,
+            }
+        };
+        let output = match self.completion_tokens.or(self.output_tokens) {
+            Some(output) => output,
+            None => self
+                .gemini_candidates
+                .unwrap_or(0)
+                .saturating_add(self.gemini_thoughts.unwrap_or(0)),
+        };
+        Some(Usage {
+            input_uncached,
+            cache_read,
+            cache_write,
+            output,
+        })
+    }
+}

@@ -1,0 +1,390 @@
+//! Incremental JSON tokenizer that follows the path and reports values at tracked paths.
+//!
+//! Two regimes keep it cheap and bounded:
+//! - Tracked objects (the root, and objects [`child`] says matter, at most
+//!   [`MAX_TRACKED`] deep) are parsed strictly: keys are decoded and looked up, values
+//!   are checked, and any syntax error stops the document ([`State::Error`]).
+//! - Any other value is skipped: a skipped container is followed only through its
+//!   strings and brackets with a saturating depth counter, so nesting costs no memory and
+//!   long model text is crossed with a fast search for `"` or `\`.
+//!
+//! Values are committed as soon as they are complete (a number at its first following
+//! byte, a string at its closing quote), so a body cut short keeps what it had shown.
+
+use super::bytes::{find_either, find_structural};
+use super::extract::{child, Collected, Node, Target};
+use super::text::Capture;
+
+/// Deepest tracked object: root > `response` > `usage` > `input_tokens_details`.
+const MAX_TRACKED: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Before the document; only `{` starts a document that can hold usage.
+    Start,
+    /// Just after `{` of a tracked object: a key or `}`.
+    KeyOrEnd,
+    /// After `,` in a tracked object: a key.
+    Key,
+    /// Inside a key or model string being decoded into `capture`.
+    Capture,
+    /// After `\` in a captured string.
+    CaptureEscape,
+    /// Reading the hex digits of a `\u` escape (count read so far).
+    CaptureHex(u8),
+    /// After a key: `:`.
+    Colon,
+    /// A value in a tracked object.
+    Value,
+    /// After a value in a tracked object: `,` or `}`.
+    AfterValue,
+    /// Inside a number at a tracked level.
+    Number,
+    /// Inside `true` / `false` / `null`; `literal` holds the bytes still expected.
+    Literal,
+    /// Inside a skipped string; returns to `Skip`, or `AfterValue` if `skip_depth` is 0.
+    SkipString,
+    /// After `\` in a skipped string.
+    SkipEscape,
+    /// Inside a skipped container, `skip_depth` brackets deep.
+    Skip,
+    /// The document is complete; the rest is ignored.
+    Done,
+    /// The document is not valid JSON on a tracked path; the rest is ignored.
+    Error,
+}
+
+/// A number being read; only plain integers that fit a `u64` are usable.
+#[derive(Debug, Clone, Copy, Default)]
+struct Number {
+    value: u64,
+    digits: bool,
+    leading_zero: bool,
+    usable: bool,
+}
+
+impl Number {
+    fn start(first: u8) -> Self {
+        let mut n = Self {
+            usable: true,
+            ..Self::default()
+        };
+        n.push(first);
+        n
+    }
+
+    fn push(&mut self, b: u8) {
+        if b.is_ascii_digit() {
+            if self.leading_zero {
+                self.usable = false;
+            }
+            if !self.digits && b == b'0' {
+                self.leading_zero = true;
+            }
+            self.digits = true;
+            let digit = u64::from(b.wrapping_sub(b'0'));
+            match self
+                .value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(digit))
+            {
+                Some(v) => self.value = v,
+                None => self.usable = false,
+            }
+        } else {
+            // Sign, fraction or exponent: not a token count.
+            self.usable = false;
+        }
+    }
+
+    fn get(&self) -> Option<u64> {
+        (self.usable && self.digits).then_some(self.value)
+    }
+}
+
+fn is_number_byte(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+}
+
+fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// Streaming scanner for one JSON document; [`JsonScanner::reset`] readies it for the next.
+#[derive(Debug, Clone)]
+pub(crate) struct JsonScanner {
+    state: State,
+    /// Whether the server-sent-event wrappers (`response`, `message`) are tracked.
+    events: bool,
+    stack: [Node; MAX_TRACKED],
+    tracked: usize,
+    skip_depth: u32,
+    /// What the value after the current key is.
+    target: Target,
+    capture: Capture,
+    capturing_key: bool,
+    hex: u16,
+    number: Number,
+    literal: &'static [u8],
+}
+
+impl JsonScanner {
+    pub(crate) fn new(events: bool) -> Self {
+        Self {
+            state: State::Start,
+            events,
+            stack: [Node::Root; MAX_TRACKED],
+            tracked: 0,
+            skip_depth: 0,
+            target: Target::Skip,
+            capture: Capture::default(),
+            capturing_key: false,
+            hex: 0,
+            number: Number::default(),
+            literal: b"",
+        }
+    }
+
+    /// Forgets the current document (end of a server-sent event).
+    pub(crate) fn reset(&mut self) {
+        self.state = State::Start;
+        self.tracked = 0;
+        self.skip_depth = 0;
+        self.target = Target::Skip;
+    }
+
+    /// Scans the next piece of the document.
+    pub(crate) fn feed(&mut self, mut rest: &[u8], out: &mut Collected) {
+        while let Some((&b, tail)) = rest.split_first() {
+            match self.state {
+                // The states that cross long runs search ahead instead of stepping.
+                State::SkipString => {
+                    let Some(at) = find_either(rest, b'"', b'\\') else {
+                        return;
+                    };
+                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
+                    else {
+                        return;
+                    };
+                    rest = after;
+                    if special == b'\\' {
+                        self.state = State::SkipEscape;
+                    } else if self.skip_depth == 0 {
+                        self.state = State::AfterValue;
+                    } else {
+                        self.state = State::Skip;
+                    }
+                }
+                State::Capture => {
+                    let at = find_either(rest, b'"', b'\\').unwrap_or(rest.len());
+                    let (run, from) = rest.split_at_checked(at).unwrap_or((rest, &[]));
+                    self.capture.push_bytes(run);
+                    let Some((&special, after)) = from.split_first() else {
+                        return;
+                    };
+                    rest = after;
+                    if special == b'\\' {
+                        self.state = State::CaptureEscape;
+                    } else {
+                        self.end_capture(out);
+                    }
+                }
+                State::Skip => {
+                    let Some(at) = find_structural(rest) else {
+                        return;
+                    };
+                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
+                    else {
+                        return;
+                    };
+                    rest = after;
+                    match special {
+                        b'"' => self.state = State::SkipString,
+                        b'{' | b'[' => self.skip_depth = self.skip_depth.saturating_add(1),
+                        _ => {
+                            self.skip_depth = self.skip_depth.saturating_sub(1);
+                            if self.skip_depth == 0 {
+                                self.state = State::AfterValue;
+                            }
+                        }
+                    }
+                }
+                State::Done | State::Error => return,
+                _ => {
+                    if self.step(b, out) {
+                        rest = tail;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One byte in a state that is not a search. Returns false if `b` must be looked at
+    /// again in the new state (the byte that ends a number).
+    fn step(&mut self, b: u8, out: &mut Collected) -> bool {
+        match self.state {
+            State::Start => match b {
+                b'{' => self.open(Node::Root),
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::KeyOrEnd | State::Key => match b {
+                b'"' => {
+                    self.capture.clear();
+                    self.capturing_key = true;
+                    self.state = State::Capture;
+                }
+                b'}' if self.state == State::KeyOrEnd => self.close(),
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::CaptureEscape => {
+                let unescaped = match b {
+                    b'"' | b'\\' | b'/' => b,
+                    b'b' => 0x08,
+                    b'f' => 0x0C,
+                    b'n' => b'\n',
+                    b'r' => b'\r',
+                    b't' => b'\t',
+                    b'u' => {
+                        self.hex = 0;
+                        self.state = State::CaptureHex(0);
+                        return true;
+                    }
+                    _ => {
+                        self.state = State::Error;
+                        return true;
+                    }
+                };
+                self.capture.push_bytes(&[unescaped]);
+                self.state = State::Capture;
+            }
+            State::CaptureHex(read) => {
+                let Some(digit) = char::from(b).to_digit(16) else {
+                    self.state = State::Error;
+                    return true;
+                };
+                // Four hex digits fit a u16; the shift drops nothing that was set.
+                let digit = u16::try_from(digit).unwrap_or(0);
+                self.hex = self.hex.wrapping_shl(4) | digit;
+                if read >= 3 {
+                    self.capture.push_unit(self.hex);
+                    self.state = State::Capture;
+                } else {
+                    self.state = State::CaptureHex(read.saturating_add(1));
+                }
+            }
+            State::Colon => match b {
+                b':' => self.state = State::Value,
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::Value => self.value(b),
+            State::AfterValue => match b {
+                b',' => self.state = State::Key,
+                b'}' => self.close(),
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::Number => {
+                if is_number_byte(b) {
+                    self.number.push(b);
+                } else {
+                    if let (Target::Count(field), Some(n)) = (self.target, self.number.get()) {
+                        out.set_count(field, n);
+                    }
+                    self.state = State::AfterValue;
+                    return false;
+                }
+            }
+            State::Literal => match self.literal.split_first() {
+                Some((&want, more)) if want == b => {
+                    self.literal = more;
+                    if more.is_empty() {
+                        self.state = State::AfterValue;
+                    }
+                }
+                _ => self.state = State::Error,
+            },
+            State::SkipEscape => self.state = State::SkipString,
+            // Handled by `feed`'s searches.
+            State::SkipString | State::Capture | State::Skip | State::Done | State::Error => {}
+        }
+        true
+    }
+
+    /// The first byte of a value in a tracked object.
+    fn value(&mut self, b: u8) {
+        match (b, self.target) {
+            (b'{', Target::Object(node)) => self.open(node),
+            (b'{' | b'[', _) => {
+                self.skip_depth = 1;
+                self.state = State::Skip;
+            }
+            (b'"', Target::Model) => {
+                self.capture.clear();
+                self.capturing_key = false;
+                self.state = State::Capture;
+            }
+            (b'"', _) => self.state = State::SkipString,
+            (b'-' | b'0'..=b'9', _) => {
+                self.number = Number::start(b);
+                self.state = State::Number;
+            }
+            (b't', _) => self.literal(b"rue"),
+            (b'f', _) => self.literal(b"alse"),
+            (b'n', _) => self.literal(b"ull"),
+            _ if is_space(b) => {}
+            _ => self.state = State::Error,
+        }
+    }
+
+    fn literal(&mut self, rest: &'static [u8]) {
+        self.literal = rest;
+        self.state = State::Literal;
+    }
+
+    fn open(&mut self, node: Node) {
+        match self.stack.get_mut(self.tracked) {
+            Some(slot) => {
+                *slot = node;
+                self.tracked = self.tracked.saturating_add(1);
+                self.state = State::KeyOrEnd;
+            }
+            // Cannot happen with the paths in `child`, but stays bounded if it did.
+            None => {
+                self.skip_depth = 1;
+                self.state = State::Skip;
+            }
+        }
+    }
+
+    fn close(&mut self) {
+        self.tracked = self.tracked.saturating_sub(1);
+        self.state = if self.tracked == 0 {
+            State::Done
+        } else {
+            State::AfterValue
+        };
+    }
+
+    fn end_capture(&mut self, out: &mut Collected) {
+        if self.capturing_key {
+            let node = self
+                .tracked
+                .checked_sub(1)
+                .and_then(|top| self.stack.get(top))
+                .copied();
+            self.target = match (node, self.capture.finish()) {
+                (Some(node), Some(key)) => child(node, key, self.events),
+                _ => Target::Skip,
+            };
+            self.state = State::Colon;
+        } else {
+            if let Some(name) = self.capture.finish() {
+                out.set_model(name);
+            }
+            self.state = State::AfterValue;
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Targeted cases: paths, nulls, early ends, escapes, numbers and event framing.
+
+use super::super::{BodyFormat, Usage, UsageScanner, MODEL_MAX_BYTES};
+use super::{fixture, scan, scan_json, scan_sse, usage};
+
+#[test]
+fn usage_lookalikes_in_model_output_are_ignored() {
+    let body = r#"{"choices":[{"message":{"content":"x","usage":{"prompt_tokens":9}}}],
+        "text":"\"usage\": {\"prompt_tokens\": 7}","meta":{"usage":{"prompt_tokens":5}},
+        "model":"m"}"#;
+    let found = scan_json(body);
+    assert_eq!(found.usage, None);
+    assert_eq!(found.model.as_deref(), Some("m"));
+}
+
+#[test]
+fn sse_wrappers_do_not_count_in_a_json_body() {
+    let body = r#"{"response":{"usage":{"input_tokens":5}},"message":{"model":"x"}}"#;
+    assert_eq!(scan_json(body), Default::default());
+}
+
+#[test]
+fn usage_null_does_not_erase_earlier_values() {
+    let body = concat!(
+        "data: {\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
+        "data: {\"usage\":null}\n\n",
+        "data: {\"usage\":{\"completion_tokens\":null}}\n\n",
+    );
+    assert_eq!(scan_sse(body).usage, Some(usage(3, 0, 0, 4)));
+    assert_eq!(scan_json(r#"{"usage":null}"#).usage, None);
+}
+
+#[test]
+fn anthropic_output_is_the_last_delta_not_a_sum() {
+    let body = concat!(
+        "event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":10,\"output_tokens\":1}}}\n\n",
+        "event: message_delta\ndata: {\"usage\":{\"output_tokens\":5}}\n\n",
+        "event: message_delta\ndata: {\"usage\":{\"output_tokens\":12}}\n\n",
+    );
+    assert_eq!(scan_sse(body).usage, Some(usage(10, 0, 0, 12)));
+}
+
+#[test]
+fn stream_cut_short_returns_what_was_seen() {
+    let f = fixture("anthropic-messages-stream.sse");
+    let body = std::str::from_utf8(f.body).unwrap();
+    let cut = body.find("event: content_block_start").unwrap();
+    let found = scan(BodyFormat::EventStream, [&f.body[..cut]]);
+    assert_eq!(found.usage, Some(usage(25, 8000, 2000, 1)));
+    assert_eq!(found.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
+
+    // Cut inside the final count: "300" might have gone on, so it is not taken.
+    let cut = body.find("300").unwrap() + 2;
+    let found = scan(BodyFormat::EventStream, [&f.body[..cut]]);
+    assert_eq!(found.usage, Some(usage(25, 8000, 2000, 1)));
+}
+
+#[test]
+fn json_body_cut_short_keeps_completed_fields() {
+    let body = r#"{"model":"m","usage":{"prompt_tokens":10,"completion_tokens":4"#;
+    assert_eq!(scan_json(body).usage, Some(usage(10, 0, 0, 0)));
+    assert_eq!(
+        scan(BodyFormat::Json, [&body.as_bytes()[..body.len() - 1]]).usage,
+        Some(usage(10, 0, 0, 0))
+    );
+    assert_eq!(
+        scan(BodyFormat::Json, [&body.as_bytes()[..10]]),
+        Default::default()
+    );
+}
+
+#[test]
+fn result_can_be_read_at_any_time() {
+    let f = fixture("openai-chat-stream.sse");
+    let mut scanner = UsageScanner::new(BodyFormat::EventStream);
+    for chunk in f.body.chunks(7) {
+        scanner.feed(chunk);
+        let _ = scanner.result();
+    }
+    assert_eq!(scanner.result(), f.expected());
+}
+
+#[test]
+fn escaped_keys_and_models_are_decoded() {
+    let body = r#"{"mod\u0065l":"gpt-\u00e9\ud83d\ude00\"\\\/\b\f\n\r\t","\u0075sage":{"prompt_tokens":2}}"#;
+    let found = scan_json(body);
+    assert_eq!(found.model.as_deref(), Some("gpt-é😀\"\\/\u{8}\u{c}\n\r\t"));
+    assert_eq!(found.usage, Some(usage(2, 0, 0, 0)));
+}
+
+#[test]
+fn unusable_model_strings_are_ignored() {
+    let long = "m".repeat(MODEL_MAX_BYTES + 1);
+    let exact = "m".repeat(MODEL_MAX_BYTES);
+    for (body, want) in [
+        (format!(r#"{{"model":"{long}"}}"#), None),
+        (format!(r#"{{"model":"{exact}"}}"#), Some(exact.as_str())),
+        (r#"{"model":"a","model":""}"#.to_owned(), Some("a")),
+        (r#"{"model":"a","model":"\ud800"}"#.to_owned(), Some("a")),
+        (r#"{"model":"\udc00x"}"#.to_owned(), None),
+        (r#"{"model":"\ud800\u0041"}"#.to_owned(), None),
+        (r#"{"model":"\ud800x"}"#.to_owned(), None),
+        (r#"{"model":7}"#.to_owned(), None),
+        (r#"{"model":{"model":"x"}}"#.to_owned(), None),
+    ] {
+        assert_eq!(scan_json(&body).model.as_deref(), want, "{body}");
+    }
+    // Invalid UTF-8 inside the string.
+    let found = scan(BodyFormat::Json, [&b"{\"model\":\"a\xff\"}"[..]]);
+    assert_eq!(found.model, None);
+}
+
+#[test]
+fn odd_numbers_are_ignored() {
+    let max = u64::MAX.to_string();
+    let over = "18446744073709551616";
+    for (value, want) in [
+        ("0", Some(0)),
+        ("42", Some(42)),
+        (max.as_str(), Some(u64::MAX)),
+        (over, None),
+        ("99999999999999999999999999", None),
+        ("-1", None),
+        ("-0", None),
+        ("1.0", None),
+        ("1.5", None),
+        ("1e3", None),
+        ("1E+3", None),
+        ("012", None),
+        ("\"12\"", None),
+        ("true", None),
+        ("null", None),
+        ("[12]", None),
+        ("{\"a\":12}", None),
+    ] {
+        let body = format!(r#"{{"usage":{{"completion_tokens":{value} }}}}"#);
+        let found = scan_json(&body).usage.map(|u| u.output);
+        assert_eq!(found, want, "{value}");
+    }
+}
+
+#[test]
+fn sums_saturate() {
+    let u = Usage {
+        input_uncached: u64::MAX,
+        cache_read: 1,
+        cache_write: 1,
+        output: 1,
+    };
+    assert_eq!(u.prompt_tokens(), u64::MAX);
+    assert_eq!(u.total_tokens(), u64::MAX);
+    let body = format!(
+        r#"{{"usageMetadata":{{"candidatesTokenCount":{m},"thoughtsTokenCount":{m}}}}}"#,
+        m = u64::MAX
+    );
+    assert_eq!(scan_json(&body).usage.map(|u| u.output), Some(u64::MAX));
+    let body = r#"{"usage":{"prompt_tokens":5,"prompt_tokens_details":{"cached_tokens":9}}}"#;
+    assert_eq!(scan_json(body).usage, Some(usage(0, 9, 0, 0)));
+}
+
+#[test]
+fn provider_normalisation() {
+    let anthropic = r#"{"usage":{"input_tokens":3,"cache_read_input_tokens":5,"cache_creation_input_tokens":7,"output_tokens":11}}"#;
+    let responses = r#"{"usage":{"input_tokens":30,"input_tokens_details":{"cached_tokens":10},"output_tokens":11}}"#;
+    let chat = r#"{"usage":{"prompt_tokens":30,"prompt_tokens_details":{"cached_tokens":10},"completion_tokens":11}}"#;
+    let gemini = r#"{"usageMetadata":{"promptTokenCount":30,"cachedContentTokenCount":10,"candidatesTokenCount":4,"thoughtsTokenCount":7}}"#;
+    assert_eq!(scan_json(anthropic).usage, Some(usage(3, 5, 7, 11)));
+    assert_eq!(scan_json(responses).usage, Some(usage(20, 10, 0, 11)));
+    assert_eq!(scan_json(chat).usage, Some(usage(20, 10, 0, 11)));
+    assert_eq!(scan_json(gemini).usage, Some(usage(20, 10, 0, 11)));
+    assert_eq!(usage(3, 5, 7, 11).prompt_tokens(), 15);
+    assert_eq!(usage(3, 5, 7, 11).total_tokens(), 26);
+}
+
+#[test]
+fn whitespace_everywhere_is_fine() {
+    let body = " \r\n\t{ \"usage\" \n: { \"output_tokens\" : 5 , \"input_tokens\":\t1\r\n} ,\"model\" : \"m\" } \n";
+    let found = scan_json(body);
+    assert_eq!(found.usage, Some(usage(1, 0, 0, 5)));
+    assert_eq!(found.model.as_deref(), Some("m"));
+}
+
+#[test]
+fn invalid_json_on_a_tracked_path_stops_the_document() {
+    // Values before the error stay; nothing after it is read.
+    let body = r#"{"usage":{"input_tokens":1,,"output_tokens":2}}"#;
+    assert_eq!(scan_json(body).usage, Some(usage(1, 0, 0, 0)));
+    for (bad, want) in [
+        (r#"["usage",{"usage":{"input_tokens":1}}]"#, None),
+        (r#"{usage:{"input_tokens":1}}"#, None),
+        (r#"{"usage" {"input_tokens":1}}"#, None),
+        (
+            r#"{"usage":{"input_tokens":1 "output_tokens":2}}"#,
+            Some(usage(1, 0, 0, 0)),
+        ),
+        (r#"{"us\xage":{"input_tokens":1}}"#, None),
+        (r#"{"model":"\u12G4","usage":{"input_tokens":1}}"#, None),
+        (r#"{"usage":nul,"usage":{"input_tokens":1}}"#, None),
+        (r#"{"usage":{"input_tokens":1}]"#, Some(usage(1, 0, 0, 0))),
+        (
+            r#"{"usage":{"input_tokens":1}}}{"usage":{"input_tokens":2}}"#,
+            Some(usage(1, 0, 0, 0)),
+        ),
+    ] {
+        assert_eq!(scan_json(bad).usage, want, "{bad}");
+    }
+    // A second document after the first is ignored.
+    let two = r#"{"usage":{"input_tokens":1}} {"usage":{"input_tokens":2}}"#;
+    assert_eq!(scan_json(two).usage, Some(usage(1, 0, 0, 0)));
+}
+
+#[test]
+fn skipped_values_may_hold_anything() {
+    let body = r#"{"a":"}]\"{[\\","b":[{"usage":{"input_tokens":9}},[[[]]],"x\"y"],"c":{"d":{}},
+        "e":-1.5e3,"f":true,"g":false,"h":null,"usage":{"x":[1,{"output_tokens":9}],"output_tokens":2}}"#;
+    assert_eq!(scan_json(body).usage, Some(usage(0, 0, 0, 2)));
+}
+
+#[test]
+fn sse_line_endings_fields_and_comments() {
+    let events = [
+        ": a comment\n",
+        "event: x\nid: 1\nretry: 5\n",
+        "data:{\"usage\":{\"prompt_tokens\":1,\n",
+        "data:  \"completion_tokens\":2}}\n",
+        "\n",
+    ];
+    let lf: String = events.concat();
+    let crlf = lf.replace('\n', "\r\n");
+    let cr = lf.replace('\n', "\r");
+    for body in [&lf, &crlf, &cr] {
+        assert_eq!(scan_sse(body).usage, Some(usage(1, 0, 0, 2)), "{body:?}");
+        let with_bom = format!("\u{feff}{body}");
+        assert_eq!(
+            scan_sse(&with_bom).usage,
+            Some(usage(1, 0, 0, 2)),
+            "{body:?}"
+        );
+    }
+}
+
+#[test]
+fn sse_field_names_must_be_exactly_data() {
+    for body in [
+        "dat: {\"usage\":{\"prompt_tokens\":1}}\n\n",
+        "datas: {\"usage\":{\"prompt_tokens\":1}}\n\n",
+        " data: {\"usage\":{\"prompt_tokens\":1}}\n\n",
+        "\u{feff}\u{feff}data: {\"usage\":{\"prompt_tokens\":1}}\n\n",
+        "\u{ef}data: {\"usage\":{\"prompt_tokens\":1}}\n\n",
+        ":data: {\"usage\":{\"prompt_tokens\":1}}\n\n",
+    ] {
+        assert_eq!(scan_sse(body).usage, None, "{body:?}");
+    }
+    // A lone `data` line joins the event's data as an empty line.
+    let body = "data: {\"usage\":\ndata\ndata: {\"prompt_tokens\":1}}\n\n";
+    assert_eq!(scan_sse(body).usage, Some(usage(1, 0, 0, 0)));
+}
+
+#[test]
+fn sse_events_are_separate_documents() {
+    // An event cut short does not leak its open path into the next event.
+    let body = concat!(
+        "data: {\"usage\":{\"prompt_tokens\":1,\"x\":[\n\n",
+        "data: {\"completion_tokens\":5}\n\n",
+        "data: [DONE]\n\n",
+        "data: {\"usage\":{\"completion_tokens\":2}}\n\n",
+    );
+    assert_eq!(scan_sse(body).usage, Some(usage(1, 0, 0, 2)));
+}
+
+#[test]
+fn content_type_picks_the_format() {
+    assert_eq!(
+        BodyFormat::from_content_type("text/event-stream"),
+        BodyFormat::EventStream
+    );
+    assert_eq!(
+        BodyFormat::from_content_type(" Text/Event-Stream ; charset=utf-8"),
+        BodyFormat::EventStream
+    );
+    assert_eq!(
+        BodyFormat::from_content_type("application/json"),
+        BodyFormat::Json
+    );
+    assert_eq!(BodyFormat::from_content_type(""), BodyFormat::Json);
+}

@@ -1,0 +1,114 @@
+//! Fixed-capacity buffer for the few strings the scanner must read: object keys on the
+//! tracked paths and the model name. Anything longer than the cap cannot be a key we look
+//! for and is not a plausible model name, so it is marked unusable instead of growing.
+
+/// Longest model name kept, in bytes (after unescaping). Longer names are ignored.
+pub const MODEL_MAX_BYTES: usize = 256;
+
+/// A string being decoded from JSON, bounded to [`MODEL_MAX_BYTES`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Capture {
+    buf: [u8; MODEL_MAX_BYTES],
+    len: usize,
+    /// Too long, or an unpaired UTF-16 surrogate: the string is unusable.
+    bad: bool,
+    /// A `\uD800`..`\uDBFF` escape waiting for its low half.
+    high: Option<u16>,
+}
+
+impl Default for Capture {
+    fn default() -> Self {
+        Self {
+            buf: [0; MODEL_MAX_BYTES],
+            len: 0,
+            bad: false,
+            high: None,
+        }
+    }
+}
+
+impl Capture {
+    pub(crate) fn clear(&mut self) {
+        self.len = 0;
+        self.bad = false;
+        self.high = None;
+    }
+
+    /// Appends raw (already unescaped) bytes.
+    #[inline]
+    pub(crate) fn push_bytes(&mut self, run: &[u8]) {
+        if run.is_empty() {
+            return;
+        }
+        // A high surrogate must be followed directly by its low-surrogate escape.
+        if self.high.take().is_some() {
+            self.bad = true;
+        }
+        let end = self.len.checked_add(run.len());
+        match end.and_then(|end| self.buf.get_mut(self.len..end).map(|dst| (end, dst))) {
+            Some((end, dst)) => {
+                dst.copy_from_slice(run);
+                self.len = end;
+            }
+            None => self.bad = true,
+        }
+    }
+
+    fn push_char(&mut self, c: char) {
+        let mut utf8 = [0u8; 4];
+        self.push_bytes(c.encode_utf8(&mut utf8).as_bytes());
+    }
+
+    /// Appends the code unit of a `\uXXXX` escape, pairing surrogates.
+    pub(crate) fn push_unit(&mut self, unit: u16) {
+        match (self.high.take(), unit) {
+            (Some(high), 0xDC00..=0xDFFF) => {
+                let hi = u32::from(high & 0x3FF).wrapping_shl(10);
+                let lo = u32::from(unit & 0x3FF);
+                match char::from_u32(0x1_0000 | hi | lo) {
+                    Some(c) => self.push_char(c),
+                    None => self.bad = true,
+                }
+            }
+            (Some(_), _) | (None, 0xDC00..=0xDFFF) => self.bad = true,
+            (None, 0xD800..=0xDBFF) => self.high = Some(unit),
+            (None, _) => match char::from_u32(u32::from(unit)) {
+                Some(c) => self.push_char(c),
+                None => self.bad = true,
+            },
+        }
+    }
+
+    /// The decoded bytes, or `None` if the string is unusable. Call at the closing quote.
+    pub(crate) fn finish(&self) -> Option<&[u8]> {
+        if self.bad || self.high.is_some() {
+            return None;
+        }
+        self.buf.get(..self.len)
+    }
+}
+
+/// A model name that was read in full: 1..=[`MODEL_MAX_BYTES`] bytes of valid UTF-8.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct ModelName {
+    text: Capture,
+}
+
+impl ModelName {
+    /// Keeps `bytes` if they are a usable model name; otherwise keeps the previous one.
+    pub(crate) fn set(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() || core::str::from_utf8(bytes).is_err() {
+            return;
+        }
+        self.text.clear();
+        self.text.push_bytes(bytes);
+    }
+
+    pub(crate) fn get(&self) -> Option<&str> {
+        let bytes = self.text.finish()?;
+        if bytes.is_empty() {
+            return None;
+        }
+        core::str::from_utf8(bytes).ok()
+    }
+}
