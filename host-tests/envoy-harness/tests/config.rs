@@ -25,7 +25,6 @@ fn validate_mode_rejects_a_misspelled_field() {
 }
 
 #[test]
-#[ignore = "needs the real filter's config validation"]
 fn bad_plugin_config_makes_envoy_refuse_to_start() {
     let mock = MockUpstream::start().unwrap();
     let cfg = EnvoyConfig::new(mock.port(), "not json").ready_timeout(Duration::from_secs(20));
