@@ -31,15 +31,19 @@ impl Money {
     /// above [`MAX_CONFIG_USD`]; the result is rounded to the nearest femto-dollar, which is
     /// exact for every price written with up to 15 decimals.
     pub fn from_usd(usd: f64) -> Option<Self> {
-        if !usd.is_finite() || usd < 0.0 || usd > MAX_CONFIG_USD {
+        if !(0.0..=MAX_CONFIG_USD).contains(&usd) {
             return None;
         }
         // Split into whole dollars and the fraction so the f64 product stays well inside
         // the 53-bit mantissa for the part that matters.
         let whole = usd.trunc();
         let fraction = usd - whole;
-        let whole_femto = (whole as u128).checked_mul(FEMTO_PER_USD)?;
-        let fraction_femto = (fraction * 1e15).round() as u128;
+        // Both casts are exact or saturating by construction: `whole` is an integer in
+        // 0..=1e12 and `fraction * 1e15` lies in 0..1e15.
+        #[allow(clippy::cast_possible_truncation, reason = "values are range-checked above")]
+        let (whole, fraction) = (whole as u128, (fraction * 1e15).round() as u128);
+        let whole_femto = whole.checked_mul(FEMTO_PER_USD)?;
+        let fraction_femto = fraction;
         whole_femto.checked_add(fraction_femto).map(Money)
     }
 

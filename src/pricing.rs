@@ -39,7 +39,7 @@ impl Pricing {
         match name.strip_suffix('*') {
             Some(prefix) => {
                 self.prefixes.push((prefix.to_string(), price));
-                self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+                self.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             }
             None => {
                 self.exact.insert(name.to_string(), price);

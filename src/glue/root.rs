@@ -43,10 +43,7 @@ impl RootContext for GovernanceRoot {
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         follow_envoy_log_level();
-        let text = match self.get_plugin_configuration() {
-            Some(bytes) => bytes,
-            None => Vec::new(),
-        };
+        let text = self.get_plugin_configuration().unwrap_or_default();
         let text = String::from_utf8_lossy(&text);
         let policy = match config::parse(&text) {
             Ok(policy) => policy,
