@@ -40,7 +40,10 @@ impl Money {
         let fraction = usd - whole;
         // Both casts are exact or saturating by construction: `whole` is an integer in
         // 0..=1e12 and `fraction * 1e15` lies in 0..1e15.
-        #[allow(clippy::cast_possible_truncation, reason = "values are range-checked above")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "values are range-checked above"
+        )]
         let (whole, fraction) = (whole as u128, (fraction * 1e15).round() as u128);
         let whole_femto = whole.checked_mul(FEMTO_PER_USD)?;
         let fraction_femto = fraction;

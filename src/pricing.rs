@@ -39,7 +39,8 @@ impl Pricing {
         match name.strip_suffix('*') {
             Some(prefix) => {
                 self.prefixes.push((prefix.to_string(), price));
-                self.prefixes.sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
+                self.prefixes
+                    .sort_by_key(|(prefix, _)| std::cmp::Reverse(prefix.len()));
             }
             None => {
                 self.exact.insert(name.to_string(), price);
