@@ -158,23 +158,7 @@ impl JsonScanner {
         while let Some((&b, tail)) = rest.split_first() {
             match self.state {
                 // The states that cross long runs search ahead instead of stepping.
-                State::SkipString => {
-                    let Some(at) = find_either(rest, b'"', b'\\') else {
-                        return;
-                    };
-                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
-                    else {
-                        return;
-                    };
-                    rest = after;
-                    if special == b'\\' {
-                        self.state = State::SkipEscape;
-                    } else if self.skip_depth == 0 {
-                        self.state = State::AfterValue;
-                    } else {
-                        self.state = State::Skip;
-                    }
-                }
+                State::SkipString | State::SkipEscape | State::Skip => rest = self.skip(rest),
                 State::Capture => {
                     let at = find_either(rest, b'"', b'\\').unwrap_or(rest.len());
                     let (run, from) = rest.split_at_checked(at).unwrap_or((rest, &[]));
@@ -189,13 +173,55 @@ impl JsonScanner {
                         self.end_capture(out);
                     }
                 }
-                State::Skip => {
-                    let Some(at) = find_structural(rest) else {
-                        return;
+                State::Done | State::Error => return,
+                _ => {
+                    if self.step(b, out) {
+                        rest = tail;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Crosses skipped strings and containers in one tight loop, returning what follows
+    /// them (empty if the chunk ran out first). Skipped bytes are most of a body, so this
+    /// stays out of the general dispatch in `feed`.
+    fn skip<'a>(&mut self, mut rest: &'a [u8]) -> &'a [u8] {
+        loop {
+            match self.state {
+                State::SkipString => {
+                    let Some(at) = find_either(rest, b'"', b'\\') else {
+                        return &[];
                     };
                     let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
                     else {
-                        return;
+                        return &[];
+                    };
+                    rest = after;
+                    if special == b'\\' {
+                        self.state = State::SkipEscape;
+                    } else if self.skip_depth == 0 {
+                        self.state = State::AfterValue;
+                        return rest;
+                    } else {
+                        self.state = State::Skip;
+                    }
+                }
+                State::SkipEscape => {
+                    // The escaped byte cannot end the string; `\uXXXX` digits are plain.
+                    let Some((_, after)) = rest.split_first() else {
+                        return &[];
+                    };
+                    rest = after;
+                    self.state = State::SkipString;
+                }
+                State::Skip => {
+                    let Some(at) = find_structural(rest) else {
+                        return &[];
+                    };
+                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
+                    else {
+                        return &[];
                     };
                     rest = after;
                     match special {
@@ -205,16 +231,12 @@ impl JsonScanner {
                             self.skip_depth = self.skip_depth.saturating_sub(1);
                             if self.skip_depth == 0 {
                                 self.state = State::AfterValue;
+                                return rest;
                             }
                         }
                     }
                 }
-                State::Done | State::Error => return,
-                _ => {
-                    if self.step(b, out) {
-                        rest = tail;
-                    }
-                }
+                _ => return rest,
             }
         }
     }
@@ -306,9 +328,13 @@ impl JsonScanner {
                 }
                 _ => self.state = State::Error,
             },
-            State::SkipEscape => self.state = State::SkipString,
-            // Handled by `feed`'s searches.
-            State::SkipString | State::Capture | State::Skip | State::Done | State::Error => {}
+            // Handled by `feed` and `skip`.
+            State::SkipString
+            | State::SkipEscape
+            | State::Capture
+            | State::Skip
+            | State::Done
+            | State::Error => {}
         }
         true
     }

@@ -93,7 +93,12 @@ impl SseFramer {
                     }
                 }
                 Line::Start => {
-                    if b == b'\n' || b == b'\r' {
+                    // Fast path for the line nearly every event is made of.
+                    if let Some(value) = rest.strip_prefix(b"data: ") {
+                        rest = value;
+                        self.start_data(json, out);
+                        self.line = Line::Data;
+                    } else if b == b'\n' || b == b'\r' {
                         // Blank line: the event is over.
                         json.reset();
                         self.has_data = false;
