@@ -83,11 +83,13 @@ impl Number {
             }
             self.digits = true;
             let digit = u64::from(b.wrapping_sub(b'0'));
-            match self
-                .value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(digit))
-            {
+            // Bound first instead of `checked_mul`, which wasm32 lowers to a 128-bit multiply.
+            let next = if self.value <= u64::MAX / 10 {
+                self.value.wrapping_mul(10).checked_add(digit)
+            } else {
+                None
+            };
+            match next {
                 Some(v) => self.value = v,
                 None => self.usable = false,
             }
