@@ -20,8 +20,15 @@ const MAX_TRACKED: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Before the document; only `{` starts a document that can hold usage.
+    /// Before the document: an object, or an array of objects (Gemini's
+    /// `streamGenerateContent` without `alt=sse`), each element then read like a document.
     Start,
+    /// After `[` of a top-level array: an object or `]`.
+    ArrayFirst,
+    /// After `,` in a top-level array: an object.
+    ArrayElement,
+    /// After an element of a top-level array: `,` or `]`.
+    ArrayNext,
     /// Just after `{` of a tracked object: a key or `}`.
     KeyOrEnd,
     /// After `,` in a tracked object: a key.
@@ -120,6 +127,8 @@ pub(crate) struct JsonScanner {
     events: bool,
     stack: [Node; MAX_TRACKED],
     tracked: usize,
+    /// The document is a top-level array whose elements are read as documents.
+    in_array: bool,
     skip_depth: u32,
     /// What the value after the current key is.
     target: Target,
@@ -137,6 +146,7 @@ impl JsonScanner {
             events,
             stack: [Node::Root; MAX_TRACKED],
             tracked: 0,
+            in_array: false,
             skip_depth: 0,
             target: Target::Skip,
             capture: Capture::default(),
@@ -150,6 +160,7 @@ impl JsonScanner {
     /// Forgets the current document (end of a server-sent event).
     pub(crate) fn reset(&mut self) {
         self.state = State::Start;
+        self.in_array = false;
         self.tracked = 0;
         self.skip_depth = 0;
         self.target = Target::Skip;
@@ -249,6 +260,22 @@ impl JsonScanner {
         match self.state {
             State::Start => match b {
                 b'{' => self.open(Node::Root),
+                b'[' => {
+                    self.in_array = true;
+                    self.state = State::ArrayFirst;
+                }
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::ArrayFirst | State::ArrayElement => match b {
+                b'{' => self.open(Node::Root),
+                b']' if self.state == State::ArrayFirst => self.state = State::Done,
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::ArrayNext => match b {
+                b',' => self.state = State::ArrayElement,
+                b']' => self.state = State::Done,
                 _ if is_space(b) => {}
                 _ => self.state = State::Error,
             },
@@ -389,10 +416,12 @@ impl JsonScanner {
 
     fn close(&mut self) {
         self.tracked = self.tracked.saturating_sub(1);
-        self.state = if self.tracked == 0 {
-            State::Done
-        } else {
+        self.state = if self.tracked > 0 {
             State::AfterValue
+        } else if self.in_array {
+            State::ArrayNext
+        } else {
+            State::Done
         };
     }
 

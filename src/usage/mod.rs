@@ -8,6 +8,8 @@
 //! - JSON bodies: the top-level `usage` object (OpenAI chat, OpenAI Responses, Anthropic) or
 //!   Gemini's top-level `usageMetadata`, and the top-level `model` / `modelVersion`. Text in
 //!   model output that merely looks like usage is inside some other member and is ignored.
+//!   A top-level array of such objects (Gemini's `streamGenerateContent` without
+//!   `alt=sse`) is read element by element and merged like events.
 //! - Server-sent events: every event's data is one JSON document scanned the same way, with
 //!   `response.usage` / `response.model` (OpenAI Responses) and `message.usage` /
 //!   `message.model` (Anthropic `message_start`) also recognised. Values merge per field,
