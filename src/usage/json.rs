@@ -186,11 +186,20 @@ impl JsonScanner {
                         self.end_capture(out);
                     }
                 }
-                State::Done | State::Error => return,
-                _ => {
-                    if self.step(b, out) {
+                // Fast path: a key that is whole in this chunk and has no escapes is looked
+                // up in place; otherwise `step` captures it byte by byte.
+                State::KeyOrEnd | State::Key if b == b'"' => match self.whole_key(tail) {
+                    Some(after) => rest = after,
+                    None => {
+                        self.step(b);
                         rest = tail;
                     }
+                },
+                State::Number => rest = self.number_run(rest, out),
+                State::Done | State::Error => return,
+                _ => {
+                    self.step(b);
+                    rest = tail;
                 }
             }
         }
@@ -254,9 +263,8 @@ impl JsonScanner {
         }
     }
 
-    /// One byte in a state that is not a search. Returns false if `b` must be looked at
-    /// again in the new state (the byte that ends a number).
-    fn step(&mut self, b: u8, out: &mut Collected) -> bool {
+    /// One byte in a state that is not a search or a run.
+    fn step(&mut self, b: u8) {
         match self.state {
             State::Start => match b {
                 b'{' => self.open(Node::Root),
@@ -300,11 +308,11 @@ impl JsonScanner {
                     b'u' => {
                         self.hex = 0;
                         self.state = State::CaptureHex(0);
-                        return true;
+                        return;
                     }
                     _ => {
                         self.state = State::Error;
-                        return true;
+                        return;
                     }
                 };
                 self.capture.push_bytes(&[unescaped]);
@@ -313,7 +321,7 @@ impl JsonScanner {
             State::CaptureHex(read) => {
                 let Some(digit) = char::from(b).to_digit(16) else {
                     self.state = State::Error;
-                    return true;
+                    return;
                 };
                 // Four hex digits fit a u16; the shift drops nothing that was set.
                 let digit = u16::try_from(digit).unwrap_or(0);
@@ -337,17 +345,6 @@ impl JsonScanner {
                 _ if is_space(b) => {}
                 _ => self.state = State::Error,
             },
-            State::Number => {
-                if is_number_byte(b) {
-                    self.number.push(b);
-                } else {
-                    if let (Target::Count(field), Some(n)) = (self.target, self.number.get()) {
-                        out.set_count(field, n);
-                    }
-                    self.state = State::AfterValue;
-                    return false;
-                }
-            }
             State::Literal => match self.literal.split_first() {
                 Some((&want, more)) if want == b => {
                     self.literal = more;
@@ -362,10 +359,10 @@ impl JsonScanner {
             | State::SkipEscape
             | State::Capture
             | State::Skip
+            | State::Number
             | State::Done
             | State::Error => {}
         }
-        true
     }
 
     /// The first byte of a value in a tracked object.
@@ -425,17 +422,53 @@ impl JsonScanner {
         };
     }
 
+    /// What the value of `key` in the innermost tracked object is.
+    fn lookup(&self, key: Option<&[u8]>) -> Target {
+        let node = self
+            .tracked
+            .checked_sub(1)
+            .and_then(|top| self.stack.get(top))
+            .copied();
+        match (node, key) {
+            (Some(node), Some(key)) => child(node, key, self.events),
+            _ => Target::Skip,
+        }
+    }
+
+    /// `after_quote` follows a key's opening quote. If the key ends in it without an
+    /// escape, looks it up and returns what follows the closing quote.
+    fn whole_key<'a>(&mut self, after_quote: &'a [u8]) -> Option<&'a [u8]> {
+        let at = find_either(after_quote, b'"', b'\\')?;
+        let (key, from) = after_quote.split_at_checked(at)?;
+        let (&quote, after) = from.split_first()?;
+        if quote != b'"' {
+            return None;
+        }
+        self.target = self.lookup(Some(key));
+        self.state = State::Colon;
+        Some(after)
+    }
+
+    /// Continues a number through as many of its bytes as `rest` holds, committing it at
+    /// the first byte after it; returns the bytes from that one on.
+    fn number_run<'a>(&mut self, mut rest: &'a [u8], out: &mut Collected) -> &'a [u8] {
+        while let Some((&b, tail)) = rest.split_first() {
+            if !is_number_byte(b) {
+                if let (Target::Count(field), Some(n)) = (self.target, self.number.get()) {
+                    out.set_count(field, n);
+                }
+                self.state = State::AfterValue;
+                return rest;
+            }
+            self.number.push(b);
+            rest = tail;
+        }
+        rest
+    }
+
     fn end_capture(&mut self, out: &mut Collected) {
         if self.capturing_key {
-            let node = self
-                .tracked
-                .checked_sub(1)
-                .and_then(|top| self.stack.get(top))
-                .copied();
-            self.target = match (node, self.capture.finish()) {
-                (Some(node), Some(key)) => child(node, key, self.events),
-                _ => Target::Skip,
-            };
+            self.target = self.lookup(self.capture.finish());
             self.state = State::Colon;
         } else {
             if let Some(name) = self.capture.finish() {
