@@ -80,6 +80,8 @@ impl Number {
         n
     }
 
+    // Called per digit of every number at a tracked level; a call costs more than it.
+    #[inline(always)]
     fn push(&mut self, b: u8) {
         if b.is_ascii_digit() {
             if self.leading_zero {
