@@ -20,7 +20,7 @@ enum Line {
     Bom(u8),
     /// Start of a line.
     Start,
-    /// In the field name; `matched` bytes so far all equal the start of "data".
+    /// In the field name, `len` bytes in; `data` while those bytes are a prefix of "data".
     Name { len: u8, data: bool },
     /// Just after `data:`; an optional space follows.
     DataColon,
