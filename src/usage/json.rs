@@ -20,8 +20,15 @@ const MAX_TRACKED: usize = 4;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
-    /// Before the document; only `{` starts a document that can hold usage.
+    /// Before the document: an object, or an array of objects (Gemini's
+    /// `streamGenerateContent` without `alt=sse`), each element then read like a document.
     Start,
+    /// After `[` of a top-level array: an object or `]`.
+    ArrayFirst,
+    /// After `,` in a top-level array: an object.
+    ArrayElement,
+    /// After an element of a top-level array: `,` or `]`.
+    ArrayNext,
     /// Just after `{` of a tracked object: a key or `}`.
     KeyOrEnd,
     /// After `,` in a tracked object: a key.
@@ -73,6 +80,8 @@ impl Number {
         n
     }
 
+    // Called per digit of every number at a tracked level; a call costs more than it.
+    #[inline(always)]
     fn push(&mut self, b: u8) {
         if b.is_ascii_digit() {
             if self.leading_zero {
@@ -83,11 +92,13 @@ impl Number {
             }
             self.digits = true;
             let digit = u64::from(b.wrapping_sub(b'0'));
-            match self
-                .value
-                .checked_mul(10)
-                .and_then(|v| v.checked_add(digit))
-            {
+            // Bound first instead of `checked_mul`, which wasm32 lowers to a 128-bit multiply.
+            let next = if self.value <= u64::MAX / 10 {
+                self.value.wrapping_mul(10).checked_add(digit)
+            } else {
+                None
+            };
+            match next {
                 Some(v) => self.value = v,
                 None => self.usable = false,
             }
@@ -118,6 +129,8 @@ pub(crate) struct JsonScanner {
     events: bool,
     stack: [Node; MAX_TRACKED],
     tracked: usize,
+    /// The document is a top-level array whose elements are read as documents.
+    in_array: bool,
     skip_depth: u32,
     /// What the value after the current key is.
     target: Target,
@@ -135,6 +148,7 @@ impl JsonScanner {
             events,
             stack: [Node::Root; MAX_TRACKED],
             tracked: 0,
+            in_array: false,
             skip_depth: 0,
             target: Target::Skip,
             capture: Capture::default(),
@@ -148,6 +162,7 @@ impl JsonScanner {
     /// Forgets the current document (end of a server-sent event).
     pub(crate) fn reset(&mut self) {
         self.state = State::Start;
+        self.in_array = false;
         self.tracked = 0;
         self.skip_depth = 0;
         self.target = Target::Skip;
@@ -158,23 +173,7 @@ impl JsonScanner {
         while let Some((&b, tail)) = rest.split_first() {
             match self.state {
                 // The states that cross long runs search ahead instead of stepping.
-                State::SkipString => {
-                    let Some(at) = find_either(rest, b'"', b'\\') else {
-                        return;
-                    };
-                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
-                    else {
-                        return;
-                    };
-                    rest = after;
-                    if special == b'\\' {
-                        self.state = State::SkipEscape;
-                    } else if self.skip_depth == 0 {
-                        self.state = State::AfterValue;
-                    } else {
-                        self.state = State::Skip;
-                    }
-                }
+                State::SkipString | State::SkipEscape | State::Skip => rest = self.skip(rest),
                 State::Capture => {
                     let at = find_either(rest, b'"', b'\\').unwrap_or(rest.len());
                     let (run, from) = rest.split_at_checked(at).unwrap_or((rest, &[]));
@@ -189,13 +188,64 @@ impl JsonScanner {
                         self.end_capture(out);
                     }
                 }
-                State::Skip => {
-                    let Some(at) = find_structural(rest) else {
-                        return;
+                // Fast path: a key that is whole in this chunk and has no escapes is looked
+                // up in place; otherwise `step` captures it byte by byte.
+                State::KeyOrEnd | State::Key if b == b'"' => match self.whole_key(tail) {
+                    Some(after) => rest = after,
+                    None => {
+                        self.step(b);
+                        rest = tail;
+                    }
+                },
+                State::Number => rest = self.number_run(rest, out),
+                State::Done | State::Error => return,
+                _ => {
+                    self.step(b);
+                    rest = tail;
+                }
+            }
+        }
+    }
+
+    /// Crosses skipped strings and containers in one tight loop, returning what follows
+    /// them (empty if the chunk ran out first). Skipped bytes are most of a body, so this
+    /// stays out of the general dispatch in `feed`.
+    fn skip<'a>(&mut self, mut rest: &'a [u8]) -> &'a [u8] {
+        loop {
+            match self.state {
+                State::SkipString => {
+                    let Some(at) = find_either(rest, b'"', b'\\') else {
+                        return &[];
                     };
                     let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
                     else {
-                        return;
+                        return &[];
+                    };
+                    rest = after;
+                    if special == b'\\' {
+                        self.state = State::SkipEscape;
+                    } else if self.skip_depth == 0 {
+                        self.state = State::AfterValue;
+                        return rest;
+                    } else {
+                        self.state = State::Skip;
+                    }
+                }
+                State::SkipEscape => {
+                    // The escaped byte cannot end the string; `\uXXXX` digits are plain.
+                    let Some((_, after)) = rest.split_first() else {
+                        return &[];
+                    };
+                    rest = after;
+                    self.state = State::SkipString;
+                }
+                State::Skip => {
+                    let Some(at) = find_structural(rest) else {
+                        return &[];
+                    };
+                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
+                    else {
+                        return &[];
                     };
                     rest = after;
                     match special {
@@ -205,26 +255,37 @@ impl JsonScanner {
                             self.skip_depth = self.skip_depth.saturating_sub(1);
                             if self.skip_depth == 0 {
                                 self.state = State::AfterValue;
+                                return rest;
                             }
                         }
                     }
                 }
-                State::Done | State::Error => return,
-                _ => {
-                    if self.step(b, out) {
-                        rest = tail;
-                    }
-                }
+                _ => return rest,
             }
         }
     }
 
-    /// One byte in a state that is not a search. Returns false if `b` must be looked at
-    /// again in the new state (the byte that ends a number).
-    fn step(&mut self, b: u8, out: &mut Collected) -> bool {
+    /// One byte in a state that is not a search or a run.
+    fn step(&mut self, b: u8) {
         match self.state {
             State::Start => match b {
                 b'{' => self.open(Node::Root),
+                b'[' => {
+                    self.in_array = true;
+                    self.state = State::ArrayFirst;
+                }
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::ArrayFirst | State::ArrayElement => match b {
+                b'{' => self.open(Node::Root),
+                b']' if self.state == State::ArrayFirst => self.state = State::Done,
+                _ if is_space(b) => {}
+                _ => self.state = State::Error,
+            },
+            State::ArrayNext => match b {
+                b',' => self.state = State::ArrayElement,
+                b']' => self.state = State::Done,
                 _ if is_space(b) => {}
                 _ => self.state = State::Error,
             },
@@ -249,11 +310,11 @@ impl JsonScanner {
                     b'u' => {
                         self.hex = 0;
                         self.state = State::CaptureHex(0);
-                        return true;
+                        return;
                     }
                     _ => {
                         self.state = State::Error;
-                        return true;
+                        return;
                     }
                 };
                 self.capture.push_bytes(&[unescaped]);
@@ -262,7 +323,7 @@ impl JsonScanner {
             State::CaptureHex(read) => {
                 let Some(digit) = char::from(b).to_digit(16) else {
                     self.state = State::Error;
-                    return true;
+                    return;
                 };
                 // Four hex digits fit a u16; the shift drops nothing that was set.
                 let digit = u16::try_from(digit).unwrap_or(0);
@@ -286,17 +347,6 @@ impl JsonScanner {
                 _ if is_space(b) => {}
                 _ => self.state = State::Error,
             },
-            State::Number => {
-                if is_number_byte(b) {
-                    self.number.push(b);
-                } else {
-                    if let (Target::Count(field), Some(n)) = (self.target, self.number.get()) {
-                        out.set_count(field, n);
-                    }
-                    self.state = State::AfterValue;
-                    return false;
-                }
-            }
             State::Literal => match self.literal.split_first() {
                 Some((&want, more)) if want == b => {
                     self.literal = more;
@@ -306,11 +356,15 @@ impl JsonScanner {
                 }
                 _ => self.state = State::Error,
             },
-            State::SkipEscape => self.state = State::SkipString,
-            // Handled by `feed`'s searches.
-            State::SkipString | State::Capture | State::Skip | State::Done | State::Error => {}
+            // Handled by `feed` and `skip`.
+            State::SkipString
+            | State::SkipEscape
+            | State::Capture
+            | State::Skip
+            | State::Number
+            | State::Done
+            | State::Error => {}
         }
-        true
     }
 
     /// The first byte of a value in a tracked object.
@@ -361,24 +415,62 @@ impl JsonScanner {
 
     fn close(&mut self) {
         self.tracked = self.tracked.saturating_sub(1);
-        self.state = if self.tracked == 0 {
-            State::Done
-        } else {
+        self.state = if self.tracked > 0 {
             State::AfterValue
+        } else if self.in_array {
+            State::ArrayNext
+        } else {
+            State::Done
         };
+    }
+
+    /// What the value of `key` in the innermost tracked object is.
+    fn lookup(&self, key: Option<&[u8]>) -> Target {
+        let node = self
+            .tracked
+            .checked_sub(1)
+            .and_then(|top| self.stack.get(top))
+            .copied();
+        match (node, key) {
+            (Some(node), Some(key)) => child(node, key, self.events),
+            _ => Target::Skip,
+        }
+    }
+
+    /// `after_quote` follows a key's opening quote. If the key ends in it without an
+    /// escape, looks it up and returns what follows the closing quote.
+    fn whole_key<'a>(&mut self, after_quote: &'a [u8]) -> Option<&'a [u8]> {
+        let at = find_either(after_quote, b'"', b'\\')?;
+        let (key, from) = after_quote.split_at_checked(at)?;
+        let (&quote, after) = from.split_first()?;
+        if quote != b'"' {
+            return None;
+        }
+        self.target = self.lookup(Some(key));
+        self.state = State::Colon;
+        Some(after)
+    }
+
+    /// Continues a number through as many of its bytes as `rest` holds, committing it at
+    /// the first byte after it; returns the bytes from that one on.
+    fn number_run<'a>(&mut self, mut rest: &'a [u8], out: &mut Collected) -> &'a [u8] {
+        while let Some((&b, tail)) = rest.split_first() {
+            if !is_number_byte(b) {
+                if let (Target::Count(field), Some(n)) = (self.target, self.number.get()) {
+                    out.set_count(field, n);
+                }
+                self.state = State::AfterValue;
+                return rest;
+            }
+            self.number.push(b);
+            rest = tail;
+        }
+        rest
     }
 
     fn end_capture(&mut self, out: &mut Collected) {
         if self.capturing_key {
-            let node = self
-                .tracked
-                .checked_sub(1)
-                .and_then(|top| self.stack.get(top))
-                .copied();
-            self.target = match (node, self.capture.finish()) {
-                (Some(node), Some(key)) => child(node, key, self.events),
-                _ => Target::Skip,
-            };
+            self.target = self.lookup(self.capture.finish());
             self.state = State::Colon;
         } else {
             if let Some(name) = self.capture.finish() {

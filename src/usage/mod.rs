@@ -8,6 +8,8 @@
 //! - JSON bodies: the top-level `usage` object (OpenAI chat, OpenAI Responses, Anthropic) or
 //!   Gemini's top-level `usageMetadata`, and the top-level `model` / `modelVersion`. Text in
 //!   model output that merely looks like usage is inside some other member and is ignored.
+//!   A top-level array of such objects (Gemini's `streamGenerateContent` without
+//!   `alt=sse`) is read element by element and merged like events.
 //! - Server-sent events: every event's data is one JSON document scanned the same way, with
 //!   `response.usage` / `response.model` (OpenAI Responses) and `message.usage` /
 //!   `message.model` (Anthropic `message_start`) also recognised. Values merge per field,
@@ -28,6 +30,13 @@
 //! checked strictly and a syntax error stops the document (values already seen stay);
 //! inside members that do not matter only strings and bracket depth are followed, with a
 //! saturating counter, so nesting depth costs no memory.
+//!
+//! Cost: the per-byte work is a byte search eight bytes at a time through model text (the
+//! bulk of a long body) and a small state machine elsewhere, with no allocation at all.
+//! Measured in wasmtime fuel (about one unit per wasm instruction) on the release build:
+//! about 6.5 per byte for a JSON body dominated by model text, 8 per byte for SSE
+//! framing alone, and 25 to 35 per byte for OpenAI or Anthropic streams of small chunks,
+//! where JSON punctuation and keys, not text, make up most of the bytes.
 
 mod bytes;
 mod extract;

@@ -20,7 +20,7 @@ enum Line {
     Bom(u8),
     /// Start of a line.
     Start,
-    /// In the field name; `matched` bytes so far all equal the start of "data".
+    /// In the field name, `len` bytes in; `data` while those bytes are a prefix of "data".
     Name { len: u8, data: bool },
     /// Just after `data:`; an optional space follows.
     DataColon,
@@ -93,12 +93,22 @@ impl SseFramer {
                     }
                 }
                 Line::Start => {
+                    // Fast paths for whole `data: ` and `event:` prefixes, the lines nearly
+                    // every event is made of; a prefix split across chunks takes `Name`.
+                    let (data, event) = (b"data: ", b"event:");
                     if b == b'\n' || b == b'\r' {
                         // Blank line: the event is over.
                         json.reset();
                         self.has_data = false;
                         rest = tail;
                         self.end_line(b);
+                    } else if b == b'd' && rest.starts_with(data) {
+                        rest = rest.get(data.len()..).unwrap_or_default();
+                        self.start_data(json, out);
+                        self.line = Line::Data;
+                    } else if b == b'e' && rest.starts_with(event) {
+                        rest = rest.get(event.len()..).unwrap_or_default();
+                        self.line = Line::Ignored;
                     } else {
                         self.line = Line::Name { len: 0, data: true };
                     }

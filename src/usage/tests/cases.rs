@@ -284,3 +284,26 @@ fn content_type_picks_the_format() {
     );
     assert_eq!(BodyFormat::from_content_type(""), BodyFormat::Json);
 }
+
+#[test]
+fn top_level_array_of_responses_is_read_element_by_element() {
+    // Gemini's streamGenerateContent without alt=sse: a JSON array of responses.
+    let f = fixture("gemini-stream.sse");
+    let events: Vec<&str> = std::str::from_utf8(f.body)
+        .unwrap()
+        .split("\r\n\r\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    let body = format!("[{}]", events.join(",\r\n"));
+    let bytes = body.as_bytes();
+    for cut in 0..=bytes.len() {
+        let (a, b) = bytes.split_at(cut);
+        assert_eq!(scan(BodyFormat::Json, [a, b]), f.expected(), "cut at {cut}");
+    }
+    assert_eq!(scan_json("[]"), Default::default());
+    assert_eq!(
+        scan_json(r#"[{"usage":{"input_tokens":1}},2,{"usage":{"input_tokens":5}}]"#).usage,
+        Some(usage(1, 0, 0, 0))
+    );
+    assert_eq!(scan_json(r#"[[{"usage":{"input_tokens":1}}]]"#).usage, None);
+}

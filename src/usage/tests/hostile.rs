@@ -10,6 +10,7 @@ use proptest::prelude::*;
 #[test]
 fn memory_is_fixed_and_small() {
     let size = core::mem::size_of::<UsageScanner>();
+    println!("UsageScanner is {size} bytes");
     assert!(size <= UsageScanner::STATE_BYTES_MAX, "{size} bytes");
     const { assert!(UsageScanner::STATE_BYTES_MAX <= 16 * 1024) };
 }

@@ -70,6 +70,14 @@ impl Seen {
 
     /// One JSON document; `events` adds the SSE wrappers `response` and `message`.
     fn document(&mut self, doc: &Value, events: bool) {
+        if let Some(elements) = doc.as_array() {
+            // The scanner reads a top-level array of objects element by element, and
+            // stops at the first element that is not an object.
+            for element in elements.iter().take_while(|e| e.is_object()) {
+                self.document(element, events);
+            }
+            return;
+        }
         let Some(top) = doc.as_object() else {
             return;
         };
