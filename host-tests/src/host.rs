@@ -56,6 +56,7 @@ impl HostShared {
 #[derive(Debug, Clone)]
 pub struct HostBuilder {
     wasm: PathBuf,
+    bytes: Option<Vec<u8>>,
     plugin_config: Vec<u8>,
     workers: usize,
     clock_start: i64,
@@ -70,6 +71,7 @@ impl HostBuilder {
     pub fn new(wasm: impl Into<PathBuf>) -> Self {
         HostBuilder {
             wasm: wasm.into(),
+            bytes: None,
             plugin_config: Vec::new(),
             workers: 1,
             clock_start: DEFAULT_CLOCK_START,
@@ -85,6 +87,12 @@ impl HostBuilder {
                 allow_on_headers_stop_iteration: false,
             },
         }
+    }
+    /// A builder for an in-memory module (binary format), e.g. one a test assembled.
+    pub fn from_bytes(bytes: impl Into<Vec<u8>>) -> Self {
+        let mut b = HostBuilder::new("<memory>");
+        b.bytes = Some(bytes.into());
+        b
     }
     /// Plugin configuration (the `configuration` StringValue), given to `on_configure`.
     pub fn plugin_config(mut self, config: impl AsRef<[u8]>) -> Self {
@@ -150,8 +158,11 @@ impl HostBuilder {
     /// Loads the module, runs the canary (start + configure, then dropped) and starts the
     /// workers. Fails like Envoy: load errors, `on_vm_start`/`on_configure` returning false.
     pub fn build(self) -> Result<Host, HostError> {
-        let bytes = std::fs::read(&self.wasm)
-            .map_err(|e| HostError::Load(format!("{}: {e}", self.wasm.display())))?;
+        let bytes = match self.bytes {
+            Some(b) => b,
+            None => std::fs::read(&self.wasm)
+                .map_err(|e| HostError::Load(format!("{}: {e}", self.wasm.display())))?,
+        };
         let mut config = Config::new();
         config.consume_fuel(true);
         let engine = Engine::new(&config).map_err(|e| HostError::Load(format!("{e:#}")))?;

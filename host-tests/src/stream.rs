@@ -89,6 +89,8 @@ enum HeadersState {
 #[derive(Debug, Default)]
 struct Side {
     headers: HeadersState,
+    /// Headers as they arrived (used when the filter is bypassed and has no context).
+    raw_headers: Option<Headers>,
     headers_eos: bool,
     eos_in: bool,
     holding: bool,
@@ -265,6 +267,7 @@ impl Vm {
         }
         let h = HEADERS.get(dir).copied().unwrap_or(0);
         let n = headers.len() as i32;
+        d.side(dir).raw_headers = Some(headers.clone());
         if let Some(http) = self.http(d.ctx) {
             if dir == 1 {
                 http.response_code = Some(status_of(&headers));
@@ -334,8 +337,10 @@ impl Vm {
             }
             headers = http.maps.get(h).cloned().flatten();
         }
-        let headers = headers.unwrap_or_default();
         let side = d.side(dir);
+        let headers = headers
+            .or_else(|| side.raw_headers.clone())
+            .unwrap_or_default();
         side.headers = HeadersState::Forwarded;
         let eos = side.headers_eos;
         if dir == 0 {
@@ -739,11 +744,8 @@ impl Vm {
             return;
         };
         if let Some(http) = self.http(d.ctx) {
-            for (map, access) in http.maps.iter().zip(http.access.iter_mut()) {
-                if map.is_some() {
-                    *access = Access::ReadOnly;
-                }
-            }
+            // In on_log every map is readable (a missing one reads as NotFound), none writable.
+            http.access = [Access::ReadOnly; 4];
             http.body = [None, None];
         }
         call!(self, log, "on_log", ctx, ctx as i32, vec![]);

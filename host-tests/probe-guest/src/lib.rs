@@ -375,10 +375,10 @@ impl HttpContext for Probe {
                 .unwrap_or_default();
             log(&format!("clamp={}", String::from_utf8_lossy(&got)));
         }
-        if let Some(p) = self.arg("prepend") {
+        if let (Some(p), true) = (self.arg("prepend"), size > 0) {
             self.set_http_request_body(0, 0, p.as_bytes());
         }
-        if let Some(a) = self.arg("append") {
+        if let (Some(a), true) = (self.arg("append"), size > 0) {
             self.set_http_request_body(size, 0, a.as_bytes());
         }
         let buffer = self.has("buffer-req") || self.has("buffer-req-forever");
@@ -418,6 +418,9 @@ impl HttpContext for Probe {
         if self.has("trap-resp-headers") {
             panic!("probe trap in response headers");
         }
+        if self.has("sdk-late-read") {
+            let _ = self.get_http_request_header("x-probe");
+        }
         if self.has("read-req-header-in-response") {
             self.late_reads("resp");
         }
@@ -433,6 +436,9 @@ impl HttpContext for Probe {
             ));
         }
         self.props("prop-resp");
+        if self.has("pause-resp-headers") {
+            return Action::Pause;
+        }
         if let Some(code) = self.arg("reply-in-resp").and_then(|v| v.parse().ok()) {
             self.send_http_response(code, vec![], Some(b"replaced"));
         }

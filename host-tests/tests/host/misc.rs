@@ -1,0 +1,60 @@
+//! Fuel, memory, logs and WASI output.
+
+use crate::common::{get, probe, run};
+use host_tests::LogLevel;
+
+#[test]
+fn fuel_is_deterministic_and_grows_with_work() {
+    let mut host = probe("").workers(2).build().expect("build");
+    let small = run(host.vm(0), &get("spin=100")).fuel;
+    let small_again = run(host.vm(1), &get("spin=100")).fuel;
+    let big = run(host.vm(0), &get("spin=100000")).fuel;
+    assert!(small > 0);
+    assert_eq!(small, small_again, "same work, same fuel on a fresh-ish VM");
+    assert!(big > small + 100_000, "big={big} small={small}");
+    assert!(host.vm(0).last_callback_fuel() > 0);
+}
+
+#[test]
+fn memory_pages_grow_with_guest_allocations() {
+    let mut host = probe("").build().expect("build");
+    let before = host.vm(0).memory_pages();
+    assert!(before > 0);
+    run(host.vm(0), &get("alloc=2097152"));
+    let after = host.vm(0).memory_pages();
+    assert!(after >= before + 32, "before={before} after={after}");
+}
+
+#[test]
+fn logs_keep_levels_and_reject_bad_ones() {
+    let mut host = probe("").build().expect("build");
+    let ex = run(host.vm(0), &get("log-levels"));
+    let levels: Vec<LogLevel> = ex
+        .logs
+        .iter()
+        .filter(|l| l.message.starts_with("level "))
+        .map(|l| l.level)
+        .collect();
+    assert_eq!(
+        levels,
+        [
+            LogLevel::Trace,
+            LogLevel::Debug,
+            LogLevel::Info,
+            LogLevel::Warn,
+            LogLevel::Error,
+            LogLevel::Critical
+        ]
+    );
+    assert!(ex.has_log("log-level-6 status=2"));
+    assert!(ex.has_log("get-log-level=Ok(Info)"));
+}
+
+#[test]
+fn stdout_and_stderr_become_logs() {
+    let mut host = probe("").build().expect("build");
+    let ex = run(host.vm(0), &get("stdout"));
+    let find = |m: &str| ex.logs.iter().find(|l| l.message == m).map(|l| l.level);
+    assert_eq!(find("probe stdout line"), Some(LogLevel::Info));
+    assert_eq!(find("probe stderr line"), Some(LogLevel::Error));
+}
