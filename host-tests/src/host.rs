@@ -165,6 +165,8 @@ impl HostBuilder {
         };
         let mut config = Config::new();
         config.consume_fuel(true);
+        // Tests compile a module per host: favour compile speed over generated-code speed.
+        config.cranelift_opt_level(wasmtime::OptLevel::None);
         let engine = Engine::new(&config).map_err(|e| HostError::Load(format!("{e:#}")))?;
         let module = Module::new(&engine, &bytes).map_err(|e| HostError::Load(format!("{e:#}")))?;
         check_exports(&module)?;

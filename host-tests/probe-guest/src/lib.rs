@@ -257,6 +257,13 @@ impl Probe {
             }));
             log(&format!("get-log-level={:?}", hostcalls::get_log_level()));
         }
+        if self.has("read-config-buffers") {
+            let text = |b: Option<Vec<u8>>| b.map(|v| String::from_utf8_lossy(&v).into_owned());
+            let p = hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX).map(text);
+            log(&format!("plugin-config={p:?}"));
+            let v = hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map(text);
+            log(&format!("vm-config={v:?}"));
+        }
         if self.has("time") {
             let now = self
                 .get_current_time()

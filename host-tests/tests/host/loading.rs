@@ -1,7 +1,7 @@
 //! Module loading, `_initialize` restrictions, canary and reconfiguration.
 
 use crate::common::{calls, get, probe, run};
-use crate::wasm::module;
+use crate::wasm::{module, module_with};
 use host_tests::{HostBuilder, HostError, LogLevel};
 
 fn load_error(b: HostBuilder) -> String {
@@ -49,6 +49,15 @@ fn import_type_mismatch_is_refused() {
 fn module_without_abi_marker_is_refused() {
     let msg = load_error(HostBuilder::from_bytes(module(&[], false)));
     assert!(msg.contains("ABI version"), "{msg}");
+}
+
+#[test]
+fn allocator_is_malloc_or_proxy_on_memory_allocate() {
+    HostBuilder::from_bytes(module_with(&[], true, "malloc"))
+        .build()
+        .expect("malloc is accepted");
+    let msg = load_error(HostBuilder::from_bytes(module_with(&[], true, "my_alloc")));
+    assert!(msg.contains("malloc"), "{msg}");
 }
 
 #[test]

@@ -58,3 +58,20 @@ fn stdout_and_stderr_become_logs() {
     assert_eq!(find("probe stdout line"), Some(LogLevel::Info));
     assert_eq!(find("probe stderr line"), Some(LogLevel::Error));
 }
+
+#[test]
+fn plugin_configuration_is_readable_only_in_on_configure() {
+    let mut host = probe("some config")
+        .vm_config("vm-cfg")
+        .build()
+        .expect("build");
+    let ex = run(host.vm(0), &get("read-config-buffers"));
+    assert!(ex.has_log("plugin-config=Ok(None)"), "{:?}", ex.logs);
+    assert!(
+        ex.has_log("vm-config=Ok(Some(\"vm-cfg\"))"),
+        "{:?}",
+        ex.logs
+    );
+    assert!(host.vm(0).has_log("configured root=1 config=some config"));
+    assert!(host.vm(0).has_log("vm_start root=1 vm_config_size=6"));
+}

@@ -33,6 +33,15 @@ const I32: u8 = 0x7f;
 /// A module importing `imports` (module, name, params, results; all i32), exporting memory,
 /// `proxy_on_memory_allocate` (returns 1024) and, if `marker`, `proxy_abi_version_0_2_1`.
 pub fn module(imports: &[(&str, &str, usize, usize)], marker: bool) -> Vec<u8> {
+    module_with(imports, marker, "proxy_on_memory_allocate")
+}
+
+/// Like [`module`], exporting the allocator under `alloc_name`.
+pub fn module_with(
+    imports: &[(&str, &str, usize, usize)],
+    marker: bool,
+    alloc_name: &str,
+) -> Vec<u8> {
     let mut types = Vec::new();
     for &(_, _, p, r) in imports {
         let mut t = vec![0x60];
@@ -68,7 +77,7 @@ pub fn module(imports: &[(&str, &str, usize, usize)], marker: bool) -> Vec<u8> {
     e.extend([2, 0]);
     exports.push(e);
     let mut e = Vec::new();
-    name("proxy_on_memory_allocate", &mut e);
+    name(alloc_name, &mut e);
     e.push(0);
     leb(base, &mut e);
     exports.push(e);
