@@ -7,7 +7,10 @@ use crate::abi::shared_data::SharedDataEvent;
 use crate::host::HostShared;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use wasmtime::{Memory, TypedFunc};
+use wasmtime::{Memory, StoreLimits, StoreLimitsBuilder, TypedFunc};
+
+/// Envoy's V8 limit on one VM's linear memory (16384 pages).
+pub(crate) const MAX_MEMORY_BYTES: usize = 1 << 30;
 
 /// Which hostcalls may run right now (cpp-host's "restricted callback").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +150,8 @@ pub(crate) struct VmState {
     pub shared_hook: Option<SharedHook>,
     /// Label used in log output ("canary", "worker 0", ...).
     pub label: String,
+    /// V8 caps a VM's linear memory at 1 GiB; growing beyond fails like there.
+    pub limits: StoreLimits,
 }
 
 impl VmState {
@@ -171,6 +176,9 @@ impl VmState {
             shared_set_count: 0,
             shared_hook: None,
             label,
+            limits: StoreLimitsBuilder::new()
+                .memory_size(MAX_MEMORY_BYTES)
+                .build(),
         }
     }
 

@@ -53,6 +53,7 @@ impl Vm {
         let load = |e: wasmtime::Error| HostError::Load(format!("{e:#}"));
         let mut store = Store::new(&shared.engine, VmState::new(shared.clone(), label));
         store.set_fuel(FUEL_BUDGET).map_err(load)?;
+        store.limiter(|st| &mut st.limits);
         let instance = shared
             .linker
             .instantiate(&mut store, &shared.module)

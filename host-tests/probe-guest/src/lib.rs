@@ -8,7 +8,7 @@
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MapType, MetricType, Status};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, Status};
 use std::cell::RefCell;
 use std::time::{Duration, UNIX_EPOCH};
 

@@ -235,6 +235,17 @@ fn local_reply_is_deferred_built_like_envoy_and_reenters_response_callbacks() {
 }
 
 #[test]
+fn local_reply_after_headers_went_upstream_abandons_the_upstream_request() {
+    let mut host = probe("").build().expect("build");
+    let ex = run(host.vm(0), &post("local-reply-in-body=429", "abc"));
+    assert_eq!(ex.client.status, 429);
+    assert_eq!(ex.client.body, b"late");
+    assert!(ex.upstream.headers.is_some());
+    assert!(ex.upstream.reset);
+    assert!(!ex.upstream.complete);
+}
+
+#[test]
 fn local_reply_without_body_drops_content_headers() {
     let mut host = probe("").build().expect("build");
     let ex = run(host.vm(0), &get("local-reply-empty=204"));

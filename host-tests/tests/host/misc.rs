@@ -26,6 +26,18 @@ fn memory_pages_grow_with_guest_allocations() {
 }
 
 #[test]
+fn memory_is_capped_at_one_gib_like_v8() {
+    let mut host = probe("").build().expect("build");
+    run(host.vm(0), &get("alloc=536870912"));
+    assert!(!host.vm(0).is_failed());
+    assert!(host.vm(0).memory_pages() > 8192);
+    let ex = run(host.vm(0), &get("alloc=700000000"));
+    assert!(host.vm(0).is_failed());
+    assert_eq!(ex.client.status, 503);
+    assert!(host.vm(0).memory_pages() <= 16384);
+}
+
+#[test]
 fn logs_keep_levels_and_reject_bad_ones() {
     let mut host = probe("").build().expect("build");
     let ex = run(host.vm(0), &get("log-levels"));
