@@ -154,3 +154,65 @@ fn vms_are_send() {
     is_send::<host_tests::Vm>();
     is_send::<host_tests::Host>();
 }
+
+/// A module whose allocator first calls import `module.name` with `args` (i32s, i32 result),
+/// and whose `on_vm_start` asks for the `plugin_name` property (so the host must allocate).
+fn allocator_calling(module: &str, name: &str, args: &[u32]) -> Vec<u8> {
+    use crate::wasm::{call, custom, i32c, Func, DROP};
+    let imports = [
+        ("env", "proxy_get_property", 4, 1),
+        (module, name, args.len(), 1),
+    ];
+    let mut alloc: Vec<u8> = args.iter().flat_map(|&v| i32c(v)).collect();
+    alloc.extend(call(1));
+    alloc.push(DROP);
+    alloc.extend(i32c(1024));
+    let mut start: Vec<u8> = [0, 11, 2048, 2052].iter().flat_map(|&v| i32c(v)).collect();
+    start.extend(call(0));
+    start.push(DROP);
+    start.extend(i32c(1));
+    let funcs = [
+        Func {
+            export: "proxy_on_memory_allocate",
+            params: 1,
+            results: 1,
+            body: alloc,
+        },
+        Func {
+            export: "proxy_abi_version_0_2_1",
+            params: 0,
+            results: 0,
+            body: Vec::new(),
+        },
+        Func {
+            export: "proxy_on_vm_start",
+            params: 2,
+            results: 1,
+            body: start,
+        },
+    ];
+    custom(&imports, &funcs, b"plugin_name")
+}
+
+#[test]
+fn only_allocator_safe_hostcalls_run_inside_the_allocator() {
+    let restricted = [
+        ("env", "proxy_done", vec![]),
+        ("env", "proxy_get_log_level", vec![4096]),
+        ("wasi_snapshot_preview1", "sched_yield", vec![]),
+    ];
+    for (m, n, args) in restricted {
+        match HostBuilder::from_bytes(allocator_calling(m, n, &args)).build() {
+            Err(HostError::VmStartFailed(msg)) => {
+                assert!(msg.contains("restricted_callback"), "{n}: {msg}")
+            }
+            Err(e) => panic!("{n}: wrong error {e}"),
+            Ok(_) => panic!("{n} inside the allocator must trap"),
+        }
+    }
+    // proxy_log is allowed there: it logs the 11 bytes at offset 0.
+    let mut host = HostBuilder::from_bytes(allocator_calling("env", "proxy_log", &[2, 0, 11]))
+        .build()
+        .expect("proxy_log is allowed");
+    assert!(host.vm(0).has_log("plugin_name"));
+}
