@@ -3,82 +3,18 @@
 //! deferred continue/close/local reply, local replies re-entering the response callbacks,
 //! failure handling, and on_log → on_done → on_delete).
 
+mod ending;
+mod view;
+
+pub use view::{ClientView, LocalReplyInfo, StreamId, StreamView, UpstreamView};
+
 use crate::abi::headers::Headers;
-use crate::abi::reply;
 use crate::callbacks::Outcome;
-use crate::state::{Access, Deferred, HttpCtx, PluginReply};
+use crate::state::{Access, Deferred, HttpCtx};
 use crate::vm::{call, Vm};
 
-/// Handle of one HTTP stream on a [`Vm`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct StreamId(u64);
-
-/// What the upstream (the test's backend) received from the filter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UpstreamView {
-    /// Request headers after the filter, once forwarded.
-    pub headers: Option<Headers>,
-    /// Request body bytes forwarded so far.
-    pub body: Vec<u8>,
-    /// Request trailers, if forwarded.
-    pub trailers: Option<Headers>,
-    /// The request ended (end_of_stream passed the filter).
-    pub complete: bool,
-    /// The upstream request was abandoned (local reply or reset before it completed).
-    pub reset: bool,
-}
-
-/// A local reply the client got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LocalReplyInfo {
-    /// HTTP status passed to the reply.
-    pub status: u32,
-    /// Response code details (e.g. `wasm_fail_stream`, `request_payload_too_large`).
-    pub details: String,
-    /// True if the plugin sent it (`proxy_send_local_response`), false if Envoy did.
-    pub from_plugin: bool,
-}
-
-/// What the downstream client saw.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ClientView {
-    /// `:status` of the response headers the client got, 0 if none.
-    pub status: u32,
-    /// Response headers as the client got them.
-    pub headers: Option<Headers>,
-    /// Response body bytes received so far.
-    pub body: Vec<u8>,
-    /// Response trailers, if any.
-    pub trailers: Option<Headers>,
-    /// The response ended normally.
-    pub complete: bool,
-    /// The stream was reset (client reset, `proxy_close_stream`, reply after headers sent).
-    pub reset: bool,
-    /// Set when the response is a local reply.
-    pub local_reply: Option<LocalReplyInfo>,
-}
-
-/// A snapshot of one stream.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StreamView {
-    /// The plugin's context id, once created.
-    pub ctx: Option<u32>,
-    /// What the client saw.
-    pub client: ClientView,
-    /// What the upstream received.
-    pub upstream: UpstreamView,
-    /// The filter holds the request (headers or body stopped, waiting for continue/more data).
-    pub request_stopped: bool,
-    /// The filter holds the response.
-    pub response_stopped: bool,
-    /// on_log/on_done/on_delete have run (or the stream ended while the VM was failed).
-    pub finished: bool,
-    /// The filter is bypassed for this stream (fail-open after a VM failure).
-    pub bypassed: bool,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-enum HeadersState {
+pub(super) enum HeadersState {
     #[default]
     Pending,
     StopAll,
@@ -87,36 +23,36 @@ enum HeadersState {
 }
 
 #[derive(Debug, Default)]
-struct Side {
-    headers: HeadersState,
+pub(super) struct Side {
+    pub(super) headers: HeadersState,
     /// Headers as they arrived (used when the filter is bypassed and has no context).
-    raw_headers: Option<Headers>,
-    headers_eos: bool,
-    eos_in: bool,
-    holding: bool,
-    held: Vec<u8>,
-    held_eos: bool,
-    held_trailers: Option<Headers>,
-    buffer: Vec<u8>,
-    body_stopped: bool,
-    trailers_stopped: bool,
-    complete: bool,
+    pub(super) raw_headers: Option<Headers>,
+    pub(super) headers_eos: bool,
+    pub(super) eos_in: bool,
+    pub(super) holding: bool,
+    pub(super) held: Vec<u8>,
+    pub(super) held_eos: bool,
+    pub(super) held_trailers: Option<Headers>,
+    pub(super) buffer: Vec<u8>,
+    pub(super) body_stopped: bool,
+    pub(super) trailers_stopped: bool,
+    pub(super) complete: bool,
 }
 
 /// Host-side progress of one stream.
 #[derive(Debug, Default)]
 pub(crate) struct StreamDriver {
-    ctx: Option<u32>,
-    bypass: bool,
-    sides: [Side; 2],
-    request_headers: Headers,
-    upstream: UpstreamView,
-    client: ClientView,
-    finished: bool,
+    pub(super) ctx: Option<u32>,
+    pub(super) bypass: bool,
+    pub(super) sides: [Side; 2],
+    pub(super) request_headers: Headers,
+    pub(super) upstream: UpstreamView,
+    pub(super) client: ClientView,
+    pub(super) finished: bool,
 }
 
 impl StreamDriver {
-    fn side(&mut self, dir: usize) -> &mut Side {
+    pub(super) fn side(&mut self, dir: usize) -> &mut Side {
         let [req, resp] = &mut self.sides;
         if dir == 0 {
             req
@@ -128,7 +64,7 @@ impl StreamDriver {
 
 /// Header-callback action after Envoy's translation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Act {
+pub(super) enum Act {
     Continue,
     StopIteration,
     StopAll,
@@ -137,19 +73,19 @@ enum Act {
     NoBuffer,
 }
 
-const HEADERS: [usize; 2] = [0, 2];
-const TRAILERS: [usize; 2] = [1, 3];
+pub(super) const HEADERS: [usize; 2] = [0, 2];
+pub(super) const TRAILERS: [usize; 2] = [1, 3];
 
-fn status_of(h: &Headers) -> u32 {
+pub(super) fn status_of(h: &Headers) -> u32 {
     h.get(":status").and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
 impl Vm {
-    fn http(&mut self, ctx: Option<u32>) -> Option<&mut HttpCtx> {
+    pub(super) fn http(&mut self, ctx: Option<u32>) -> Option<&mut HttpCtx> {
         ctx.and_then(|c| self.store.data_mut().http.get_mut(&c))
     }
 
-    fn local_reply_pending(&self, ctx: Option<u32>) -> bool {
+    pub(super) fn local_reply_pending(&self, ctx: Option<u32>) -> bool {
         self.store
             .data()
             .deferred
@@ -189,7 +125,7 @@ impl Vm {
         }
     }
 
-    fn with_stream(&mut self, id: StreamId, f: impl FnOnce(&mut Vm, &mut StreamDriver)) {
+    pub(super) fn with_stream(&mut self, id: StreamId, f: impl FnOnce(&mut Vm, &mut StreamDriver)) {
         let Some(mut d) = self.streams.remove(&id) else {
             panic!("unknown stream {id:?}");
         };
@@ -227,7 +163,7 @@ impl Vm {
         self.with_stream(id, |vm, d| vm.reset(d));
     }
 
-    fn create_context(&mut self, d: &mut StreamDriver) {
+    pub(super) fn create_context(&mut self, d: &mut StreamDriver) {
         let ctx = self.alloc_ctx();
         let root = self.root;
         let now = self.store.data().shared.clock.now_nanos();
@@ -247,7 +183,13 @@ impl Vm {
         }
     }
 
-    fn headers_in(&mut self, d: &mut StreamDriver, dir: usize, headers: Headers, eos: bool) {
+    pub(super) fn headers_in(
+        &mut self,
+        d: &mut StreamDriver,
+        dir: usize,
+        headers: Headers,
+        eos: bool,
+    ) {
         if d.finished {
             return;
         }
@@ -328,7 +270,7 @@ impl Vm {
         self.maybe_finish(d);
     }
 
-    fn forward_headers(&mut self, d: &mut StreamDriver, dir: usize) {
+    pub(super) fn forward_headers(&mut self, d: &mut StreamDriver, dir: usize) {
         let h = HEADERS.get(dir).copied().unwrap_or(0);
         let mut headers = None;
         if let Some(http) = self.http(d.ctx) {
@@ -354,7 +296,7 @@ impl Vm {
         }
     }
 
-    fn target_body(d: &mut StreamDriver, dir: usize) -> &mut Vec<u8> {
+    pub(super) fn target_body(d: &mut StreamDriver, dir: usize) -> &mut Vec<u8> {
         if dir == 0 {
             &mut d.upstream.body
         } else {
@@ -362,7 +304,7 @@ impl Vm {
         }
     }
 
-    fn complete(&mut self, d: &mut StreamDriver, dir: usize) {
+    pub(super) fn complete(&mut self, d: &mut StreamDriver, dir: usize) {
         let t = TRAILERS.get(dir).copied().unwrap_or(1);
         let trailers = self
             .http(d.ctx)
@@ -379,7 +321,7 @@ impl Vm {
         }
     }
 
-    fn body_in(&mut self, d: &mut StreamDriver, dir: usize, data: &[u8], eos: bool) {
+    pub(super) fn body_in(&mut self, d: &mut StreamDriver, dir: usize, data: &[u8], eos: bool) {
         if d.finished || d.side(dir).complete {
             return;
         }
@@ -408,7 +350,13 @@ impl Vm {
         }
     }
 
-    fn deliver_body(&mut self, d: &mut StreamDriver, dir: usize, data: &[u8], eos: bool) {
+    pub(super) fn deliver_body(
+        &mut self,
+        d: &mut StreamDriver,
+        dir: usize,
+        data: &[u8],
+        eos: bool,
+    ) {
         let mut buf = std::mem::take(&mut d.side(dir).buffer);
         buf.extend_from_slice(data);
         let len = buf.len() as i32;
@@ -490,7 +438,7 @@ impl Vm {
         self.maybe_finish(d);
     }
 
-    fn trailers_in(&mut self, d: &mut StreamDriver, dir: usize, trailers: Headers) {
+    pub(super) fn trailers_in(&mut self, d: &mut StreamDriver, dir: usize, trailers: Headers) {
         if d.finished || d.side(dir).complete {
             return;
         }
@@ -554,7 +502,7 @@ impl Vm {
     }
 
     /// Forwards headers (if held), the buffered body, and ends the side if it ended downstream.
-    fn flush(&mut self, d: &mut StreamDriver, dir: usize) {
+    pub(super) fn flush(&mut self, d: &mut StreamDriver, dir: usize) {
         if matches!(
             d.side(dir).headers,
             HeadersState::StopAll | HeadersState::StopIteration
@@ -573,7 +521,7 @@ impl Vm {
     }
 
     /// `proxy_continue_stream`: resume a side stopped by the plugin.
-    fn resume(&mut self, d: &mut StreamDriver, dir: usize) {
+    pub(super) fn resume(&mut self, d: &mut StreamDriver, dir: usize) {
         if d.finished || d.side(dir).complete {
             return;
         }
@@ -598,216 +546,5 @@ impl Vm {
             _ => self.flush(d, dir),
         }
         self.maybe_finish(d);
-    }
-
-    fn too_large(&mut self, d: &mut StreamDriver, dir: usize) {
-        if dir == 0 {
-            self.envoy_reply(d, 413, "Payload Too Large", "request_payload_too_large");
-        } else if d.client.headers.is_some() {
-            self.reset(d);
-        } else {
-            self.envoy_reply(
-                d,
-                500,
-                "Internal Server Error",
-                "response_payload_too_large",
-            );
-        }
-    }
-
-    fn envoy_reply(&mut self, d: &mut StreamDriver, status: u32, body: &str, details: &str) {
-        let reply = PluginReply {
-            status,
-            details: details.to_string(),
-            body: body.as_bytes().to_vec(),
-            headers: Headers::default(),
-            grpc_status: -1,
-        };
-        self.local_reply(d, reply, false);
-    }
-
-    /// Sends a local reply: built like Envoy, then run through this plugin's own response
-    /// header/body callbacks on the same context (upstream skipped), then the stream ends.
-    fn local_reply(&mut self, d: &mut StreamDriver, reply: PluginReply, from_plugin: bool) {
-        if d.finished {
-            return;
-        }
-        if d.client.headers.is_some() {
-            return self.reset(d);
-        }
-        let built = reply::build(&reply, Some(&d.request_headers));
-        d.client.local_reply = Some(LocalReplyInfo {
-            status: reply.status,
-            details: reply.details.clone(),
-            from_plugin,
-        });
-        if d.upstream.headers.is_some() && !d.upstream.complete {
-            d.upstream.reset = true;
-        }
-        let (mut headers, mut body) = (built.headers, built.body);
-        let ctx = d.ctx.unwrap_or(0);
-        if let (Some(http), false) = (self.http(d.ctx), d.bypass) {
-            http.response_code = Some(reply.status);
-            http.code_details = Some(reply.details.clone());
-            http.maps[2] = Some(headers.clone());
-            http.access[2] = Access::ReadWrite;
-            let n = headers.len() as i32;
-            let eos = body.is_empty();
-            call!(
-                self,
-                response_headers,
-                "on_response_headers",
-                ctx,
-                (ctx as i32, n, i32::from(eos)),
-                vec![i64::from(n), i64::from(eos)]
-            );
-            if let Some(http) = self.http(d.ctx) {
-                http.access[2] = Access::Unavailable;
-                headers = http.maps[2].clone().unwrap_or_default();
-                if !eos {
-                    http.body[1] = Some(body.clone());
-                }
-            }
-            if !eos {
-                let len = body.len() as i32;
-                call!(
-                    self,
-                    response_body,
-                    "on_response_body",
-                    ctx,
-                    (ctx as i32, len, 1),
-                    vec![i64::from(len), 1]
-                );
-                if let Some(b) = self.http(d.ctx).and_then(|h| h.body[1].take()) {
-                    body = b;
-                }
-            }
-            // A local reply is the plugin's last word: anything it queued meanwhile is dropped.
-            self.store.data_mut().deferred.retain(|x| !matches!(x, Deferred::LocalReply { ctx: c, .. } | Deferred::Continue { ctx: c, .. } if *c == ctx));
-        }
-        d.client.status = status_of(&headers);
-        d.client.headers = Some(headers);
-        d.client.body = body;
-        d.client.complete = true;
-        self.finish(d);
-    }
-
-    /// A callback trapped (VM now failed): fail-open bypasses the filter, else 503.
-    fn on_trap(&mut self, d: &mut StreamDriver, dir: usize) {
-        if self.store.data().shared.settings.fail_open {
-            d.bypass = true;
-            let side = d.side(dir);
-            if side.holding {
-                let held = std::mem::take(&mut side.held);
-                side.buffer.extend_from_slice(&held);
-                side.holding = false;
-            }
-            self.flush(d, dir);
-            self.maybe_finish(d);
-        } else {
-            self.envoy_reply(d, 503, "", "wasm_fail_stream");
-        }
-    }
-
-    fn failed_at_start(&mut self, d: &mut StreamDriver) {
-        if self.store.data().shared.settings.fail_open {
-            d.bypass = true;
-        } else {
-            self.envoy_reply(d, 503, "", "wasm_fail_stream");
-        }
-    }
-
-    fn reset(&mut self, d: &mut StreamDriver) {
-        if d.finished {
-            return;
-        }
-        d.client.reset = true;
-        if d.upstream.headers.is_some() && !d.upstream.complete {
-            d.upstream.reset = true;
-        }
-        self.finish(d);
-    }
-
-    fn maybe_finish(&mut self, d: &mut StreamDriver) {
-        if d.client.complete || d.client.reset {
-            self.finish(d);
-        }
-    }
-
-    /// on_log (maps read-only), on_done, on_delete; then the context is gone.
-    fn finish(&mut self, d: &mut StreamDriver) {
-        if d.finished {
-            return;
-        }
-        d.finished = true;
-        let Some(ctx) = d.ctx else {
-            return;
-        };
-        if let Some(http) = self.http(d.ctx) {
-            // In on_log every map is readable (a missing one reads as NotFound), none writable.
-            http.access = [Access::ReadOnly; 4];
-            http.body = [None, None];
-        }
-        call!(self, log, "on_log", ctx, ctx as i32, vec![]);
-        if let Some(http) = self.http(d.ctx) {
-            http.access = [Access::Unavailable; 4];
-        }
-        call!(self, done, "on_done", ctx, ctx as i32, vec![]);
-        call!(self, delete, "on_delete", ctx, ctx as i32, vec![]);
-        let st = self.store.data_mut();
-        st.http.remove(&ctx);
-        st.root_of.remove(&ctx);
-        st.deferred.retain(|x| !matches!(x, Deferred::LocalReply { ctx: c, .. } | Deferred::Continue { ctx: c, .. } | Deferred::Close { ctx: c } if *c == ctx));
-    }
-
-    fn apply(&mut self, d: &mut StreamDriver, item: Deferred) {
-        match item {
-            Deferred::Continue { response, .. } => self.resume(d, usize::from(response)),
-            Deferred::Close { .. } => self.reset(d),
-            Deferred::LocalReply { reply, .. } => self.local_reply(d, reply, true),
-            Deferred::RootDone { root } => self.delete_root(root),
-        }
-    }
-
-    /// Runs the actions guests queued (continue/close/local reply/proxy_done), in call order.
-    pub(crate) fn run_deferred(&mut self) {
-        self.run_deferred_with(None);
-    }
-
-    fn run_deferred_with(&mut self, mut current: Option<&mut StreamDriver>) {
-        loop {
-            let items = std::mem::take(&mut self.store.data_mut().deferred);
-            if items.is_empty() {
-                return;
-            }
-            for item in items {
-                let ctx = match &item {
-                    Deferred::Continue { ctx, .. }
-                    | Deferred::Close { ctx }
-                    | Deferred::LocalReply { ctx, .. } => Some(*ctx),
-                    Deferred::RootDone { root } => {
-                        self.delete_root(*root);
-                        None
-                    }
-                };
-                let Some(ctx) = ctx else { continue };
-                match current.as_deref_mut() {
-                    Some(d) if d.ctx == Some(ctx) => self.apply(d, item),
-                    _ => {
-                        let id = self
-                            .streams
-                            .iter()
-                            .find(|(_, s)| s.ctx == Some(ctx))
-                            .map(|(k, _)| *k);
-                        if let Some(id) = id {
-                            if let Some(mut other) = self.streams.remove(&id) {
-                                self.apply(&mut other, item);
-                                self.streams.insert(id, other);
-                            }
-                        }
-                    }
-                }
-            }
-        }
     }
 }
