@@ -36,7 +36,7 @@ pub(crate) struct HostShared {
     pub clock: Clock,
     pub shared_data: SharedData,
     pub metrics: Metrics,
-    pub queues: Mutex<Queues>,
+    pub queues: Arc<Mutex<Queues>>,
     /// (generation, plugin configuration bytes) currently accepted.
     pub plugin: Mutex<(u64, Vec<u8>)>,
 }
@@ -53,14 +53,24 @@ impl HostShared {
 /// Builds a [`Host`]. Defaults: vm_id `""`, plugin name `"governance"`, root id `""`, one
 /// worker, clock at 2026-01-01T00:00:00Z, fail-closed, 1 MiB buffer limit, log level Info,
 /// `allow_on_headers_stop_iteration` off, empty plugin and VM configuration.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct HostBuilder {
+    process: Option<Process>,
     wasm: PathBuf,
     bytes: Option<Vec<u8>>,
     plugin_config: Vec<u8>,
     workers: usize,
     clock_start: i64,
     settings: Settings,
+}
+
+/// The process-wide parts of an Envoy: what two plugins in one Envoy share.
+#[derive(Clone)]
+struct Process {
+    clock: Clock,
+    shared_data: SharedData,
+    metrics: Metrics,
+    queues: Arc<Mutex<Queues>>,
 }
 
 /// 2026-01-01T00:00:00Z in Unix nanoseconds, the default clock start.
@@ -70,6 +80,7 @@ impl HostBuilder {
     /// A builder for the module at `wasm` (a path, e.g. [`crate::GOVERNANCE_WASM`]).
     pub fn new(wasm: impl Into<PathBuf>) -> Self {
         HostBuilder {
+            process: None,
             wasm: wasm.into(),
             bytes: None,
             plugin_config: Vec::new(),
@@ -93,6 +104,17 @@ impl HostBuilder {
         let mut b = HostBuilder::new("<memory>");
         b.bytes = Some(bytes.into());
         b
+    }
+    /// Runs this plugin in the same Envoy process as `other`: same shared-data store (still
+    /// namespaced by vm_id), stats, clock and queues. The clock start setting is then ignored.
+    pub fn same_process_as(mut self, other: &Host) -> Self {
+        self.process = Some(Process {
+            clock: other.shared.clock.clone(),
+            shared_data: other.shared.shared_data.clone(),
+            metrics: other.shared.metrics.clone(),
+            queues: other.shared.queues.clone(),
+        });
+        self
     }
     /// Plugin configuration (the `configuration` StringValue), given to `on_configure`.
     pub fn plugin_config(mut self, config: impl AsRef<[u8]>) -> Self {
@@ -172,15 +194,21 @@ impl HostBuilder {
         check_exports(&module)?;
         let mut linker = Linker::new(&engine);
         crate::abi::link_all(&mut linker).map_err(|e| HostError::Load(format!("{e:#}")))?;
+        let process = self.process.unwrap_or_else(|| Process {
+            clock: Clock::new(self.clock_start),
+            shared_data: SharedData::default(),
+            metrics: Metrics::default(),
+            queues: Arc::new(Mutex::new(Queues::default())),
+        });
         let shared = Arc::new(HostShared {
             engine,
             module,
             linker,
             settings: self.settings,
-            clock: Clock::new(self.clock_start),
-            shared_data: SharedData::default(),
-            metrics: Metrics::default(),
-            queues: Mutex::new(Queues::default()),
+            clock: process.clock,
+            shared_data: process.shared_data,
+            metrics: process.metrics,
+            queues: process.queues,
             plugin: Mutex::new((1, self.plugin_config)),
         });
         let canary_logs = run_canary(&shared, &shared.current_plugin().1)?;

@@ -114,6 +114,37 @@ fn guests_use_their_vm_id_namespace() {
 }
 
 #[test]
+fn plugins_with_different_vm_ids_in_one_process_are_isolated() {
+    let mut a = probe("").vm_id("a").build().expect("build a");
+    let mut b = probe("")
+        .vm_id("b")
+        .same_process_as(&a)
+        .build()
+        .expect("build b");
+    let mut a2 = probe("")
+        .vm_id("a")
+        .same_process_as(&a)
+        .build()
+        .expect("build a2");
+    run(a.vm(0), &get("cas-incr=k"));
+    let ex = run(b.vm(0), &get("cas-incr=k"));
+    assert_eq!(line(&ex, "cas-incr"), "cas-incr retries=0 value=1");
+    let ex = run(a2.vm(0), &get("cas-incr=k"));
+    assert_eq!(
+        line(&ex, "cas-incr"),
+        "cas-incr retries=0 value=2",
+        "same vm_id, other plugin: shared"
+    );
+    let store = a.shared_data();
+    assert_eq!(
+        store.get("a", b"k").map(|v| v.1),
+        Some(3),
+        "one cas counter across vm_ids"
+    );
+    assert_eq!(store.get("b", b"k").map(|v| v.1), Some(2));
+}
+
+#[test]
 fn corrupted_value_is_what_the_guest_reads() {
     let mut host = probe("").build().expect("build");
     run(host.vm(0), &get("cas-incr=n"));
