@@ -246,6 +246,32 @@ fn local_reply_after_headers_went_upstream_abandons_the_upstream_request() {
 }
 
 #[test]
+fn grpc_and_head_requests_get_envoys_local_reply_shapes() {
+    let mut host = probe("").build().expect("build");
+    let ex = run(
+        host.vm(0),
+        &get("local-reply=429").header("content-type", "application/grpc"),
+    );
+    let h = ex.client.headers.expect("headers");
+    assert_eq!(h.get(":status"), Some("200"));
+    assert_eq!(h.get("content-type"), Some("application/grpc"));
+    assert_eq!(h.get("grpc-status"), Some("14"));
+    assert_eq!(h.get("grpc-message"), Some("denied"));
+    assert!(ex.client.body.is_empty());
+    let mut head = get("local-reply=403");
+    head.headers.replace(":method", "HEAD");
+    let ex = run(host.vm(0), &head);
+    assert_eq!(ex.client.status, 403);
+    assert!(ex.client.body.is_empty());
+    assert_eq!(
+        ex.client
+            .headers
+            .and_then(|h| h.get("content-length").map(str::to_string)),
+        Some("6".to_string())
+    );
+}
+
+#[test]
 fn local_reply_without_body_drops_content_headers() {
     let mut host = probe("").build().expect("build");
     let ex = run(host.vm(0), &get("local-reply-empty=204"));

@@ -149,6 +149,33 @@ fn reconfigure_creates_a_new_root_and_retires_the_old_one() {
 }
 
 #[test]
+fn root_whose_on_done_returns_false_is_deleted_after_proxy_done() {
+    let mut host = probe("done-later tick=10").build().expect("build");
+    host.reconfigure("second").expect("accepted");
+    let tail = |host: &mut host_tests::Host| -> Vec<String> {
+        calls(host.vm(0), 1).into_iter().skip(3).collect()
+    };
+    assert_eq!(
+        tail(&mut host),
+        ["on_done()"],
+        "deletion waits for proxy_done"
+    );
+    host.clock().advance(std::time::Duration::from_millis(10));
+    assert_eq!(
+        host.vm(0).fire_due_ticks(),
+        1,
+        "the draining root still ticks"
+    );
+    assert_eq!(tail(&mut host), ["on_done()", "on_tick()", "on_delete()"]);
+    host.clock().advance(std::time::Duration::from_millis(10));
+    assert_eq!(
+        host.vm(0).fire_due_ticks(),
+        0,
+        "a deleted root has no timer"
+    );
+}
+
+#[test]
 fn vms_are_send() {
     fn is_send<T: Send>() {}
     is_send::<host_tests::Vm>();
