@@ -297,7 +297,7 @@ impl Vm {
         st.shared_hook = Some(Box::new(hook));
     }
     /// Runs `f` once, right after this VM's `n`th `proxy_get_shared_data` (counted from now)
-    /// returns to the guest's caller... i.e. between the guest's get and its following set.
+    /// and before the hostcall returns to the guest: i.e. between the guest's get and its set.
     pub fn after_nth_shared_get(&mut self, n: usize, f: impl FnOnce() + Send + 'static) {
         let mut f = Some(f);
         self.on_shared_data(move |ev| {

@@ -264,6 +264,13 @@ impl Probe {
             let v = hostcalls::get_buffer(BufferType::VmConfiguration, 0, usize::MAX).map(text);
             log(&format!("vm-config={v:?}"));
         }
+        if self.has("wasi-time") {
+            let wall = std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0);
+            log(&format!("wasi-now={wall}"));
+        }
         if self.has("time") {
             let now = self
                 .get_current_time()

@@ -408,7 +408,8 @@ impl Vm {
                 d.side(dir).buffer = buf;
                 return self.on_trap(d, dir);
             }
-            _ if self.local_reply_pending(d.ctx) => Act::Buffer,
+            // The plugin's own reply wins over the buffer limit: stop without the check.
+            _ if self.local_reply_pending(d.ctx) => Act::Watermark,
             Outcome::Done(0) | Outcome::Missing => Act::Continue,
             Outcome::Done(1) => Act::Buffer,
             Outcome::Done(2) => Act::Watermark,

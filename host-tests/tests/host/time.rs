@@ -20,6 +20,17 @@ fn guest_reads_the_host_clock() {
 }
 
 #[test]
+fn wasi_clock_reads_the_same_clock() {
+    let mut host = probe("")
+        .clock_start_nanos(1_000_000_000_000_000_007)
+        .build()
+        .expect("build");
+    host.clock().advance(Duration::from_nanos(3));
+    let ex = run(host.vm(0), &get("wasi-time"));
+    assert_eq!(line(&ex, "wasi-now="), "wasi-now=1000000000000000010");
+}
+
+#[test]
 fn ticks_fire_one_period_after_the_call_once_per_fire() {
     let mut host = probe("tick=100").build().expect("build");
     let clock = host.clock();
