@@ -30,6 +30,8 @@ pub(super) struct Side {
     pub(super) headers_eos: bool,
     pub(super) eos_in: bool,
     pub(super) holding: bool,
+    /// Headers returned StopAllIterationAndBuffer: held data counts against the buffer limit.
+    pub(super) hold_limited: bool,
     pub(super) held: Vec<u8>,
     pub(super) held_eos: bool,
     pub(super) held_trailers: Option<Headers>,
@@ -260,12 +262,19 @@ impl Vm {
             {
                 Act::StopIteration
             }
+            // 3 = StopAllIterationAndBuffer (overflow => 413/500); 1 (rewritten), 4 and above
+            // = StopAllIterationAndWatermark (overflow => flow control: the stream just waits).
+            Outcome::Done(3) => Act::Buffer,
             Outcome::Done(_) => Act::StopAll,
         };
         match act {
             Act::Continue => self.forward_headers(d, dir),
             Act::StopIteration => d.side(dir).headers = HeadersState::StopIteration,
-            _ => d.side(dir).headers = HeadersState::StopAll,
+            _ => {
+                let side = d.side(dir);
+                side.headers = HeadersState::StopAll;
+                side.hold_limited = act == Act::Buffer;
+            }
         }
         self.maybe_finish(d);
     }
@@ -342,7 +351,7 @@ impl Vm {
                 side.holding = true;
                 side.held.extend_from_slice(data);
                 side.held_eos |= eos;
-                if side.held.len() > limit {
+                if side.hold_limited && side.held.len() > limit {
                     self.too_large(d, dir);
                 }
             }

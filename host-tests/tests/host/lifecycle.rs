@@ -164,11 +164,16 @@ fn request_over_buffer_limit_gets_413_through_the_plugin() {
 
 #[test]
 fn response_over_buffer_limit_gets_500_or_a_reset() {
-    let mut host = probe("").buffer_limit(10).build().expect("build");
-    // Response headers held: Envoy can still answer 500.
+    let body = "0123456789abcdef";
+    // Headers held (StopIteration allowed) while the body is buffered: Envoy can still answer 500.
+    let mut host = probe("")
+        .buffer_limit(10)
+        .allow_on_headers_stop_iteration(true)
+        .build()
+        .expect("build");
     let ex = host.vm(0).exchange(
-        &get("pause-resp-headers"),
-        &Response::ok("0123456789abcdef"),
+        &get("pause-resp-headers,buffer-resp-forever"),
+        &Response::ok(body),
     );
     assert_eq!(ex.client.status, 500);
     assert_eq!(
@@ -176,13 +181,31 @@ fn response_over_buffer_limit_gets_500_or_a_reset() {
         Some("response_payload_too_large".to_string())
     );
     // Headers already sent downstream: the only way out is a reset.
-    let ex = host.vm(0).exchange(
-        &get("buffer-resp-forever"),
-        &Response::ok("0123456789abcdef"),
-    );
+    let ex = host
+        .vm(0)
+        .exchange(&get("buffer-resp-forever"), &Response::ok(body));
     assert!(ex.client.reset);
     assert_eq!(ex.client.status, 200);
     assert!(!ex.stalled);
+}
+
+#[test]
+fn data_held_behind_a_header_pause_is_flow_controlled_not_rejected() {
+    // Pause from headers becomes StopAllIterationAndWatermark: over the limit the stream just
+    // waits (no 413/500), as observed in Envoy.
+    let mut host = probe("").buffer_limit(10).build().expect("build");
+    let ex = host.vm(0).exchange(
+        &post("pause-req-headers", "0123456789abcdef"),
+        &Response::ok(""),
+    );
+    assert!(ex.stalled);
+    assert_eq!(ex.client.status, 0);
+    let ex = host.vm(0).exchange(
+        &get("pause-resp-headers"),
+        &Response::ok("0123456789abcdef"),
+    );
+    assert!(ex.stalled);
+    assert_eq!(ex.client.headers, None);
 }
 
 #[test]
