@@ -132,6 +132,7 @@ impl Vm {
     fn send_side(
         &mut self,
         s: StreamId,
+        chunk: usize,
         response: bool,
         headers: &Headers,
         body: &[u8],
@@ -143,11 +144,11 @@ impl Vm {
         } else {
             self.send_request_headers(s, headers, headers_only);
         }
-        if !body.is_empty() {
+        for part in body.chunks(chunk.max(1)) {
             if response {
-                self.send_response_body(s, body, false);
+                self.send_response_body(s, part, false);
             } else {
-                self.send_request_body(s, body, false);
+                self.send_request_body(s, part, false);
             }
         }
         match (trailers, headers_only) {
@@ -160,13 +161,25 @@ impl Vm {
     }
 
     /// Runs one whole exchange: the request goes through the plugin; if the upstream receives
-    /// the complete request it answers `response`, which goes back through the plugin.
+    /// the complete request it answers `response`, which goes back through the plugin. Each
+    /// body is one data frame followed by an empty end-of-stream frame (or the trailers).
     pub fn exchange(&mut self, request: &Request, response: &Response) -> Exchange {
+        self.exchange_chunked(request, response, usize::MAX)
+    }
+
+    /// Like [`Vm::exchange`], with bodies split into data frames of at most `chunk` bytes.
+    pub fn exchange_chunked(
+        &mut self,
+        request: &Request,
+        response: &Response,
+        chunk: usize,
+    ) -> Exchange {
         let logs_before = self.logs().len();
         let fuel_before = self.fuel_consumed();
         let s = self.open_stream();
         self.send_side(
             s,
+            chunk,
             false,
             &request.headers,
             &request.body,
@@ -176,6 +189,7 @@ impl Vm {
         if !view.finished && view.upstream.complete {
             self.send_side(
                 s,
+                chunk,
                 true,
                 &response.headers,
                 &response.body,

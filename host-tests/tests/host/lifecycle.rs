@@ -136,6 +136,32 @@ fn body_pause_buffers_with_cumulative_sizes() {
 }
 
 #[test]
+fn chunked_exchange_delivers_every_frame() {
+    let mut host = probe("").build().expect("build");
+    let ex = host
+        .vm(0)
+        .exchange_chunked(&post("buffer-req", "abcdefg"), &Response::ok("xyz"), 3);
+    assert_eq!(ex.upstream.body, b"abcdefg");
+    assert_eq!(ex.client.body, b"xyz");
+    let ctx = host.vm(0).stream(ex.stream).ctx.expect("ctx");
+    let sizes: Vec<String> = calls(host.vm(0), ctx)
+        .into_iter()
+        .filter(|c| c.contains("_body("))
+        .collect();
+    assert_eq!(
+        sizes,
+        [
+            "on_request_body(3,0)",
+            "on_request_body(6,0)",
+            "on_request_body(7,0)",
+            "on_request_body(7,1)",
+            "on_response_body(3,0)",
+            "on_response_body(0,1)"
+        ]
+    );
+}
+
+#[test]
 fn request_over_buffer_limit_gets_413_through_the_plugin() {
     let mut host = probe("").buffer_limit(10).build().expect("build");
     let vm = host.vm(0);
