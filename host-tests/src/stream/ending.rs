@@ -148,6 +148,24 @@ impl Vm {
         self.finish(d);
     }
 
+    pub(super) fn upstream_reset_inner(&mut self, d: &mut StreamDriver) {
+        if d.finished {
+            return;
+        }
+        d.upstream.reset = !d.upstream.complete || !d.sides[1].complete;
+        if d.client.headers.is_some() {
+            return self.reset(d);
+        }
+        let body =
+            "upstream connect error or disconnect/reset before headers. reset reason: remote reset";
+        self.envoy_reply(
+            d,
+            503,
+            body,
+            "upstream_reset_before_response_started{remote_reset}",
+        );
+    }
+
     pub(super) fn maybe_finish(&mut self, d: &mut StreamDriver) {
         if d.client.complete || d.client.reset {
             self.finish(d);

@@ -164,6 +164,12 @@ impl Vm {
     pub fn reset_stream(&mut self, id: StreamId) {
         self.with_stream(id, |vm, d| vm.reset(d));
     }
+    /// The upstream resets the stream. Before response headers reached the client, Envoy's
+    /// router answers 503 (through this plugin's response callbacks); afterwards the client
+    /// stream is reset. Either way the stream ends with on_log, on_done, on_delete.
+    pub fn upstream_reset(&mut self, id: StreamId) {
+        self.with_stream(id, |vm, d| vm.upstream_reset_inner(d));
+    }
 
     pub(super) fn create_context(&mut self, d: &mut StreamDriver) {
         let ctx = self.alloc_ctx();

@@ -360,6 +360,41 @@ fn close_stream_and_client_reset_end_the_stream_without_eos() {
 }
 
 #[test]
+fn upstream_reset_gives_503_before_headers_and_a_client_reset_after() {
+    let mut host = probe("").build().expect("build");
+    let vm = host.vm(0);
+    let s = vm.open_stream();
+    vm.send_request_headers(s, &get("resp-add=x-f:1").headers, true);
+    vm.upstream_reset(s);
+    let view = vm.stream(s);
+    assert!(view.finished);
+    assert_eq!(view.client.status, 503);
+    assert_eq!(
+        view.client.headers.as_ref().and_then(|h| h.get("x-f")),
+        Some("1"),
+        "through the plugin"
+    );
+    let info = view.client.local_reply.expect("reply");
+    assert_eq!(
+        info.details,
+        "upstream_reset_before_response_started{remote_reset}"
+    );
+    let s = vm.open_stream();
+    vm.send_request_headers(s, &get("").headers, true);
+    vm.send_response_headers(s, &Response::ok("abc").headers, false);
+    vm.send_response_body(s, b"ab", false);
+    vm.upstream_reset(s);
+    let view = vm.stream(s);
+    assert!(view.finished && view.client.reset && view.upstream.reset);
+    assert_eq!(view.client.body, b"ab");
+    let ctx = view.ctx.expect("ctx");
+    assert_eq!(
+        calls(vm, ctx).last().map(String::as_str),
+        Some("on_delete()")
+    );
+}
+
+#[test]
 fn continue_stream_statuses() {
     let mut host = probe("").build().expect("build");
     let ex = run(host.vm(0), &get("upstream-continue"));
