@@ -58,6 +58,8 @@
 //! CEL attributes beyond the common `request.*`, `response.*`, `source.*`,
 //! `destination.*`, `connection.id`, `plugin_*`, and filter state.
 
+#![deny(missing_docs)]
+
 mod abi;
 mod callbacks;
 mod error;

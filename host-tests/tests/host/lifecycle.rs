@@ -395,6 +395,24 @@ fn upstream_reset_gives_503_before_headers_and_a_client_reset_after() {
 }
 
 #[test]
+fn interleaved_streams_on_one_vm_keep_their_own_maps_and_buffers() {
+    let mut host = probe("").build().expect("build");
+    let vm = host.vm(0);
+    let (a, b) = (vm.open_stream(), vm.open_stream());
+    vm.send_request_headers(a, &post("buffer-req", "").headers, false);
+    vm.send_request_headers(b, &post("prepend=B:", "").headers, false);
+    vm.send_request_body(a, b"a1", false);
+    vm.send_request_body(b, b"b1", false);
+    vm.send_request_body(a, b"a2", true);
+    vm.send_request_body(b, b"b2", true);
+    let (va, vb) = (vm.stream(a), vm.stream(b));
+    assert_eq!((va.ctx, vb.ctx), (Some(2), Some(3)));
+    assert_eq!(va.upstream.body, b"a1a2");
+    assert_eq!(vb.upstream.body, b"B:b1B:b2");
+    assert!(vm.has_log("req-body len=4 body=a1a2"));
+}
+
+#[test]
 fn continue_stream_statuses() {
     let mut host = probe("").build().expect("build");
     let ex = run(host.vm(0), &get("upstream-continue"));
