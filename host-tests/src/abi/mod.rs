@@ -56,9 +56,7 @@ pub(crate) type HostResult = wasmtime::Result<i32>;
 pub(crate) fn guard(caller: &Caller<'_, VmState>, name: &str) -> wasmtime::Result<()> {
     let allowed = match caller.data().restriction {
         Restriction::None => true,
-        Restriction::Initialize => {
-            name == "proxy_log" || name == "proxy_get_log_level" || !name.starts_with("proxy_")
-        }
+        Restriction::Initialize => name == "proxy_log" || !name.starts_with("proxy_"),
         Restriction::Allocator => matches!(
             name,
             "proxy_log" | "fd_write" | "clock_time_get" | "poll_oneoff"
