@@ -1,0 +1,127 @@
+//! Body and configuration buffers (`proxy_get_buffer_bytes`, `_status`, `proxy_set_buffer_bytes`)
+//! with Envoy's clamping and its restricted set semantics.
+
+use super::{guard, memory, HostResult, Status};
+use crate::state::VmState;
+use wasmtime::{Caller, Linker};
+
+const REQUEST_BODY: i32 = 0;
+const RESPONSE_BODY: i32 = 1;
+const VM_CONFIGURATION: i32 = 6;
+const PLUGIN_CONFIGURATION: i32 = 7;
+
+/// The current bytes of buffer `kind`, or the status Envoy returns when it is unavailable.
+fn current(state: &mut VmState, kind: i32) -> Result<Vec<u8>, Status> {
+    match kind {
+        REQUEST_BODY | RESPONSE_BODY => {
+            let idx = usize::from(kind == RESPONSE_BODY);
+            state
+                .http_mut()
+                .and_then(|h| h.body.get(idx).cloned().flatten())
+                .ok_or(Status::NotFound)
+        }
+        VM_CONFIGURATION => Ok(state.shared.settings.vm_config.clone()),
+        PLUGIN_CONFIGURATION => state.plugin_config.clone().ok_or(Status::NotFound),
+        2..=5 | 8 => Err(Status::NotFound),
+        _ => Err(Status::BadArgument),
+    }
+}
+
+/// Envoy's set on an HTTP body: start 0 drains `size` bytes then prepends; start at or past
+/// the end appends; anything in between is BadArgument.
+pub(crate) fn apply_set(buf: &mut Vec<u8>, start: u32, size: u32, data: &[u8]) -> Status {
+    let start = start as usize;
+    if start == 0 {
+        let drain = (size as usize).min(buf.len());
+        buf.drain(..drain);
+        let mut out = data.to_vec();
+        out.append(buf);
+        *buf = out;
+        Status::Ok
+    } else if start >= buf.len() {
+        buf.extend_from_slice(data);
+        Status::Ok
+    } else {
+        Status::BadArgument
+    }
+}
+
+pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_bytes",
+        |mut c: Caller<'_, VmState>,
+         kind: i32,
+         start: i32,
+         max: i32,
+         rp: i32,
+         rl: i32|
+         -> HostResult {
+            guard(&c, "proxy_get_buffer_bytes")?;
+            let buf = match current(c.data_mut(), kind) {
+                Ok(b) => b,
+                Err(s) => return Ok(s.code()),
+            };
+            let start = start as u32 as usize;
+            let slice = if start > buf.len() {
+                &[][..]
+            } else {
+                let len = (max as u32 as usize).min(buf.len() - start);
+                buf.get(start..start + len).unwrap_or(&[])
+            };
+            let slice = slice.to_vec();
+            Ok(memory::copy_out(&mut c, &slice, rp, rl)?.code())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_get_buffer_status",
+        |mut c: Caller<'_, VmState>, kind: i32, rl: i32, rf: i32| -> HostResult {
+            guard(&c, "proxy_get_buffer_status")?;
+            let len = match current(c.data_mut(), kind) {
+                Ok(b) => b.len() as u32,
+                Err(s) => return Ok(s.code()),
+            };
+            if memory::write_u32(&mut c, rl, len).is_err()
+                || memory::write_u32(&mut c, rf, 0).is_err()
+            {
+                return Ok(Status::InvalidMemoryAccess.code());
+            }
+            Ok(Status::Ok.code())
+        },
+    )?;
+    linker.func_wrap(
+        "env",
+        "proxy_set_buffer_bytes",
+        |mut c: Caller<'_, VmState>,
+         kind: i32,
+         start: i32,
+         size: i32,
+         p: i32,
+         l: i32|
+         -> HostResult {
+            guard(&c, "proxy_set_buffer_bytes")?;
+            let Ok(data) = memory::read(&c, p, l) else {
+                return Ok(Status::InvalidMemoryAccess.code());
+            };
+            match kind {
+                REQUEST_BODY | RESPONSE_BODY => {
+                    let idx = usize::from(kind == RESPONSE_BODY);
+                    let slot = c
+                        .data_mut()
+                        .http_mut()
+                        .and_then(|h| h.body.get_mut(idx))
+                        .and_then(Option::as_mut);
+                    match slot {
+                        Some(buf) => Ok(apply_set(buf, start as u32, size as u32, &data).code()),
+                        None => Ok(Status::NotFound.code()),
+                    }
+                }
+                VM_CONFIGURATION | PLUGIN_CONFIGURATION => Ok(Status::BadArgument.code()),
+                2..=5 | 8 => Ok(Status::NotFound.code()),
+                _ => Ok(Status::BadArgument.code()),
+            }
+        },
+    )?;
+    Ok(())
+}

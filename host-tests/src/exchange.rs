@@ -1,0 +1,209 @@
+//! The high-level API: one whole request/response through a VM, framed as Envoy frames an
+//! HTTP/1.1 exchange (headers, one data frame, then an empty end-of-stream frame).
+
+use crate::abi::headers::Headers;
+use crate::abi::log::LogEntry;
+use crate::stream::{ClientView, StreamId, UpstreamView};
+use crate::vm::Vm;
+
+/// A downstream request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Headers including pseudo-headers (`:method`, `:path`, `:authority`, `:scheme`).
+    pub headers: Headers,
+    /// Body bytes (empty = the headers end the stream).
+    pub body: Vec<u8>,
+    /// Trailers, if any.
+    pub trailers: Option<Headers>,
+}
+
+impl Request {
+    fn new(method: &str, path: &str) -> Request {
+        let headers = Headers::from_pairs([
+            (":method", method),
+            (":path", path),
+            (":authority", "example.com"),
+            (":scheme", "http"),
+            ("x-request-id", "req-1"),
+        ]);
+        Request {
+            headers,
+            body: Vec::new(),
+            trailers: None,
+        }
+    }
+    /// `GET path` without a body.
+    pub fn get(path: &str) -> Request {
+        Request::new("GET", path)
+    }
+    /// `POST path` with a JSON body (content-type and content-length set).
+    pub fn post(path: &str, body: impl Into<Vec<u8>>) -> Request {
+        let mut r = Request::new("POST", path);
+        r.body = body.into();
+        r.headers.add("content-type", "application/json");
+        r.headers.add("content-length", &r.body.len().to_string());
+        r
+    }
+    /// Adds a header.
+    pub fn header(mut self, key: &str, value: &str) -> Request {
+        self.headers.add(key, value);
+        self
+    }
+    /// Adds a trailer.
+    pub fn trailer(mut self, key: &str, value: &str) -> Request {
+        self.trailers
+            .get_or_insert_with(Headers::default)
+            .add(key, value);
+        self
+    }
+}
+
+/// An upstream response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// Headers including `:status`.
+    pub headers: Headers,
+    /// Body bytes.
+    pub body: Vec<u8>,
+    /// Trailers, if any.
+    pub trailers: Option<Headers>,
+}
+
+impl Response {
+    /// A response with `status` and no body.
+    pub fn status(status: u32) -> Response {
+        Response {
+            headers: Headers::from_pairs([(":status", status.to_string())]),
+            body: Vec::new(),
+            trailers: None,
+        }
+    }
+    /// `200` with a JSON body.
+    pub fn ok(body: impl Into<Vec<u8>>) -> Response {
+        Response::status(200).body("application/json", body)
+    }
+    /// Sets the body with its content-type and content-length.
+    pub fn body(mut self, content_type: &str, body: impl Into<Vec<u8>>) -> Response {
+        self.body = body.into();
+        self.headers.replace("content-type", content_type);
+        self.headers
+            .replace("content-length", &self.body.len().to_string());
+        self
+    }
+    /// Adds a header.
+    pub fn header(mut self, key: &str, value: &str) -> Response {
+        self.headers.add(key, value);
+        self
+    }
+    /// Adds a trailer.
+    pub fn trailer(mut self, key: &str, value: &str) -> Response {
+        self.trailers
+            .get_or_insert_with(Headers::default)
+            .add(key, value);
+        self
+    }
+}
+
+/// The outcome of [`Vm::exchange`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exchange {
+    /// The stream, still inspectable (and drivable, if stalled) on the VM.
+    pub stream: StreamId,
+    /// What the client saw (a local reply, or the upstream response as modified).
+    pub client: ClientView,
+    /// What the upstream received (headers after the filter, body, trailers).
+    pub upstream: UpstreamView,
+    /// The stream did not finish: the filter holds it (e.g. paused headers waiting for a body).
+    pub stalled: bool,
+    /// Fuel spent by the plugin's callbacks during the exchange.
+    pub fuel: u64,
+    /// Logs the VM produced during the exchange.
+    pub logs: Vec<LogEntry>,
+}
+
+impl Exchange {
+    /// True if any log line of the exchange contains `needle`.
+    pub fn has_log(&self, needle: &str) -> bool {
+        self.logs.iter().any(|l| l.message.contains(needle))
+    }
+}
+
+impl Vm {
+    fn send_side(
+        &mut self,
+        s: StreamId,
+        chunk: usize,
+        response: bool,
+        headers: &Headers,
+        body: &[u8],
+        trailers: Option<&Headers>,
+    ) {
+        let headers_only = body.is_empty() && trailers.is_none();
+        if response {
+            self.send_response_headers(s, headers, headers_only);
+        } else {
+            self.send_request_headers(s, headers, headers_only);
+        }
+        for part in body.chunks(chunk.max(1)) {
+            if response {
+                self.send_response_body(s, part, false);
+            } else {
+                self.send_request_body(s, part, false);
+            }
+        }
+        match (trailers, headers_only) {
+            (Some(t), _) if response => self.send_response_trailers(s, t),
+            (Some(t), _) => self.send_request_trailers(s, t),
+            (None, false) if response => self.send_response_body(s, &[], true),
+            (None, false) => self.send_request_body(s, &[], true),
+            (None, true) => {}
+        }
+    }
+
+    /// Runs one whole exchange: the request goes through the plugin; if the upstream receives
+    /// the complete request it answers `response`, which goes back through the plugin. Each
+    /// body is one data frame followed by an empty end-of-stream frame (or the trailers).
+    pub fn exchange(&mut self, request: &Request, response: &Response) -> Exchange {
+        self.exchange_chunked(request, response, usize::MAX)
+    }
+
+    /// Like [`Vm::exchange`], with bodies split into data frames of at most `chunk` bytes.
+    pub fn exchange_chunked(
+        &mut self,
+        request: &Request,
+        response: &Response,
+        chunk: usize,
+    ) -> Exchange {
+        let logs_before = self.logs().len();
+        let fuel_before = self.fuel_consumed();
+        let s = self.open_stream();
+        self.send_side(
+            s,
+            chunk,
+            false,
+            &request.headers,
+            &request.body,
+            request.trailers.as_ref(),
+        );
+        let view = self.stream(s);
+        if !view.finished && view.upstream.complete {
+            self.send_side(
+                s,
+                chunk,
+                true,
+                &response.headers,
+                &response.body,
+                response.trailers.as_ref(),
+            );
+        }
+        let view = self.stream(s);
+        Exchange {
+            stream: s,
+            client: view.client,
+            upstream: view.upstream,
+            stalled: !view.finished,
+            fuel: self.fuel_consumed() - fuel_before,
+            logs: self.logs().get(logs_before..).unwrap_or(&[]).to_vec(),
+        }
+    }
+}

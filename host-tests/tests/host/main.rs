@@ -1,0 +1,12 @@
+//! Tests of the host itself (not of the filter), driven mostly by the probe guest.
+
+mod common;
+mod failure;
+mod lifecycle;
+mod loading;
+mod metrics;
+mod misc;
+mod properties;
+mod shared_data;
+mod time;
+mod wasm;
