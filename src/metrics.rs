@@ -1,5 +1,6 @@
 //! The Envoy counters the filter keeps (SPEC.md §9), named once here.
 
+use crate::money::Money;
 use crate::rejection::RejectionKind;
 
 /// One counter. The glue defines each as `<namespace>.<name>` (`governance.admitted` by default).
@@ -60,18 +61,39 @@ impl Metric {
 /// counter increment that is not positive.
 pub trait MetricsSink {
     fn add(&mut self, metric: Metric, delta: u64);
+
+    /// Spend, in exact money. Sinks turn it into whole micro-dollars for the
+    /// `spend_micro_usd` counter, carrying the remainder so many small charges still add up.
+    fn add_spend(&mut self, cost: Money);
+}
+
+/// Splits `carried + cost` into whole micro-dollars and the femto-dollar remainder.
+pub fn whole_micro_usd(carried: Money, cost: Money) -> (u64, Money) {
+    let total = carried.saturating_add(cost);
+    let micro = total.micro_usd();
+    let remainder = Money::from_femto(total.femto() % 1_000_000_000);
+    (u64::try_from(micro).unwrap_or(u64::MAX), remainder)
 }
 
 /// Collects increments in memory (native tests).
 #[derive(Debug, Default)]
 pub struct MemoryMetrics {
     pub values: std::collections::HashMap<String, u64>,
+    spend_remainder: Money,
 }
 
 impl MetricsSink for MemoryMetrics {
     fn add(&mut self, metric: Metric, delta: u64) {
         let slot = self.values.entry(metric.name()).or_insert(0);
         *slot = slot.saturating_add(delta);
+    }
+
+    fn add_spend(&mut self, cost: Money) {
+        let (micro, remainder) = whole_micro_usd(self.spend_remainder, cost);
+        self.spend_remainder = remainder;
+        if micro > 0 {
+            self.add(Metric::SpendMicroUsd, micro);
+        }
     }
 }
 

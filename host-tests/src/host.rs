@@ -185,12 +185,7 @@ impl HostBuilder {
             None => std::fs::read(&self.wasm)
                 .map_err(|e| HostError::Load(format!("{}: {e}", self.wasm.display())))?,
         };
-        let mut config = Config::new();
-        config.consume_fuel(true);
-        // Tests compile a module per host: favour compile speed over generated-code speed.
-        config.cranelift_opt_level(wasmtime::OptLevel::None);
-        let engine = Engine::new(&config).map_err(|e| HostError::Load(format!("{e:#}")))?;
-        let module = Module::new(&engine, &bytes).map_err(|e| HostError::Load(format!("{e:#}")))?;
+        let (engine, module) = compiled(&bytes)?;
         check_exports(&module)?;
         let mut linker = Linker::new(&engine);
         crate::abi::link_all(&mut linker).map_err(|e| HostError::Load(format!("{e:#}")))?;
@@ -222,6 +217,28 @@ impl HostBuilder {
             canary_logs,
         })
     }
+}
+
+/// The compiled module for `bytes`, compiled once per test process. Envoy too compiles a
+/// module once and clones VMs from it; the cache holds only immutable compiled code, never
+/// state a test could observe, so hosts stay independent.
+fn compiled(bytes: &[u8]) -> Result<(Engine, Module), HostError> {
+    type Cache = Mutex<HashMap<u64, (Engine, Module)>>;
+    static CACHE: OnceLock<Cache> = OnceLock::new();
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    let key = hasher.finish();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut cache = cache.lock().map_err(|_| HostError::Load("module cache poisoned".into()))?;
+    if let Some((engine, module)) = cache.get(&key) {
+        return Ok((engine.clone(), module.clone()));
+    }
+    let mut config = Config::new();
+    config.consume_fuel(true);
+    let engine = Engine::new(&config).map_err(|e| HostError::Load(format!("{e:#}")))?;
+    let module = Module::new(&engine, bytes).map_err(|e| HostError::Load(format!("{e:#}")))?;
+    cache.insert(key, (engine.clone(), module.clone()));
+    Ok((engine, module))
 }
 
 /// cpp-host refuses a module without an ABI marker or without an allocator.

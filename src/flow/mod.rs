@@ -523,9 +523,8 @@ impl Flow {
         if tokens > 0 {
             env.metrics.add(Metric::TokensCharged, tokens);
         }
-        let micro = u64::try_from(cost.micro_usd()).unwrap_or(u64::MAX);
-        if micro > 0 {
-            env.metrics.add(Metric::SpendMicroUsd, micro);
+        if cost > Money::ZERO {
+            env.metrics.add_spend(cost);
         }
         self.flush_conflicts(&counters, env);
         log::debug!(

@@ -1,6 +1,7 @@
 //! The core's seams backed by hostcalls: shared data as a [`CasStore`], the host clock, and
 //! Envoy counters as a [`MetricsSink`].
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
@@ -8,7 +9,8 @@ use std::time::UNIX_EPOCH;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
 
-use crate::metrics::{Metric, MetricsSink};
+use crate::metrics::{whole_micro_usd, Metric, MetricsSink};
+use crate::money::Money;
 use crate::store::{Cas, CasStore, SetOutcome, StoreError};
 
 /// Envoy's shared data (process-wide, per `vm_id`).
@@ -53,6 +55,8 @@ pub fn now_nanos() -> i64 {
 #[derive(Default)]
 pub struct EnvoyMetrics {
     ids: HashMap<Metric, u32>,
+    /// Spend below one micro-dollar not yet reported (per VM), so small charges add up.
+    spend_remainder: Cell<Money>,
 }
 
 impl EnvoyMetrics {
@@ -66,7 +70,10 @@ impl EnvoyMetrics {
                 ids.insert(metric, id);
             }
         }
-        Rc::new(EnvoyMetrics { ids })
+        Rc::new(EnvoyMetrics {
+            ids,
+            spend_remainder: Cell::new(Money::ZERO),
+        })
     }
 }
 
@@ -81,6 +88,14 @@ impl MetricsSink for MetricsHandle {
         let delta = i64::try_from(delta).unwrap_or(i64::MAX);
         if delta > 0 {
             let _ = hostcalls::increment_metric(*id, delta);
+        }
+    }
+
+    fn add_spend(&mut self, cost: Money) {
+        let (micro, remainder) = whole_micro_usd(self.0.spend_remainder.get(), cost);
+        self.0.spend_remainder.set(remainder);
+        if micro > 0 {
+            self.add(Metric::SpendMicroUsd, micro);
         }
     }
 }

@@ -43,6 +43,23 @@ impl GovernanceStream {
         f(&mut self.flow, &mut env)
     }
 
+    /// Does what the core decided. Header removal is only asked for from the request
+    /// headers callback, the one place the map is writable.
+    fn carry_out(&self, action: RequestAction) -> Action {
+        match action {
+            RequestAction::Continue { remove_headers } => {
+                for name in remove_headers {
+                    self.set_http_request_header(&name, None);
+                }
+                Action::Continue
+            }
+            RequestAction::Reply(reply) => {
+                self.send(&reply);
+                Action::Pause
+            }
+        }
+    }
+
     fn send(&self, reply: &LocalReply) {
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -70,30 +87,21 @@ impl HttpContext for GovernanceStream {
             headers: &headers,
             end_of_stream,
         };
-        match self.with_env(|flow, env| flow.on_request_headers(&head, env)) {
-            RequestAction::Continue { remove_headers } => {
-                for name in remove_headers {
-                    self.set_http_request_header(&name, None);
-                }
-                Action::Continue
-            }
-            RequestAction::Reply(reply) => {
-                self.send(&reply);
-                Action::Pause
-            }
-        }
+        let action = self.with_env(|flow, env| flow.on_request_headers(&head, env));
+        self.carry_out(action)
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         // Continue passes each frame on; only the body's own bytes are read, never buffered.
         let chunk = self.get_http_request_body(0, body_size).unwrap_or_default();
-        match self.with_env(|flow, env| flow.on_request_body(&chunk, end_of_stream, env)) {
-            RequestAction::Continue { .. } => Action::Continue,
-            RequestAction::Reply(reply) => {
-                self.send(&reply);
-                Action::Pause
-            }
-        }
+        let action = self.with_env(|flow, env| flow.on_request_body(&chunk, end_of_stream, env));
+        self.carry_out(action)
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        // Trailers end the request body: decide now if the body never named a model.
+        let action = self.with_env(|flow, env| flow.on_request_body(&[], true, env));
+        self.carry_out(action)
     }
 
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {

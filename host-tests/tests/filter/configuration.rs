@@ -1,0 +1,57 @@
+//! Configuration through the real module: the canary refuses a bad one with one line naming
+//! the JSON path, and nothing the filter is configured with can stop it from starting.
+
+use host_tests::{HostBuilder, HostError, GOVERNANCE_WASM};
+
+use crate::support::*;
+
+fn refusal(config: &str) -> String {
+    match HostBuilder::new(GOVERNANCE_WASM).plugin_config(config).build() {
+        Ok(_) => panic!("configuration accepted: {config}"),
+        Err(HostError::ConfigRejected(last_log)) => last_log,
+        Err(other) => panic!("unexpected error {other:?}"),
+    }
+}
+
+#[test]
+fn a_bad_duration_is_refused_naming_its_path() {
+    let config = r#"{"virtual_keys":[{"id":"a","value":"x"},{"id":"b","value":"y"},
+        {"id":"c","value":"z","budgets":[{"max_limit":1,"reset_duration":"5x"}]}]}"#;
+    let logs = refusal(config);
+    assert!(
+        logs.contains(r#"virtual_keys[2].budgets[0].reset_duration: "5x" is not a duration"#),
+        "{logs}"
+    );
+}
+
+#[test]
+fn non_json_and_unknown_fields_are_refused() {
+    assert!(refusal("not json").contains("not valid JSON"));
+    assert!(refusal(r#"{"teams":[{"id":"t","budget":5}]}"#).contains("teams[0].budget: unknown field `budget`"));
+}
+
+#[test]
+fn an_aligned_sub_day_duration_must_divide_the_day() {
+    let logs = refusal(
+        r#"{"virtual_keys":[{"id":"k","value":"s","rate_limit":{"request_max_limit":1,"request_reset_duration":"7h","calendar_aligned":true}}]}"#,
+    );
+    assert!(logs.contains("virtual_keys[0].rate_limit.request_reset_duration"), "{logs}");
+}
+
+#[test]
+fn the_secret_of_a_refused_configuration_is_not_logged() {
+    let logs = refusal(r#"{"virtual_keys":[{"id":"k","value":"sk-very-secret","bogus":1}]}"#);
+    assert!(!logs.contains("sk-very-secret"), "{logs}");
+}
+
+#[test]
+fn a_good_configuration_creates_every_counter_at_start() {
+    let config = config(
+        r#""customers":[{"id":"c","budgets":[{"max_limit":5,"reset_duration":"1M"}]}],
+        "virtual_keys":[{"id":"k","value":"sk","customer_id":"c",
+          "rate_limit":{"request_max_limit":3,"request_reset_duration":"1m","token_max_limit":9,"token_reset_duration":"1h"}}]"#,
+    );
+    let host = host_with(&config, 2);
+    let keys = host.shared_data().keys("governance");
+    assert_eq!(keys.len(), 3, "one shared-data key per configured limit: {keys:?}");
+}

@@ -1,0 +1,117 @@
+//! Helpers for the filter's tests: a host running governance.wasm, requests shaped like
+//! OpenAI/Anthropic/Gemini calls, and readers for replies and the usage endpoint.
+
+#![allow(dead_code, reason = "each test module uses a different subset")]
+
+use host_tests::{Exchange, Host, HostBuilder, Request, Response, GOVERNANCE_WASM};
+use serde_json::Value;
+
+/// 2026-11-02T12:00:00Z, a Monday (clear of DST changes unless a test moves there).
+pub const T0: i64 = 1_793_620_800_000_000_000;
+pub const SECOND: i64 = 1_000_000_000;
+/// `admin_key_sha256` of this secret is [`ADMIN_SHA256`].
+pub const ADMIN_KEY: &str = "admin-secret";
+pub const ADMIN_SHA256: &str = "16175223c8ddce5ace0493c948569c211b03c4c6bb3d3e484434999448cffe01";
+
+pub const PRICING: &str = r#""pricing": {
+    "gpt-4o-mini": {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7, "cache_read_input_token_cost": 7.5e-8},
+    "gpt-4.1*": {"input_cost_per_token": 2e-6, "output_cost_per_token": 8e-6, "cache_read_input_token_cost": 5e-7},
+    "claude-sonnet-4*": {"input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5,
+                         "cache_read_input_token_cost": 3e-7, "cache_creation_input_token_cost": 3.75e-6},
+    "gemini-2.5-flash": {"input_cost_per_token": 3e-7, "output_cost_per_token": 2.5e-6, "cache_read_input_token_cost": 7.5e-8}
+}"#;
+
+/// A host with `workers` VMs, the usage endpoint on, and the clock at [`T0`].
+pub fn host_with(config: &str, workers: usize) -> Host {
+    match HostBuilder::new(GOVERNANCE_WASM)
+        .plugin_config(config)
+        .vm_id("governance")
+        .workers(workers)
+        .clock_start_nanos(T0)
+        .build()
+    {
+        Ok(host) => host,
+        Err(err) => panic!("host did not start: {err:?}"),
+    }
+}
+
+pub fn host(config: &str) -> Host {
+    host_with(config, 1)
+}
+
+/// `{ "usage_endpoint": …, "pricing": …, <rest> }`.
+pub fn config(rest: &str) -> String {
+    let usage = format!(r#""usage_endpoint": {{"path": "/governance/usage", "admin_key_sha256": "{ADMIN_SHA256}"}}"#);
+    if rest.trim().is_empty() {
+        format!("{{{usage}, {PRICING}}}")
+    } else {
+        format!("{{{usage}, {PRICING}, {rest}}}")
+    }
+}
+
+pub fn chat_body(model: &str) -> String {
+    format!(r#"{{"model":"{model}","messages":[{{"role":"user","content":"Say hello"}}]}}"#)
+}
+
+/// An OpenAI chat request carrying `key` as a Bearer token.
+pub fn chat(key: &str, model: &str) -> Request {
+    Request::post("/v1/chat/completions", chat_body(model)).header("authorization", &format!("Bearer {key}"))
+}
+
+/// An OpenAI chat completion with usage.
+pub fn openai_json(prompt: u64, completion: u64) -> Response {
+    Response::ok(format!(
+        r#"{{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hello"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
+        prompt + completion
+    ))
+}
+
+pub fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/fixtures/responses/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|err| panic!("{path}: {err}"))
+}
+
+pub fn sse(body: Vec<u8>) -> Response {
+    Response::status(200).body("text/event-stream", body)
+}
+
+/// The JSON body of what the client got.
+pub fn body_json(ex: &Exchange) -> Value {
+    serde_json::from_slice(&ex.client.body)
+        .unwrap_or_else(|err| panic!("body is not JSON ({err}): {}", String::from_utf8_lossy(&ex.client.body)))
+}
+
+/// The `error.type` of a local reply.
+pub fn error_type(ex: &Exchange) -> String {
+    body_json(ex)["error"]["type"].as_str().unwrap_or_default().to_string()
+}
+
+pub fn header<'a>(ex: &'a Exchange, name: &str) -> Option<&'a str> {
+    ex.client.headers.as_ref().and_then(|h| h.get(name))
+}
+
+/// Every counter, read through the filter's own usage endpoint with the admin key.
+pub fn counters(host: &mut Host) -> Vec<Value> {
+    let ex = host.vm(0).exchange(
+        &Request::get("/governance/usage").header("authorization", &format!("Bearer {ADMIN_KEY}")),
+        &Response::status(500),
+    );
+    assert_eq!(ex.client.status, 200, "usage endpoint: {}", String::from_utf8_lossy(&ex.client.body));
+    body_json(&ex)["counters"].as_array().cloned().unwrap_or_default()
+}
+
+/// The counter of `owner` id `id` and `kind`.
+pub fn counter(host: &mut Host, id: &str, kind: &str) -> Value {
+    counters(host)
+        .into_iter()
+        .find(|c| c["id"] == id && c["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} counter for {id}"))
+}
+
+pub fn used(host: &mut Host, id: &str, kind: &str) -> f64 {
+    counter(host, id, kind)["used"].as_f64().unwrap_or(f64::NAN)
+}
+
+pub fn metric(host: &Host, name: &str) -> i64 {
+    host.metric(&format!("governance.{name}")).unwrap_or(0)
+}
