@@ -120,8 +120,7 @@ pub fn decode_record(bytes: &[u8]) -> StoredRecord {
     assert_eq!(bytes.len(), 72, "record length");
     assert_eq!(bytes[0], 1, "record version");
     let i64_at = |at: usize| i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let u128_at =
-        |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().expect("16 bytes"));
+    let u128_at = |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().expect("16 bytes"));
     StoredRecord {
         started: bytes[1] & 1 == 1,
         anchor: i64_at(8),

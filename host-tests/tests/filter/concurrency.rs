@@ -3,8 +3,8 @@
 //! Every assertion is on exact totals, never on how the threads happened to be scheduled.
 
 use crate::common::{
-    chat_bearer, chat_vk, counter_key, error_type, gov_host, models_vk, on_threads, stored,
-    usage_endpoint_json, usage_entry, usage_response, SEC, VM_ID,
+    chat_bearer, chat_vk, counter_key, error_type, gov_builder, gov_host, models_vk, on_threads,
+    stored, usage_endpoint_json, usage_entry, usage_response, SEC, VM_ID,
 };
 use host_tests::{SharedDataOp, Vm};
 use std::sync::mpsc;
@@ -75,7 +75,10 @@ fn request_limit_admits_exactly_max_across_threads() {
     );
     assert_eq!(stored(&sd, "virtual_key", "rq", "requests", "1h").used, 100);
     assert_eq!(host.metric("governance.admitted"), Some(100));
-    assert_eq!(host.metric("governance.rejected.request_limited"), Some(300));
+    assert_eq!(
+        host.metric("governance.rejected.request_limited"),
+        Some(300)
+    );
     assert!(vms.iter().all(|vm| !vm.is_failed()));
 }
 
@@ -110,14 +113,14 @@ fn tokens_and_spend_add_up_exactly_across_threads() {
     );
     assert_eq!(stored(&sd, "virtual_key", "k1", "budget", "1d").used, spend);
     assert_eq!(stored(&sd, "team", "t1", "budget", "1M").used, spend);
-    assert_eq!(
-        stored(&sd, "virtual_key", "k1", "requests", "1h").used,
-        200
-    );
+    assert_eq!(stored(&sd, "virtual_key", "k1", "requests", "1h").used, 200);
     let entry = usage_entry(&mut vms[0], "virtual_key", "k1", "tokens");
     assert_eq!(entry.used, tokens.to_string());
     assert_eq!(host.metric("governance.admitted"), Some(200));
-    assert_eq!(host.metric("governance.tokens_charged"), Some(tokens as i64));
+    assert_eq!(
+        host.metric("governance.tokens_charged"),
+        Some(tokens as i64)
+    );
     assert_eq!(
         host.metric("governance.spend_micro_usd"),
         Some(micro as i64)
@@ -206,7 +209,10 @@ fn a_request_injected_after_every_shared_get_loses_nothing() {
     );
     // The slots are exact: the next request finds the limit reached.
     let ex = a.exchange(&chat_vk("sk-k1"), &usage_response(1, 1, 0));
-    assert_eq!((ex.client.status, error_type(&ex).as_str()), (429, "request_limited"));
+    assert_eq!(
+        (ex.client.status, error_type(&ex).as_str()),
+        (429, "request_limited")
+    );
     assert!(!a.is_failed() && !b.lock().expect("vm b").is_failed());
 }
 
@@ -242,8 +248,14 @@ fn bifrost_256_by_50_increments_are_exact() {
         12_800 * crate::common::FEMTO,
         "spend is exactly $12800"
     );
-    assert_eq!(stored(&sd, "virtual_key", "bump", "tokens", "24h").used, 89_600);
-    assert_eq!(stored(&sd, "virtual_key", "bump", "requests", "24h").used, 12_800);
+    assert_eq!(
+        stored(&sd, "virtual_key", "bump", "tokens", "24h").used,
+        89_600
+    );
+    assert_eq!(
+        stored(&sd, "virtual_key", "bump", "requests", "24h").used,
+        12_800
+    );
     let ex = vms[0].exchange(&chat_vk("sk-bump"), &usage_response(3, 4, 0));
     assert_eq!(ex.client.status, 429, "the 12,801st request is refused");
 }
@@ -269,7 +281,10 @@ fn bifrost_resetters_at_one_boundary_make_one_reset_and_lose_no_spend() {
         .exchange(&chat_vk("sk-rs"), &usage_response(999_000_000, 0, 0));
     assert_eq!(ex.client.status, 200);
     let old = stored(&sd, "virtual_key", "rs", "budget", "1h");
-    assert_eq!((old.used, old.window_start), (999 * crate::common::FEMTO, t0));
+    assert_eq!(
+        (old.used, old.window_start),
+        (999 * crate::common::FEMTO, t0)
+    );
 
     // 2h30m later: the boundary is t0 + 2h.
     clock.advance(std::time::Duration::from_secs(2 * 3600 + 1800));
@@ -286,7 +301,11 @@ fn bifrost_resetters_at_one_boundary_make_one_reset_and_lose_no_spend() {
     let charges: Vec<u128> = results.into_iter().flatten().collect();
     assert_eq!(charges.len(), 128);
     let rec = stored(&sd, "virtual_key", "rs", "budget", "1h");
-    assert_eq!(rec.used, charges.iter().sum::<u128>(), "no spend lost to a second reset");
+    assert_eq!(
+        rec.used,
+        charges.iter().sum::<u128>(),
+        "no spend lost to a second reset"
+    );
     assert_eq!(
         (rec.window_start, rec.window_end),
         (t0 + 2 * 3600 * SEC, t0 + 3 * 3600 * SEC)
@@ -352,9 +371,14 @@ fn bifrost_resetters_at_one_boundary_make_one_reset_and_lose_no_spend() {
     assert_eq!(rx.recv().ok(), Some(200));
     let statuses = statuses.lock().expect("statuses").clone();
     assert_eq!(statuses, vec![200; chain_len - 1]);
-    let chain_spend: u128 = (0..chain_len as u64).map(|d| cost(100 + d, 10 + d, 0)).sum();
+    let chain_spend: u128 = (0..chain_len as u64)
+        .map(|d| cost(100 + d, 10 + d, 0))
+        .sum();
     let rec = stored(&sd, "virtual_key", "rs", "budget", "1h");
-    assert_eq!(rec.used, chain_spend, "one reset, every chained charge kept");
+    assert_eq!(
+        rec.used, chain_spend,
+        "one reset, every chained charge kept"
+    );
     assert_eq!(
         (rec.window_start, rec.window_end),
         (t0 + 3 * 3600 * SEC, t0 + 4 * 3600 * SEC)
@@ -372,6 +396,18 @@ const FIRST_WRITE_CONFIG: &str = r#"{"virtual_keys": [{"id": "fw", "value": "sk-
     "rate_limit": {"request_max_limit": 10, "request_reset_duration": "1h",
                    "token_max_limit": 1000000, "token_reset_duration": "1h"}}]}"#;
 
+/// A host and two workers A and B for the first-write races. The workers are started at
+/// different clock instants: a VM's creator tag is derived from the clock and WASI random
+/// bytes, and this host's `random_get` gives every VM the same bytes (Envoy's is real
+/// entropy), so workers configured at one frozen instant would share a tag.
+fn first_write_host() -> (host_tests::Host, Vm, Vm) {
+    let host = gov_builder(FIRST_WRITE_CONFIG, 0).build().expect("host");
+    let a = host.new_worker().expect("worker a");
+    host.clock().advance(std::time::Duration::from_micros(1));
+    let b = host.new_worker().expect("worker b");
+    (host, a, b)
+}
+
 /// Removes the counters of key `fw` (as if they had never been created).
 fn forget_fw_counters(sd: &host_tests::SharedData) {
     for kind in ["requests", "tokens"] {
@@ -384,12 +420,9 @@ fn forget_fw_counters(sd: &host_tests::SharedData) {
 fn first_write_race_creator_after_my_create_is_detected() {
     // A and B both find the request counter missing; B's blind create lands after A's create
     // and before A reads it back: A must see it lost and retry on top of B's record.
-    let mut host = gov_host(FIRST_WRITE_CONFIG, 2);
+    let (host, mut a, mut b) = first_write_host();
     let sd = host.shared_data();
     forget_fw_counters(&sd);
-    let mut vms = host.take_vms();
-    let mut b = vms.pop().expect("b");
-    let mut a = vms.pop().expect("a");
     let (b_got_tx, b_got_rx) = mpsc::channel::<()>();
     let (go_tx, go_rx) = mpsc::channel::<()>();
     b.after_nth_shared_get(1, move || {
@@ -431,11 +464,9 @@ fn first_write_race_creator_after_my_create_is_detected() {
 fn first_write_race_whole_request_between_get_and_create_loses_nothing() {
     // For every get of A's exchange: forget the counters, then run B's whole request between
     // A's get and A's next shared-data call. Both requests must be counted.
-    let mut host = gov_host(FIRST_WRITE_CONFIG, 2);
+    let (host, mut a, b) = first_write_host();
     let sd = host.shared_data();
-    let mut vms = host.take_vms();
-    let b = Arc::new(Mutex::new(vms.pop().expect("b")));
-    let mut a = vms.pop().expect("a");
+    let b = Arc::new(Mutex::new(b));
     forget_fw_counters(&sd);
     let events = trace_exchange(&mut a, |vm| {
         let ex = vm.exchange(&chat_vk("sk-fw"), &usage_response(7, 3, 0));
