@@ -92,10 +92,13 @@ pub fn json_field(obj: &str, name: &str) -> Option<String> {
     let start = obj.find(&pattern)? + pattern.len();
     let rest = obj.get(start..)?;
     if let Some(quoted) = rest.strip_prefix('"') {
-        return quoted.find('"').map(|end| quoted[..end].to_string());
+        return quoted
+            .find('"')
+            .and_then(|end| quoted.get(..end))
+            .map(str::to_string);
     }
     let end = rest.find([',', '}', ']']).unwrap_or(rest.len());
-    Some(rest[..end].trim().to_string())
+    rest.get(..end).map(|v| v.trim().to_string())
 }
 
 /// A counter's stored record (layout in `src/counter.rs`, version 1, 72 bytes).
@@ -118,11 +121,12 @@ pub struct StoredRecord {
 /// Decodes a stored record; panics on anything but a version-1 record.
 pub fn decode_record(bytes: &[u8]) -> StoredRecord {
     assert_eq!(bytes.len(), 72, "record length");
-    assert_eq!(bytes[0], 1, "record version");
-    let i64_at = |at: usize| i64::from_le_bytes(bytes[at..at + 8].try_into().expect("8 bytes"));
-    let u128_at = |at: usize| u128::from_le_bytes(bytes[at..at + 16].try_into().expect("16 bytes"));
+    assert_eq!(bytes.first(), Some(&1), "record version");
+    let take = |at: usize, n: usize| bytes.get(at..at + n).expect("inside the record");
+    let i64_at = |at: usize| i64::from_le_bytes(take(at, 8).try_into().expect("8 bytes"));
+    let u128_at = |at: usize| u128::from_le_bytes(take(at, 16).try_into().expect("16 bytes"));
     StoredRecord {
-        started: bytes[1] & 1 == 1,
+        started: bytes.get(1).is_some_and(|flags| flags & 1 == 1),
         anchor: i64_at(8),
         window_start: i64_at(16),
         window_end: i64_at(24),
@@ -219,8 +223,10 @@ pub fn usage_entry(vm: &mut Vm, owner: &str, id: &str, kind: &str) -> UsageEntry
         .iter()
         .filter(|e| e.owner == owner && e.id == id && e.kind == kind)
         .collect();
-    assert_eq!(found.len(), 1, "{owner}/{id}/{kind} in {all:?}");
-    found[0].clone()
+    match found.as_slice() {
+        [one] => (*one).clone(),
+        _ => panic!("{owner}/{id}/{kind} in {all:?}"),
+    }
 }
 
 /// Unix nanoseconds of a UTC civil time.

@@ -151,7 +151,10 @@ fn gets_before_sets(events: &[(SharedDataOp, Vec<u8>)]) -> (usize, usize) {
         .count();
     let rmw = events
         .windows(2)
-        .filter(|w| w[0].0 == SharedDataOp::Get && w[1].0 == SharedDataOp::Set && w[0].1 == w[1].1)
+        .filter(|w| match w {
+            [(SharedDataOp::Get, got), (SharedDataOp::Set, set)] => got == set,
+            _ => false,
+        })
         .count();
     (gets, rmw)
 }

@@ -332,6 +332,7 @@ fn rolling_minute_window_refuses_until_its_end_then_rolls() {
         (rec.anchor, rec.window_start, rec.window_end, rec.used),
         (t0, t0 + 60 * SEC, t0 + 120 * SEC, 1)
     );
+    assert!(rec.started && rec.reserved == 0);
 
     // Idle for a while: windows follow each other from the anchor without gaps.
     clock.set_nanos(t0 + 265 * SEC);
