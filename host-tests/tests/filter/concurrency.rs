@@ -48,8 +48,17 @@ fn usage_of(i: usize, j: usize) -> (u64, u64, u64) {
 
 #[test]
 fn request_limit_admits_exactly_max_across_threads() {
-    let config = r#"{"virtual_keys": [{"id": "rq", "value": "sk-rq",
-        "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1h"}}]}"#;
+    // Key `rq` alone; key `rq2` under team `tt` under customer `cu`, where the customer's
+    // limit is the tightest, so a refused request must give back its key and team slots.
+    let config = r#"{
+        "customers": [{"id": "cu", "rate_limit": {"request_max_limit": 60, "request_reset_duration": "1h"}}],
+        "teams": [{"id": "tt", "customer_id": "cu",
+                   "rate_limit": {"request_max_limit": 1000, "request_reset_duration": "1h"}}],
+        "virtual_keys": [
+            {"id": "rq", "value": "sk-rq",
+             "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1h"}},
+            {"id": "rq2", "value": "sk-rq2", "team_id": "tt",
+             "rate_limit": {"request_max_limit": 100, "request_reset_duration": "1h"}}]}"#;
     let mut host = gov_host(config, 4);
     let sd = host.shared_data();
     let (vms, results) = on_threads(host.take_vms(), |_, vm| {
@@ -79,6 +88,27 @@ fn request_limit_admits_exactly_max_across_threads() {
         host.metric("governance.rejected.request_limited"),
         Some(300)
     );
+
+    // Through the hierarchy: 4 × 50 requests, exactly the customer's 60 admitted, and the
+    // slots the refused ones took at the key and team levels all given back.
+    let (vms, results) = on_threads(vms, |_, vm| {
+        (0..50)
+            .map(|_| {
+                let ex = vm.exchange(&models_vk("sk-rq2"), &crate::common::plain_response());
+                (ex.client.status, error_type(&ex))
+            })
+            .collect::<Vec<_>>()
+    });
+    let all: Vec<_> = results.into_iter().flatten().collect();
+    let admitted = all.iter().filter(|(s, _)| *s == 200).count();
+    assert_eq!(admitted, 60, "exactly the customer's max");
+    assert!(all
+        .iter()
+        .all(|(s, t)| *s == 200 || (*s == 429 && t == "request_limited")));
+    assert_eq!(stored(&sd, "customer", "cu", "requests", "1h").used, 60);
+    assert_eq!(stored(&sd, "team", "tt", "requests", "1h").used, 60);
+    assert_eq!(stored(&sd, "virtual_key", "rq2", "requests", "1h").used, 60);
+    assert_eq!(host.metric("governance.admitted"), Some(160));
     assert!(vms.iter().all(|vm| !vm.is_failed()));
 }
 
