@@ -109,6 +109,38 @@ fn request_limit_admits_exactly_max_across_threads() {
     assert_eq!(stored(&sd, "team", "tt", "requests", "1h").used, 60);
     assert_eq!(stored(&sd, "virtual_key", "rq2", "requests", "1h").used, 60);
     assert_eq!(host.metric("governance.admitted"), Some(160));
+
+    // The window ends while nobody sends; then every thread races to reset it: one reset,
+    // and again exactly 100 slots in the new window (rolling: anchored at the first use).
+    let first = stored(&sd, "virtual_key", "rq", "requests", "1h");
+    host.clock()
+        .advance(std::time::Duration::from_secs(3600 + 7));
+    let (vms, results) = on_threads(vms, |_, vm| {
+        (0..60)
+            .filter(|_| {
+                vm.exchange(&models_vk("sk-rq"), &crate::common::plain_response())
+                    .client
+                    .status
+                    == 200
+            })
+            .count()
+    });
+    assert_eq!(results.iter().sum::<usize>(), 100);
+    let second = stored(&sd, "virtual_key", "rq", "requests", "1h");
+    assert_eq!(
+        (
+            second.used,
+            second.anchor,
+            second.window_start,
+            second.window_end
+        ),
+        (
+            100,
+            first.anchor,
+            first.window_start + 3600 * SEC,
+            first.window_end + 3600 * SEC
+        )
+    );
     assert!(vms.iter().all(|vm| !vm.is_failed()));
 }
 
