@@ -205,7 +205,7 @@ fn trace_exchange(vm: &mut Vm, run: impl FnOnce(&mut Vm)) -> Vec<(SharedDataOp, 
     out
 }
 
-/// Positions (1-based among gets) of the gets directly followed by a set of the same key.
+/// (number of gets, number of gets directly followed by a set of the same key).
 fn gets_before_sets(events: &[(SharedDataOp, Vec<u8>)]) -> (usize, usize) {
     let gets = events
         .iter()
@@ -223,7 +223,7 @@ fn gets_before_sets(events: &[(SharedDataOp, Vec<u8>)]) -> (usize, usize) {
 
 #[test]
 fn a_request_injected_after_every_shared_get_loses_nothing() {
-    // Calibrate on a throwaway host: how many gets one exchange makes.
+    // Calibrate: which shared-data calls one exchange makes (its request counts too).
     let mut host = gov_host(&priced_config(1_000), 2);
     let events = trace_exchange(host.vm(0), |vm| {
         let ex = vm.exchange(&chat_vk("sk-k1"), &usage_response(10, 5, 0));
