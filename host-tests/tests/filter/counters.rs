@@ -232,6 +232,28 @@ fn corrupted_counter_fails_closed_or_open_and_never_traps() {
     assert_eq!(stored(&sd, "virtual_key", "c1", "requests", "1h").used, 2);
     assert_eq!(stored(&sd, "virtual_key", "c1", "tokens", "1h").used, 10);
 
+    // Corrupted after admission, before the charge: the response still reaches the client,
+    // the failed charge is counted, and the unreadable value is left alone.
+    let failures = metric(&host, "governance.store_failures");
+    let vm = host.vm(0);
+    let (req, resp) = (chat_vk("sk-c1"), usage_response(3, 2, 0));
+    let s = vm.open_stream();
+    vm.send_request_headers(s, &req.headers, false);
+    vm.send_request_body(s, &req.body, true);
+    assert!(vm.stream(s).upstream.complete);
+    sd.overwrite_raw(VM_ID, &tok_key, b"bad");
+    vm.send_response_headers(s, &resp.headers, false);
+    vm.send_response_body(s, &resp.body, true);
+    let view = vm.stream(s);
+    assert_eq!(
+        (view.client.status, view.client.body.clone()),
+        (200, resp.body)
+    );
+    assert!(!vm.is_failed());
+    assert_eq!(metric(&host, "governance.store_failures"), failures + 1);
+    assert_eq!(sd.get(VM_ID, &tok_key).map(|v| v.0), Some(b"bad".to_vec()));
+    sd.overwrite_raw(VM_ID, &tok_key, &good_tok);
+
     good_req = sd.get(VM_ID, &req_key).expect("stored").0;
     good_tok = sd.get(VM_ID, &tok_key).expect("stored").0;
     host.reconfigure(corrupt_config("open"))
@@ -256,7 +278,8 @@ fn corrupted_counter_fails_closed_or_open_and_never_traps() {
         .vm(0)
         .exchange(&chat_vk("sk-c1"), &usage_response(3, 2, 0));
     assert_eq!(ex.client.status, 200);
-    assert_eq!(stored(&sd, "virtual_key", "c1", "requests", "1h").used, 3);
+    // Restored again: the counter goes on from the good value (3 slots before the open phase).
+    assert_eq!(stored(&sd, "virtual_key", "c1", "requests", "1h").used, 4);
     assert!(!host.vm(0).is_failed());
 }
 
