@@ -108,6 +108,16 @@ impl SharedData {
         }
     }
 
+    /// Removes `key` from namespace `vm_id` (true if it was there). No hostcall can do this
+    /// (Envoy's ABI has no delete): tests use it to recreate a key that was never written,
+    /// e.g. a counter whose creation at configure time did not happen.
+    pub fn remove_raw(&self, vm_id: &str, key: &[u8]) -> bool {
+        self.lock()
+            .spaces
+            .get_mut(vm_id)
+            .is_some_and(|space| space.remove(key).is_some())
+    }
+
     /// The cas the next successful set will store.
     pub fn next_cas(&self) -> u32 {
         self.lock().next_cas
