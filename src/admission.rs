@@ -71,7 +71,7 @@ pub fn check(
                 }
                 LimitKind::Tokens | LimitKind::Budget => {
                     admission.chargeable.push(id);
-                    let record = counters.read(limit, now)?;
+                    let record = counters.read_or_start(limit, now)?;
                     (record, record.used >= limit.max)
                 }
             };

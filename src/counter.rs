@@ -20,7 +20,7 @@
 //! ```
 
 use crate::config::Limit;
-use crate::store::{CasStore, SetOutcome, StoreError};
+use crate::store::{Cas, CasStore, SetOutcome, StoreError};
 use crate::window::{Window, WindowError};
 
 pub const RECORD_VERSION: u8 = 1;
@@ -195,19 +195,30 @@ pub struct Updated<T> {
 }
 
 /// Reads and updates counters with bounded CAS retries, counting conflicts.
+///
+/// Shared data has no create-if-absent: a set on a missing key always succeeds, and with
+/// version 0 a set is unconditional, so two creators could each overwrite the other. Counters
+/// are therefore created with the version of a *different* key, the namespace's guard key:
+/// version numbers come from one process-wide sequence and each is given to one write only,
+/// so that version never matches an existing counter (the set fails with a CAS mismatch and
+/// the caller retries as an update) while a missing counter is created. The one way this
+/// can be fooled is the sequence wrapping around 2^32 writes and landing on the guard's
+/// number again.
 pub struct Counters<'a> {
     store: &'a dyn CasStore,
     creator_tag: u64,
+    guard_key: &'a [u8],
     conflicts: u64,
 }
 
 impl<'a> Counters<'a> {
-    /// `creator_tag` must differ between VMs (and should between requests): it is how a
-    /// creator finds out whether its first write of a key survived.
-    pub fn new(store: &'a dyn CasStore, creator_tag: u64) -> Self {
+    /// `creator_tag` is stored in records this VM creates (for whoever inspects them);
+    /// `guard_key` is the namespace's guard key (see the type's documentation).
+    pub fn new(store: &'a dyn CasStore, creator_tag: u64, guard_key: &'a [u8]) -> Self {
         Self {
             store,
             creator_tag,
+            guard_key,
             conflicts: 0,
         }
     }
@@ -238,8 +249,43 @@ impl<'a> Counters<'a> {
             creator: self.creator_tag,
             ..Record::default()
         };
-        self.store.set(&limit.storage_key, &record.encode(), 0)?;
+        // A mismatch means another VM created it first, which is just as good.
+        self.create(&limit.storage_key, &record)?;
         Ok(())
+    }
+
+    /// The counter as of `now`; a counter never used is started (written) here, because a
+    /// rolling window begins at first use, admission included, not at the first charge.
+    pub fn read_or_start(&mut self, limit: &Limit, now: i64) -> Result<Record, CounterError> {
+        let stored = match self.store.get(&limit.storage_key)? {
+            Some((bytes, _)) => Some(Record::decode(&bytes)?),
+            None => None,
+        };
+        match stored {
+            Some(record) if record.started => record.rolled(limit, now),
+            _ => Ok(self.update(limit, now, |_| Change::Write(()))?.record),
+        }
+    }
+
+    /// Writes `record` only if `key` is absent; `false` if it exists.
+    fn create(&mut self, key: &[u8], record: &Record) -> Result<bool, CounterError> {
+        let guard = self.guard_version()?;
+        match self.store.set(key, &record.encode(), guard)? {
+            SetOutcome::Written => Ok(true),
+            SetOutcome::CasMismatch => Ok(false),
+        }
+    }
+
+    /// The guard key's version, writing the guard first if it is missing (any writer may
+    /// write it: its content does not matter, only that it exists).
+    fn guard_version(&mut self) -> Result<Cas, CounterError> {
+        for _ in 0..2 {
+            if let Some((_, version)) = self.store.get(self.guard_key)? {
+                return Ok(version);
+            }
+            self.store.set(self.guard_key, b"governance cas guard", 0)?;
+        }
+        Err(CounterError::Contended)
     }
 
     /// Read-modify-write of one counter at `now`, retried on CAS conflicts. `change` sees the
@@ -273,39 +319,20 @@ impl<'a> Counters<'a> {
                 }
                 Change::Write(value) => value,
             };
-            match self.store.set(&limit.storage_key, &record.encode(), cas)? {
-                SetOutcome::CasMismatch => {
-                    self.conflicts = self.conflicts.saturating_add(1);
-                    continue;
-                }
-                SetOutcome::Written if stored.is_some() => {
-                    return Ok(Updated {
-                        value,
-                        record,
-                        written: true,
-                    })
-                }
-                SetOutcome::Written => {
-                    // The key was absent: shared data has no create-if-absent, so another
-                    // creator may have overwritten this write. Keep it only if it survived.
-                    if self.created_by_us(limit)? {
-                        return Ok(Updated {
-                            value,
-                            record,
-                            written: true,
-                        });
-                    }
-                    self.conflicts = self.conflicts.saturating_add(1);
-                }
+            let written = if stored.is_some() {
+                self.store.set(&limit.storage_key, &record.encode(), cas)? == SetOutcome::Written
+            } else {
+                self.create(&limit.storage_key, &record)?
+            };
+            if written {
+                return Ok(Updated {
+                    value,
+                    record,
+                    written: true,
+                });
             }
+            self.conflicts = self.conflicts.saturating_add(1);
         }
         Err(CounterError::Contended)
-    }
-
-    fn created_by_us(&self, limit: &Limit) -> Result<bool, CounterError> {
-        match self.store.get(&limit.storage_key)? {
-            Some((bytes, _)) => Ok(Record::decode(&bytes)?.creator == self.creator_tag),
-            None => Ok(false),
-        }
     }
 }

@@ -9,7 +9,10 @@ use crate::abi::time::Clock;
 use crate::error::HostError;
 use crate::state::VmState;
 use crate::vm::Vm;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::sync::{Arc, Mutex};
 use wasmtime::{Config, Engine, Linker, Module};
 
@@ -229,7 +232,9 @@ fn compiled(bytes: &[u8]) -> Result<(Engine, Module), HostError> {
     bytes.hash(&mut hasher);
     let key = hasher.finish();
     let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
-    let mut cache = cache.lock().map_err(|_| HostError::Load("module cache poisoned".into()))?;
+    let mut cache = cache
+        .lock()
+        .map_err(|_| HostError::Load("module cache poisoned".into()))?;
     if let Some((engine, module)) = cache.get(&key) {
         return Ok((engine.clone(), module.clone()));
     }

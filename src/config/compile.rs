@@ -160,7 +160,9 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         keys.push(compiled);
     }
 
+    let guard_key = format!("{}:cas-guard", wire.namespace).into_bytes();
     Ok(Policy {
+        guard_key,
         namespace: wire.namespace,
         mode: wire.mode,
         failure_mode: wire.failure_mode,

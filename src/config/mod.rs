@@ -86,6 +86,9 @@ pub struct Policy {
     pub key_by_hash: HashMap<[u8; 32], usize>,
     /// Provider names mentioned anywhere, so `openai/gpt-4o` can be split.
     pub providers: BTreeSet<String>,
+    /// The namespace's guard key, whose version makes counter creation atomic
+    /// (see [`crate::counter::Counters`]).
+    pub guard_key: Vec<u8>,
 }
 
 #[derive(Debug)]

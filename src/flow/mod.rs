@@ -99,13 +99,15 @@ impl Flow {
         env: &mut Env<'_>,
     ) -> RequestAction {
         let policy = Rc::clone(&self.policy);
-        let mut counters = Counters::new(env.store, env.creator_tag);
+        let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
         if usage_endpoint::is_usage_request(&policy, head.method, head.path) {
             self.stage = Stage::Replied;
             let reply = usage_endpoint::reply(&policy, head.headers, &counters, env.now);
             return match reply {
                 Ok(reply) => RequestAction::Reply(reply),
-                Err(err) => self.store_failure(err, &mut counters, env),
+                // The endpoint is answered here whatever failure_mode says: there is nothing
+                // upstream to forward it to.
+                Err(err) => RequestAction::Reply(self.unavailable(err, &mut counters, env)),
             };
         }
 
@@ -151,7 +153,10 @@ impl Flow {
             &mut self.admission,
         ) {
             Ok(refusals) => refusals,
-            Err(err) => return self.store_failure(err, &mut counters, env),
+            Err(err) => match self.store_failure(err, &mut counters, env) {
+                Some(reply) => return RequestAction::Reply(reply),
+                None => Vec::new(),
+            },
         };
         if let Some(reply) = self.refuse(refusals, &mut counters, env) {
             return RequestAction::Reply(reply);
@@ -214,8 +219,9 @@ impl Flow {
             };
         }
         self.sniffer = None;
-        let (provider, model) = split_provider(&self.policy, provider, model);
-        let mut counters = Counters::new(env.store, env.creator_tag);
+        let policy = Rc::clone(&self.policy);
+        let (provider, model) = split_provider(&policy, provider, model);
+        let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
         self.resolve_target(key, provider, model, &mut counters, env)
     }
 
@@ -353,7 +359,10 @@ impl Flow {
                 &mut self.admission,
             ) {
                 Ok(refusals) => refusals,
-                Err(err) => return self.store_failure(err, counters, env),
+                Err(err) => match self.store_failure(err, counters, env) {
+                    Some(reply) => return RequestAction::Reply(reply),
+                    None => Vec::new(),
+                },
             };
             if let Some(reply) = self.refuse(refusals, counters, env) {
                 return RequestAction::Reply(reply);
@@ -427,45 +436,52 @@ impl Flow {
         }
     }
 
-    /// A counter could not be read or written: `failure_mode` decides.
+    /// A counter could not be read or written: `failure_mode` decides. Open: count it and
+    /// go on as if that check had passed (`None`; later checks still run). Closed: the reply.
     fn store_failure(
         &mut self,
         err: CounterError,
         counters: &mut Counters<'_>,
         env: &mut Env<'_>,
-    ) -> RequestAction {
-        env.metrics.add(Metric::StoreFailures, 1);
-        self.flush_conflicts(counters, env);
+    ) -> Option<LocalReply> {
         match self.policy.failure_mode {
             FailureMode::Open => {
+                env.metrics.add(Metric::StoreFailures, 1);
                 log::warn!(
                     "#{} counter unavailable ({err}); admitting (failure_mode open)",
                     self.context_id
                 );
-                self.stage = Stage::Admitted { model: None };
-                RequestAction::Continue {
-                    remove_headers: Vec::new(),
-                }
+                None
             }
-            FailureMode::Closed => {
-                log::error!(
-                    "#{} counter unavailable ({err}); rejecting (failure_mode closed)",
-                    self.context_id
-                );
-                let rejection = Rejection::new(
-                    RejectionKind::GovernanceUnavailable,
-                    "governance counters are unavailable; try again shortly",
-                );
-                // Give back what was taken; a failing store may refuse this too.
-                let slots = std::mem::take(&mut self.admission.slots);
-                let _ = admission::release(&self.policy, counters, env.now, &slots);
-                env.metrics.add(Metric::Rejected, 1);
-                env.metrics
-                    .add(Metric::RejectedBy(RejectionKind::GovernanceUnavailable), 1);
-                self.stage = Stage::Replied;
-                RequestAction::Reply(rejection.reply())
-            }
+            FailureMode::Closed => Some(self.unavailable(err, counters, env)),
         }
+    }
+
+    /// Refuses with 503 `governance_unavailable`, giving back the request's slots.
+    fn unavailable(
+        &mut self,
+        err: CounterError,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> LocalReply {
+        env.metrics.add(Metric::StoreFailures, 1);
+        log::error!(
+            "#{} counter unavailable ({err}); rejecting",
+            self.context_id
+        );
+        let rejection = Rejection::new(
+            RejectionKind::GovernanceUnavailable,
+            "governance counters are unavailable; try again shortly",
+        );
+        // Give back what was taken; a failing store may refuse this too.
+        let slots = std::mem::take(&mut self.admission.slots);
+        let _ = admission::release(&self.policy, counters, env.now, &slots);
+        env.metrics.add(Metric::Rejected, 1);
+        env.metrics
+            .add(Metric::RejectedBy(RejectionKind::GovernanceUnavailable), 1);
+        self.flush_conflicts(counters, env);
+        self.stage = Stage::Replied;
+        rejection.reply()
     }
 
     /// Charges the response once: at the end of its body, or when the stream ended early.
@@ -511,7 +527,7 @@ impl Flow {
                 Money::ZERO
             }
         };
-        let mut counters = Counters::new(env.store, env.creator_tag);
+        let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
         let chargeable = self.admission.chargeable.clone();
         if let Err(err) =
             accounting::charge(&policy, &mut counters, env.now, &chargeable, &usage, cost)

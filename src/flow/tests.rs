@@ -129,7 +129,7 @@ impl Sim {
             .iter()
             .find(|l| l.owner_id == owner_id && l.kind == kind)
             .expect("limit");
-        let counters = Counters::new(&self.store, 1);
+        let counters = Counters::new(&self.store, 1, &self.policy.guard_key);
         counters.read(limit, self.now).unwrap().used
     }
 }

@@ -55,7 +55,7 @@ impl RootContext for GovernanceRoot {
         self.creator_tag = random_tag(now_nanos(), self.context_id);
         self.metrics = EnvoyMetrics::define(&policy.namespace);
         let store = SharedData;
-        let mut counters = Counters::new(&store, self.creator_tag);
+        let mut counters = Counters::new(&store, self.creator_tag, &policy.guard_key);
         for limit in &policy.limits {
             if let Err(err) = counters.ensure_exists(limit) {
                 // Not fatal: the first request that touches the counter creates it, checking

@@ -32,8 +32,16 @@ fn prices(model: &str) -> [f64; 4] {
 
 fn request_for(fixture_name: &str, model: &str) -> Request {
     if fixture_name.starts_with("gemini") {
-        let action = if fixture_name.ends_with(".sse") { "streamGenerateContent?alt=sse" } else { "generateContent" };
-        Request::post(&format!("/v1beta/models/{model}:{action}"), r#"{"contents":[]}"#).header("x-goog-api-key", "sk")
+        let action = if fixture_name.ends_with(".sse") {
+            "streamGenerateContent?alt=sse"
+        } else {
+            "generateContent"
+        };
+        Request::post(
+            &format!("/v1beta/models/{model}:{action}"),
+            r#"{"contents":[]}"#,
+        )
+        .header("x-goog-api-key", "sk")
     } else {
         chat("sk", model)
     }
@@ -55,18 +63,43 @@ fn every_provider_fixture_is_charged_exactly_in_any_chunking() {
         for chunk in [usize::MAX, 1, 7, 64] {
             let mut host = host(&metered_config());
             let body = fixture(name);
-            let response = if name.ends_with(".sse") { sse(body) } else { Response::ok(body) };
-            let ex = host.vm(0).exchange_chunked(&request_for(name, model), &response, chunk);
+            let response = if name.ends_with(".sse") {
+                sse(body)
+            } else {
+                Response::ok(body)
+            };
+            let ex = host
+                .vm(0)
+                .exchange_chunked(&request_for(name, model), &response, chunk);
             assert_eq!(ex.client.status, 200, "{name}");
-            assert_eq!(ex.client.body, response.body, "{name}: the body reaches the client unchanged");
+            assert_eq!(
+                ex.client.body, response.body,
+                "{name}: the body reaches the client unchanged"
+            );
             let want = expected(name);
             let count = |field: &str| want[field].as_u64().unwrap_or_default();
-            let parts = [count("input_uncached"), count("cache_read"), count("cache_write"), count("output")];
+            let parts = [
+                count("input_uncached"),
+                count("cache_read"),
+                count("cache_write"),
+                count("output"),
+            ];
             let tokens: u64 = parts.iter().sum();
-            let cost: f64 = parts.iter().zip(prices(model)).map(|(n, p)| *n as f64 * p).sum();
-            assert_eq!(used(&mut host, "k", "tokens"), tokens as f64, "{name} chunk {chunk}");
+            let cost: f64 = parts
+                .iter()
+                .zip(prices(model))
+                .map(|(n, p)| *n as f64 * p)
+                .sum();
+            assert_eq!(
+                used(&mut host, "k", "tokens"),
+                tokens as f64,
+                "{name} chunk {chunk}"
+            );
             let spent = used(&mut host, "k", "budget");
-            assert!((spent - cost).abs() < 1e-12, "{name} chunk {chunk}: spent {spent}, want {cost}");
+            assert!(
+                (spent - cost).abs() < 1e-12,
+                "{name} chunk {chunk}: spent {spent}, want {cost}"
+            );
             assert_eq!(metric(&host, "tokens_charged"), tokens as i64);
             assert_eq!(metric(&host, "usage_missing"), 0);
         }
@@ -79,7 +112,9 @@ fn a_million_small_charges_are_exact() {
     // to exactly 0.003, which a float running sum would miss.
     let mut host = host(&metered_config());
     for _ in 0..2000 {
-        let ex = host.vm(0).exchange(&chat("sk", "gpt-4o-mini"), &openai_json(10, 0));
+        let ex = host
+            .vm(0)
+            .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(10, 0));
         assert_eq!(ex.client.status, 200);
     }
     assert_eq!(used(&mut host, "k", "budget"), 0.003);
@@ -91,7 +126,9 @@ fn the_response_model_prices_a_request_that_named_none() {
     let mut host = host(&metered_config());
     // No model in the request body; the response says gpt-4.1-2025-04-14 (prefix gpt-4.1*).
     let request = Request::post("/v1/responses", r#"{"input":"hi"}"#).header("x-bf-vk", "sk");
-    let ex = host.vm(0).exchange(&request, &Response::ok(fixture("openai-responses.json")));
+    let ex = host
+        .vm(0)
+        .exchange(&request, &Response::ok(fixture("openai-responses.json")));
     assert_eq!(ex.client.status, 200);
     let cost = 400.0 * 2e-6 + 100.0 * 5e-7 + 120.0 * 8e-6;
     assert!((used(&mut host, "k", "budget") - cost).abs() < 1e-12);
@@ -100,11 +137,17 @@ fn the_response_model_prices_a_request_that_named_none() {
 #[test]
 fn a_response_without_usage_charges_nothing_and_is_counted() {
     let mut host = host(&metered_config());
-    let ex = host.vm(0).exchange(&chat("sk", "gpt-4o-mini"), &Response::ok(r#"{"choices":[]}"#));
+    let ex = host.vm(0).exchange(
+        &chat("sk", "gpt-4o-mini"),
+        &Response::ok(r#"{"choices":[]}"#),
+    );
     assert_eq!(ex.client.status, 200);
     assert_eq!(metric(&host, "usage_missing"), 1);
     assert_eq!(used(&mut host, "k", "tokens"), 0.0);
-    let ex = host.vm(0).exchange(&chat("sk", "gpt-4o-mini"), &Response::status(502).body("text/plain", "upstream error"));
+    let ex = host.vm(0).exchange(
+        &chat("sk", "gpt-4o-mini"),
+        &Response::status(502).body("text/plain", "upstream error"),
+    );
     assert_eq!(ex.client.status, 502);
     assert_eq!(metric(&host, "usage_missing"), 2);
 }
@@ -115,7 +158,8 @@ fn open(host: &mut host_tests::Host, response_content_type: &str) -> host_tests:
     let request = chat("sk", "claude-sonnet-4-5");
     vm.send_request_headers(s, &request.headers, false);
     vm.send_request_body(s, &request.body, true);
-    let headers = Headers::from_pairs([(":status", "200"), ("content-type", response_content_type)]);
+    let headers =
+        Headers::from_pairs([(":status", "200"), ("content-type", response_content_type)]);
     vm.send_response_headers(s, &headers, false);
     s
 }
@@ -125,7 +169,9 @@ fn a_stream_cut_short_is_charged_with_the_usage_seen_so_far() {
     let mut host = host(&metered_config());
     let body = fixture("anthropic-messages-stream.sse");
     let text = String::from_utf8_lossy(&body).to_string();
-    let cut = text.find("event: content_block_start").expect("fixture shape");
+    let cut = text
+        .find("event: content_block_start")
+        .expect("fixture shape");
     let s = open(&mut host, "text/event-stream");
     host.vm(0).send_response_body(s, &body[..cut], false);
     host.vm(0).reset_stream(s);
@@ -141,7 +187,8 @@ fn a_stream_cut_short_is_charged_with_the_usage_seen_so_far() {
 fn a_stream_cut_before_any_usage_charges_nothing() {
     let mut host = host(&metered_config());
     let s = open(&mut host, "text/event-stream");
-    host.vm(0).send_response_body(s, b"event: ping\ndata: {\"type\":\"ping\"}\n\n", false);
+    host.vm(0)
+        .send_response_body(s, b"event: ping\ndata: {\"type\":\"ping\"}\n\n", false);
     host.vm(0).upstream_reset(s);
     assert_eq!(metric(&host, "usage_missing"), 1);
     assert_eq!(used(&mut host, "k", "tokens"), 0.0);
@@ -153,7 +200,11 @@ fn usage_is_charged_once_even_with_trailers_and_on_log() {
     let response = openai_json(100, 50).trailer("x-trailer", "1");
     let ex = host.vm(0).exchange(&chat("sk", "gpt-4o-mini"), &response);
     assert_eq!(ex.client.status, 200);
-    assert_eq!(used(&mut host, "k", "tokens"), 150.0, "charged at trailers, not again at on_log");
+    assert_eq!(
+        used(&mut host, "k", "tokens"),
+        150.0,
+        "charged at trailers, not again at on_log"
+    );
 }
 
 #[test]
@@ -163,7 +214,11 @@ fn the_first_bytes_of_a_stream_pass_before_it_ends() {
     let s = open(&mut host, "text/event-stream");
     host.vm(0).send_response_body(s, &body[..200], false);
     let view = host.vm(0).stream(s);
-    assert_eq!(view.client.body, body[..200].to_vec(), "nothing is held back");
+    assert_eq!(
+        view.client.body,
+        body[..200].to_vec(),
+        "nothing is held back"
+    );
     assert!(!view.response_stopped);
     host.vm(0).send_response_body(s, &body[200..], true);
     assert_eq!(used(&mut host, "k", "tokens"), 49.0);

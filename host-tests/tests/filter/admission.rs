@@ -23,8 +23,16 @@ fn identification_statuses_and_openai_shaped_bodies() {
     let mut host = host(&keys_config());
     let vm = host.vm(0);
     let cases = [
-        (Request::post("/v1/chat/completions", chat_body("gpt-4o-mini")), 401, "virtual_key_required"),
-        (chat("sk-unknown", "gpt-4o-mini"), 401, "virtual_key_not_found"),
+        (
+            Request::post("/v1/chat/completions", chat_body("gpt-4o-mini")),
+            401,
+            "virtual_key_required",
+        ),
+        (
+            chat("sk-unknown", "gpt-4o-mini"),
+            401,
+            "virtual_key_not_found",
+        ),
         (chat("sk-off", "gpt-4o-mini"), 403, "virtual_key_blocked"),
         (chat("sk-old", "gpt-4o-mini"), 403, "virtual_key_expired"),
     ];
@@ -35,9 +43,14 @@ fn identification_statuses_and_openai_shaped_bodies() {
         let body = body_json(&ex);
         assert_eq!(body["error"]["code"], kind);
         assert!(body["error"]["param"].is_null());
-        assert!(body["error"]["message"].as_str().is_some_and(|m| !m.is_empty()));
+        assert!(body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
         assert_eq!(header(&ex, "content-type"), Some("application/json"));
-        assert!(ex.upstream.headers.is_none(), "{kind}: nothing reaches upstream");
+        assert!(
+            ex.upstream.headers.is_none(),
+            "{kind}: nothing reaches upstream"
+        );
     }
     assert!(!vm.is_failed());
 }
@@ -51,7 +64,11 @@ fn the_key_header_is_stripped_and_other_headers_kept() {
     let upstream = ex.upstream.headers.expect("forwarded");
     assert_eq!(upstream.get("authorization"), None);
     assert_eq!(upstream.get("x-trace"), Some("t1"));
-    assert_eq!(ex.upstream.body, chat_body("gpt-4o-mini").into_bytes(), "the body passes untouched");
+    assert_eq!(
+        ex.upstream.body,
+        chat_body("gpt-4o-mini").into_bytes(),
+        "the body passes untouched"
+    );
 }
 
 #[test]
@@ -62,15 +79,26 @@ fn key_headers_are_tried_in_order_and_only_bearer_authorization_counts() {
         .header("authorization", "Basic c2stb246eA==")
         .header("x-api-key", "sk-on");
     let ex = vm.exchange(&basic, &openai_json(1, 1));
-    assert_eq!(ex.client.status, 200, "x-api-key used when authorization is not Bearer");
+    assert_eq!(
+        ex.client.status, 200,
+        "x-api-key used when authorization is not Bearer"
+    );
     let upstream = ex.upstream.headers.expect("forwarded");
     assert_eq!(upstream.get("x-api-key"), None, "the carrier is stripped");
-    assert_eq!(upstream.get("authorization"), Some("Basic c2stb246eA=="), "the other header stays");
+    assert_eq!(
+        upstream.get("authorization"),
+        Some("Basic c2stb246eA=="),
+        "the other header stays"
+    );
 
     let both = Request::post("/v1/chat/completions", chat_body("gpt-4o-mini"))
         .header("x-api-key", "sk-off")
         .header("X-BF-VK", "sk-on");
-    assert_eq!(vm.exchange(&both, &openai_json(1, 1)).client.status, 200, "x-bf-vk comes first");
+    assert_eq!(
+        vm.exchange(&both, &openai_json(1, 1)).client.status,
+        200,
+        "x-bf-vk comes first"
+    );
 }
 
 #[test]
@@ -82,7 +110,11 @@ fn secrets_never_reach_replies_or_logs() {
         assert!(!String::from_utf8_lossy(&ex.client.body).contains(key));
     }
     for entry in vm.logs() {
-        assert!(!entry.message.contains("sk-"), "secret in log: {}", entry.message);
+        assert!(
+            !entry.message.contains("sk-"),
+            "secret in log: {}",
+            entry.message
+        );
     }
 }
 
@@ -104,29 +136,52 @@ fn provider_and_model_rules_with_prefix_header_and_gemini_path() {
     let mut host = host(&model_config());
     let vm = host.vm(0);
     let blocked = vm.exchange(&chat("sk", "gpt-4o"), &openai_json(1, 1));
-    assert_eq!((blocked.client.status, error_type(&blocked).as_str()), (403, "model_blocked"));
-    assert!(!blocked.upstream.complete, "a refused request never reaches upstream whole");
+    assert_eq!(
+        (blocked.client.status, error_type(&blocked).as_str()),
+        (403, "model_blocked")
+    );
+    assert!(
+        !blocked.upstream.complete,
+        "a refused request never reaches upstream whole"
+    );
 
     let by_provider = vm.exchange(&chat("sk", "openai/claude-sonnet-4-5"), &openai_json(1, 1));
-    assert_eq!(error_type(&by_provider), "model_blocked", "the openai config allows only gpt-4o-mini");
+    assert_eq!(
+        error_type(&by_provider),
+        "model_blocked",
+        "the openai config allows only gpt-4o-mini"
+    );
 
     let unknown_provider = chat("sk", "gpt-4o-mini").header("x-bf-provider", "mistral");
     let ex = vm.exchange(&unknown_provider, &openai_json(1, 1));
-    assert_eq!((ex.client.status, error_type(&ex).as_str()), (403, "provider_blocked"));
-    assert!(ex.upstream.headers.is_none(), "a provider header is judged before anything goes upstream");
+    assert_eq!(
+        (ex.client.status, error_type(&ex).as_str()),
+        (403, "provider_blocked")
+    );
+    assert!(
+        ex.upstream.headers.is_none(),
+        "a provider header is judged before anything goes upstream"
+    );
 
     let unpriced = vm.exchange(&chat("sk", "openai/unpriced-model"), &openai_json(1, 1));
     assert_eq!(error_type(&unpriced), "model_not_priced");
 
-    let gemini = Request::post("/v1beta/models/gemini-2.5-flash:generateContent", r#"{"contents":[]}"#)
-        .header("x-goog-api-key", "sk")
-        .header("x-bf-provider", "gemini");
+    let gemini = Request::post(
+        "/v1beta/models/gemini-2.5-flash:generateContent",
+        r#"{"contents":[]}"#,
+    )
+    .header("x-goog-api-key", "sk")
+    .header("x-bf-provider", "gemini");
     let ex = vm.exchange(&gemini, &Response::ok(fixture("gemini-generate.json")));
     assert_eq!(ex.client.status, 200);
-    let gemini_blocked = Request::post("/v1beta/models/gemini-2.0-pro:generateContent", "{}").header("x-goog-api-key", "sk");
+    let gemini_blocked = Request::post("/v1beta/models/gemini-2.0-pro:generateContent", "{}")
+        .header("x-goog-api-key", "sk");
     let ex = vm.exchange(&gemini_blocked, &Response::ok("{}"));
     assert_eq!(error_type(&ex), "model_blocked");
-    assert!(ex.upstream.headers.is_none(), "the Gemini path names the model at headers");
+    assert!(
+        ex.upstream.headers.is_none(),
+        "the Gemini path names the model at headers"
+    );
 }
 
 #[test]
@@ -134,17 +189,31 @@ fn provider_config_request_limit_applies_once_the_model_is_known() {
     let mut host = host(&model_config());
     let vm = host.vm(0);
     for _ in 0..2 {
-        assert_eq!(vm.exchange(&chat("sk", "openai/gpt-4o-mini"), &openai_json(1, 1)).client.status, 200);
+        assert_eq!(
+            vm.exchange(&chat("sk", "openai/gpt-4o-mini"), &openai_json(1, 1))
+                .client
+                .status,
+            200
+        );
     }
     let ex = vm.exchange(&chat("sk", "openai/gpt-4o-mini"), &openai_json(1, 1));
-    assert_eq!((ex.client.status, error_type(&ex).as_str()), (429, "request_limited"));
-    assert!(body_json(&ex)["error"]["message"].as_str().unwrap_or_default().contains("provider config 'k/openai'"));
+    assert_eq!(
+        (ex.client.status, error_type(&ex).as_str()),
+        (429, "request_limited")
+    );
+    assert!(body_json(&ex)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .contains("provider config 'k/openai'"));
     assert!(!ex.upstream.complete, "the final body frame was held back");
     // The key-level slot this request took at its headers was given back.
     assert_eq!(used(&mut host, "k", "requests"), 2.0);
     assert_eq!(used(&mut host, "k/openai", "requests"), 2.0);
     // Other providers are unaffected.
-    let ex = host.vm(0).exchange(&chat("sk", "anthropic/claude-sonnet-4-5"), &openai_json(1, 1));
+    let ex = host.vm(0).exchange(
+        &chat("sk", "anthropic/claude-sonnet-4-5"),
+        &openai_json(1, 1),
+    );
     assert_eq!(ex.client.status, 200);
 }
 
@@ -152,17 +221,33 @@ fn provider_config_request_limit_applies_once_the_model_is_known() {
 fn a_large_request_body_streams_through_and_the_model_after_it_is_found() {
     let mut host = host(&model_config());
     let filler = "a".repeat(5 * 1024 * 1024);
-    let body = format!(r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o"}}"#);
+    let body =
+        format!(r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o"}}"#);
     let request = Request::post("/v1/chat/completions", body.clone()).header("x-bf-vk", "sk");
-    let ex = host.vm(0).exchange_chunked(&request, &openai_json(1, 1), 64 * 1024);
-    assert_eq!(error_type(&ex), "model_blocked", "model read after 5 MB of messages");
+    let ex = host
+        .vm(0)
+        .exchange_chunked(&request, &openai_json(1, 1), 64 * 1024);
+    assert_eq!(
+        error_type(&ex),
+        "model_blocked",
+        "model read after 5 MB of messages"
+    );
     assert!(!ex.upstream.complete);
-    assert!(ex.upstream.body.len() < body.len(), "upstream never got it whole");
+    assert!(
+        ex.upstream.body.len() < body.len(),
+        "upstream never got it whole"
+    );
 
-    let allowed = format!(r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o-mini"}}"#);
+    let allowed =
+        format!(r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o-mini"}}"#);
     let request = Request::post("/v1/chat/completions", allowed.clone()).header("x-bf-vk", "sk");
-    let ex = host.vm(0).exchange_chunked(&request, &openai_json(1, 1), 64 * 1024);
-    assert_eq!(ex.client.status, 200, "5 MB passes: nothing buffers it in Envoy (limit 1 MiB)");
+    let ex = host
+        .vm(0)
+        .exchange_chunked(&request, &openai_json(1, 1), 64 * 1024);
+    assert_eq!(
+        ex.client.status, 200,
+        "5 MB passes: nothing buffers it in Envoy (limit 1 MiB)"
+    );
     assert_eq!(ex.upstream.body.len(), allowed.len());
     assert!(ex.upstream.complete);
 }
@@ -180,9 +265,16 @@ fn request_limit_then_token_limit_then_budget_in_that_order() {
     let ex = vm.exchange(&chat("sk", "gpt-4o-mini"), &openai_json(60, 40));
     assert_eq!(ex.client.status, 200);
     let ex = vm.exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
-    assert_eq!((ex.client.status, error_type(&ex).as_str()), (429, "token_limited"));
+    assert_eq!(
+        (ex.client.status, error_type(&ex).as_str()),
+        (429, "token_limited")
+    );
     assert_eq!(header(&ex, "retry-after"), Some("3600"));
-    assert_eq!(used(&mut host, "k", "requests"), 1.0, "the token refusal gave its request slot back");
+    assert_eq!(
+        used(&mut host, "k", "requests"),
+        1.0,
+        "the token refusal gave its request slot back"
+    );
 }
 
 #[test]
@@ -195,21 +287,53 @@ fn budget_refusal_is_402_with_level_numbers_and_reset() {
     let mut host = host(&config);
     let vm = host.vm(0);
     // 400 × 1.5e-7 + 100 × 6e-7 = 0.00012
-    assert_eq!(vm.exchange(&chat("sk", "gpt-4o-mini"), &openai_json(400, 100)).client.status, 200);
+    assert_eq!(
+        vm.exchange(&chat("sk", "gpt-4o-mini"), &openai_json(400, 100))
+            .client
+            .status,
+        200
+    );
     let ex = vm.exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
-    assert_eq!((ex.client.status, error_type(&ex).as_str()), (402, "budget_exceeded"));
-    let message = body_json(&ex)["error"]["message"].as_str().unwrap_or_default().to_string();
-    assert_eq!(message, "customer 'acme' budget exceeded: 0.0001 of 0.0001 USD used, resets 2026-11-03T00:00:00Z");
-    assert_eq!(header(&ex, "retry-after"), Some("43200"), "12 h to the next UTC midnight");
-    assert!(ex.upstream.headers.is_none(), "budget refusals happen at request headers");
+    assert_eq!(
+        (ex.client.status, error_type(&ex).as_str()),
+        (402, "budget_exceeded")
+    );
+    let message = body_json(&ex)["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        message,
+        "customer 'acme' budget exceeded: 0.0001 of 0.0001 USD used, resets 2026-11-03T00:00:00Z"
+    );
+    assert_eq!(
+        header(&ex, "retry-after"),
+        Some("43200"),
+        "12 h to the next UTC midnight"
+    );
+    assert!(
+        ex.upstream.headers.is_none(),
+        "budget refusals happen at request headers"
+    );
 }
 
 #[test]
 fn keyless_requests_pass_when_keys_are_optional() {
-    let config = config(r#""require_virtual_key":false,"virtual_keys":[{"id":"k","value":"sk","is_active":false}]"#);
+    let config = config(
+        r#""require_virtual_key":false,"virtual_keys":[{"id":"k","value":"sk","is_active":false}]"#,
+    );
     let mut host = host(&config);
-    let ex = host.vm(0).exchange(&Request::post("/v1/chat/completions", chat_body("anything")), &openai_json(1, 1));
+    let ex = host.vm(0).exchange(
+        &Request::post("/v1/chat/completions", chat_body("anything")),
+        &openai_json(1, 1),
+    );
     assert_eq!(ex.client.status, 200);
-    let ex = host.vm(0).exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
-    assert_eq!(error_type(&ex), "virtual_key_blocked", "a key that is given is still checked");
+    let ex = host
+        .vm(0)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+    assert_eq!(
+        error_type(&ex),
+        "virtual_key_blocked",
+        "a key that is given is still checked"
+    );
 }

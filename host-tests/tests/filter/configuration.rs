@@ -6,7 +6,10 @@ use host_tests::{HostBuilder, HostError, GOVERNANCE_WASM};
 use crate::support::*;
 
 fn refusal(config: &str) -> String {
-    match HostBuilder::new(GOVERNANCE_WASM).plugin_config(config).build() {
+    match HostBuilder::new(GOVERNANCE_WASM)
+        .plugin_config(config)
+        .build()
+    {
         Ok(_) => panic!("configuration accepted: {config}"),
         Err(HostError::ConfigRejected(last_log)) => last_log,
         Err(other) => panic!("unexpected error {other:?}"),
@@ -27,7 +30,8 @@ fn a_bad_duration_is_refused_naming_its_path() {
 #[test]
 fn non_json_and_unknown_fields_are_refused() {
     assert!(refusal("not json").contains("not valid JSON"));
-    assert!(refusal(r#"{"teams":[{"id":"t","budget":5}]}"#).contains("teams[0].budget: unknown field `budget`"));
+    assert!(refusal(r#"{"teams":[{"id":"t","budget":5}]}"#)
+        .contains("teams[0].budget: unknown field `budget`"));
 }
 
 #[test]
@@ -35,7 +39,10 @@ fn an_aligned_sub_day_duration_must_divide_the_day() {
     let logs = refusal(
         r#"{"virtual_keys":[{"id":"k","value":"s","rate_limit":{"request_max_limit":1,"request_reset_duration":"7h","calendar_aligned":true}}]}"#,
     );
-    assert!(logs.contains("virtual_keys[0].rate_limit.request_reset_duration"), "{logs}");
+    assert!(
+        logs.contains("virtual_keys[0].rate_limit.request_reset_duration"),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -53,5 +60,19 @@ fn a_good_configuration_creates_every_counter_at_start() {
     );
     let host = host_with(&config, 2);
     let keys = host.shared_data().keys("governance");
-    assert_eq!(keys.len(), 3, "one shared-data key per configured limit: {keys:?}");
+    // One key per configured limit, plus the namespace's guard key (atomic creation).
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    let mut host = host;
+    for _ in 0..20 {
+        host.vm(1)
+            .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+    }
+    host.clock().advance(std::time::Duration::from_secs(7200));
+    host.vm(0)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+    assert_eq!(
+        host.shared_data().keys("governance").len(),
+        4,
+        "traffic and time add no keys"
+    );
 }

@@ -25,17 +25,27 @@ fn quota_headers_show_the_tightest_limit_of_each_kind() {
     let vm = host.vm(0);
     let ex = vm.exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(100, 100));
     assert_eq!(ex.client.status, 200);
-    assert_eq!(header(&ex, "x-ratelimit-limit-requests"), Some("3"), "key: 3/min is tighter than team 50/h");
+    assert_eq!(
+        header(&ex, "x-ratelimit-limit-requests"),
+        Some("3"),
+        "key: 3/min is tighter than team 50/h"
+    );
     assert_eq!(header(&ex, "x-ratelimit-remaining-requests"), Some("2"));
     assert_eq!(header(&ex, "x-ratelimit-reset-requests"), Some("1m0s"));
     assert_eq!(header(&ex, "x-ratelimit-limit-tokens"), Some("1000"));
-    assert_eq!(header(&ex, "x-ratelimit-remaining-tokens"), Some("1000"), "tokens are charged after the response");
+    assert_eq!(
+        header(&ex, "x-ratelimit-remaining-tokens"),
+        Some("1000"),
+        "tokens are charged after the response"
+    );
     assert_eq!(header(&ex, "x-ratelimit-reset-tokens"), Some("1h0m0s"));
     assert_eq!(header(&ex, "x-budget-limit-usd"), Some("2"));
     assert_eq!(header(&ex, "x-budget-remaining-usd"), Some("2"));
     assert_eq!(header(&ex, "x-budget-reset"), Some("24h0m0s"));
     host.clock().advance(std::time::Duration::from_secs(15));
-    let ex = host.vm(0).exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(1, 1));
+    let ex = host
+        .vm(0)
+        .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(1, 1));
     assert_eq!(header(&ex, "x-ratelimit-remaining-requests"), Some("1"));
     assert_eq!(header(&ex, "x-ratelimit-reset-requests"), Some("45s"));
     assert_eq!(header(&ex, "x-ratelimit-remaining-tokens"), Some("800"));
@@ -46,7 +56,9 @@ fn quota_headers_show_the_tightest_limit_of_each_kind() {
 #[test]
 fn response_headers_can_be_turned_off() {
     let mut host = host(&hierarchy_config(r#""response_headers":false,"#));
-    let ex = host.vm(0).exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(1, 1));
+    let ex = host
+        .vm(0)
+        .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(1, 1));
     assert_eq!(ex.client.status, 200);
     assert_eq!(header(&ex, "x-ratelimit-limit-requests"), None);
     assert_eq!(header(&ex, "x-budget-limit-usd"), None);
@@ -55,15 +67,29 @@ fn response_headers_can_be_turned_off() {
 #[test]
 fn the_usage_endpoint_answers_itself_by_key_by_admin_or_401() {
     let mut host = host(&hierarchy_config(""));
-    host.vm(0).exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(100, 20));
+    host.vm(0)
+        .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(100, 20));
     let vm = host.vm(0);
-    let own = vm.exchange(&Request::get("/governance/usage").header("x-bf-vk", "sk-1"), &Response::status(500));
+    let own = vm.exchange(
+        &Request::get("/governance/usage").header("x-bf-vk", "sk-1"),
+        &Response::status(500),
+    );
     assert_eq!(own.client.status, 200);
     assert!(own.upstream.headers.is_none(), "never forwarded");
-    let counters = body_json(&own)["counters"].as_array().cloned().unwrap_or_default();
+    let counters = body_json(&own)["counters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut owners: Vec<String> = counters
         .iter()
-        .map(|c| format!("{}:{}:{}", c["owner"].as_str().unwrap(), c["id"].as_str().unwrap(), c["kind"].as_str().unwrap()))
+        .map(|c| {
+            format!(
+                "{}:{}:{}",
+                c["owner"].as_str().unwrap(),
+                c["id"].as_str().unwrap(),
+                c["kind"].as_str().unwrap()
+            )
+        })
         .collect();
     owners.sort();
     assert_eq!(
@@ -77,7 +103,10 @@ fn the_usage_endpoint_answers_itself_by_key_by_admin_or_401() {
             "virtual_key:k1:requests",
         ]
     );
-    let team_tokens = counters.iter().find(|c| c["id"] == "ml" && c["kind"] == "tokens").unwrap();
+    let team_tokens = counters
+        .iter()
+        .find(|c| c["id"] == "ml" && c["kind"] == "tokens")
+        .unwrap();
     assert_eq!(team_tokens["used"], 120);
     assert_eq!(team_tokens["remaining"], 880);
     assert_eq!(team_tokens["limit"], 1000);
@@ -89,13 +118,23 @@ fn the_usage_endpoint_answers_itself_by_key_by_admin_or_401() {
     assert_eq!(acme["limit"], 100.0);
 
     let all = vm.exchange(
-        &Request::get("/governance/usage?x=1").header("authorization", &format!("Bearer {ADMIN_KEY}")),
+        &Request::get("/governance/usage?x=1")
+            .header("authorization", &format!("Bearer {ADMIN_KEY}")),
         &Response::status(500),
     );
-    assert_eq!(body_json(&all)["counters"].as_array().map(Vec::len), Some(7));
+    assert_eq!(
+        body_json(&all)["counters"].as_array().map(Vec::len),
+        Some(6)
+    );
 
-    let other = vm.exchange(&Request::get("/governance/usage").header("x-bf-vk", "sk-other"), &Response::status(500));
-    assert_eq!(body_json(&other)["counters"].as_array().map(Vec::len), Some(0));
+    let other = vm.exchange(
+        &Request::get("/governance/usage").header("x-bf-vk", "sk-other"),
+        &Response::status(500),
+    );
+    assert_eq!(
+        body_json(&other)["counters"].as_array().map(Vec::len),
+        Some(0)
+    );
     let nobody = vm.exchange(&Request::get("/governance/usage"), &Response::status(500));
     assert_eq!(nobody.client.status, 401);
     let wrong_admin = vm.exchange(
@@ -116,28 +155,56 @@ fn shadow_mode_counts_would_be_rejections_but_never_rejects() {
     }
     let unknown = vm.exchange(&chat("sk-nope", "gpt-4o-mini"), &openai_json(1, 1));
     assert_eq!(unknown.client.status, 200);
-    assert_eq!(metric(&host, "shadow_rejected"), 3, "two over the key's 3/min, one unknown key");
+    assert_eq!(
+        metric(&host, "shadow_rejected"),
+        3,
+        "two over the key's 3/min, one unknown key"
+    );
     assert_eq!(metric(&host, "rejected"), 0);
-    assert_eq!(used(&mut host, "ml", "tokens"), 100.0, "shadow mode still charges");
-    assert!(host.vm(0).has_log("shadow: would reject with 429 request_limited"));
+    assert_eq!(
+        used(&mut host, "ml", "tokens"),
+        100.0,
+        "shadow mode still charges"
+    );
+    assert!(host
+        .vm(0)
+        .has_log("shadow: would reject with 429 request_limited"));
 }
 
 #[test]
 fn envoy_counters_and_log_lines() {
     let mut host = host_with(&hierarchy_config(""), 2);
     for i in 0..5 {
-        host.vm(i % 2).exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(10, 10));
+        host.vm(i % 2)
+            .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(10, 10));
     }
-    host.vm(0).exchange(&chat("sk-bad", "gpt-4o-mini"), &openai_json(1, 1));
-    assert_eq!(metric(&host, "admitted"), 3, "counters aggregate over workers");
+    host.vm(0)
+        .exchange(&chat("sk-bad", "gpt-4o-mini"), &openai_json(1, 1));
+    assert_eq!(
+        metric(&host, "admitted"),
+        3,
+        "counters aggregate over workers"
+    );
     assert_eq!(metric(&host, "rejected"), 3);
     assert_eq!(metric(&host, "rejected.request_limited"), 2);
     assert_eq!(metric(&host, "rejected.virtual_key_not_found"), 1);
     assert_eq!(metric(&host, "tokens_charged"), 60);
-    assert_eq!(metric(&host, "spend_micro_usd"), 22, "3 × 7.5 µUSD = 22.5: whole micro-dollars, the remainder carried");
-    let line = host.vm(0).logs().iter().find(|l| l.message.contains("rejected 401")).map(|l| l.message.clone());
+    assert_eq!(
+        metric(&host, "spend_micro_usd"),
+        22,
+        "3 × 7.5 µUSD = 22.5: whole micro-dollars, the remainder carried"
+    );
+    let line = host
+        .vm(0)
+        .logs()
+        .iter()
+        .find(|l| l.message.contains("rejected 401"))
+        .map(|l| l.message.clone());
     let line = line.expect("a rejection log line");
-    assert!(line.starts_with('#'), "request log lines start with the context id: {line}");
+    assert!(
+        line.starts_with('#'),
+        "request log lines start with the context id: {line}"
+    );
 }
 
 #[test]
@@ -145,11 +212,17 @@ fn hostile_input_never_traps_the_vm() {
     let mut host = host(&hierarchy_config(""));
     let long = "x".repeat(70_000);
     let requests = vec![
-        Request::post("/v1/chat/completions", vec![0xff, 0xfe, 0x00, 0x7b]).header("x-bf-vk", "sk-2"),
+        Request::post("/v1/chat/completions", vec![0xff, 0xfe, 0x00, 0x7b])
+            .header("x-bf-vk", "sk-2"),
         Request::post("/v1/chat/completions", r#"{"model":"#).header("x-bf-vk", "sk-2"),
-        Request::post("/v1/chat/completions", format!(r#"{{"model":"{long}"}}"#)).header("x-bf-vk", "sk-2"),
+        Request::post("/v1/chat/completions", format!(r#"{{"model":"{long}"}}"#))
+            .header("x-bf-vk", "sk-2"),
         Request::post("/v1/chat/completions", r#"{"model":123}"#).header("x-bf-vk", "sk-2"),
-        Request::post("/v1/chat/completions", "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[").header("x-bf-vk", "sk-2"),
+        Request::post(
+            "/v1/chat/completions",
+            "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[",
+        )
+        .header("x-bf-vk", "sk-2"),
         Request::get("/v1beta/models/:generateContent").header("x-bf-vk", "sk-2"),
         Request::get("/governance/usage?\u{7f}").header("authorization", "Bearer \u{e9}\u{e9}"),
         chat("sk-2", "gpt-4o-mini").header("x-bf-provider", "\u{1f600}"),
@@ -157,7 +230,9 @@ fn hostile_input_never_traps_the_vm() {
     ];
     let responses = vec![
         Response::ok(r#"{"usage":{"prompt_tokens":1e30,"completion_tokens":-5}}"#),
-        Response::ok(r#"{"usage":{"prompt_tokens":18446744073709551616,"completion_tokens":18446744073709551615}}"#),
+        Response::ok(
+            r#"{"usage":{"prompt_tokens":18446744073709551616,"completion_tokens":18446744073709551615}}"#,
+        ),
         Response::ok(r#"{"usage":{"prompt_tokens":"#),
         Response::ok(vec![0xffu8; 5000]),
         sse(b"data: {\"usage\":{\"prompt_tokens\":5}\r\n\r\ndata: [DONE]\n\n\x00\x01".to_vec()),
@@ -170,6 +245,8 @@ fn hostile_input_never_traps_the_vm() {
         }
     }
     assert!(!host.vm(0).is_failed(), "the VM survived");
-    let ex = host.vm(0).exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(1, 1));
+    let ex = host
+        .vm(0)
+        .exchange(&chat("sk-other", "gpt-4o-mini"), &openai_json(1, 1));
     assert_eq!(ex.client.status, 200, "and keeps serving");
 }

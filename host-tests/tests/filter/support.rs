@@ -41,7 +41,9 @@ pub fn host(config: &str) -> Host {
 
 /// `{ "usage_endpoint": …, "pricing": …, <rest> }`.
 pub fn config(rest: &str) -> String {
-    let usage = format!(r#""usage_endpoint": {{"path": "/governance/usage", "admin_key_sha256": "{ADMIN_SHA256}"}}"#);
+    let usage = format!(
+        r#""usage_endpoint": {{"path": "/governance/usage", "admin_key_sha256": "{ADMIN_SHA256}"}}"#
+    );
     if rest.trim().is_empty() {
         format!("{{{usage}, {PRICING}}}")
     } else {
@@ -55,7 +57,8 @@ pub fn chat_body(model: &str) -> String {
 
 /// An OpenAI chat request carrying `key` as a Bearer token.
 pub fn chat(key: &str, model: &str) -> Request {
-    Request::post("/v1/chat/completions", chat_body(model)).header("authorization", &format!("Bearer {key}"))
+    Request::post("/v1/chat/completions", chat_body(model))
+        .header("authorization", &format!("Bearer {key}"))
 }
 
 /// An OpenAI chat completion with usage.
@@ -77,13 +80,20 @@ pub fn sse(body: Vec<u8>) -> Response {
 
 /// The JSON body of what the client got.
 pub fn body_json(ex: &Exchange) -> Value {
-    serde_json::from_slice(&ex.client.body)
-        .unwrap_or_else(|err| panic!("body is not JSON ({err}): {}", String::from_utf8_lossy(&ex.client.body)))
+    serde_json::from_slice(&ex.client.body).unwrap_or_else(|err| {
+        panic!(
+            "body is not JSON ({err}): {}",
+            String::from_utf8_lossy(&ex.client.body)
+        )
+    })
 }
 
 /// The `error.type` of a local reply.
 pub fn error_type(ex: &Exchange) -> String {
-    body_json(ex)["error"]["type"].as_str().unwrap_or_default().to_string()
+    body_json(ex)["error"]["type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 pub fn header<'a>(ex: &'a Exchange, name: &str) -> Option<&'a str> {
@@ -96,8 +106,16 @@ pub fn counters(host: &mut Host) -> Vec<Value> {
         &Request::get("/governance/usage").header("authorization", &format!("Bearer {ADMIN_KEY}")),
         &Response::status(500),
     );
-    assert_eq!(ex.client.status, 200, "usage endpoint: {}", String::from_utf8_lossy(&ex.client.body));
-    body_json(&ex)["counters"].as_array().cloned().unwrap_or_default()
+    assert_eq!(
+        ex.client.status,
+        200,
+        "usage endpoint: {}",
+        String::from_utf8_lossy(&ex.client.body)
+    );
+    body_json(&ex)["counters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// The counter of `owner` id `id` and `kind`.
