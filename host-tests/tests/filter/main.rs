@@ -1,6 +1,9 @@
 //! The governance filter, driven through the real governance.wasm in the Envoy-faithful host.
 
-#![allow(clippy::indexing_slicing, reason = "test code: a bad index fails the test, as it should")]
+#![allow(
+    clippy::indexing_slicing,
+    reason = "test code: a bad index fails the test, as it should"
+)]
 
 mod common;
 mod support;

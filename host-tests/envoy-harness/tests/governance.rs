@@ -1,0 +1,242 @@
+//! The governance promises (SPEC.md §3-§5, §9) in a real Envoy with 4 workers and 16
+//! parallel clients: the counters are shared by every worker's VM through shared data.
+
+mod common;
+
+use std::time::Duration;
+
+use envoy_harness::{concurrently, Request, Stack};
+use serde_json::{json, Value};
+
+const ADMIN_KEY: &str = "e2e-admin-secret";
+/// sha256("e2e-admin-secret")
+const ADMIN_SHA256: &str = "d91a7908c60164ada2ce2a0828f7e70aab608705f8d6a55abe04b1101cfd33f6";
+
+fn start(config: Value) -> Stack {
+    match Stack::start(&config.to_string()) {
+        Ok(stack) => stack,
+        Err(err) => panic!("{err}"),
+    }
+}
+
+fn pricing() -> Value {
+    json!({
+        "gpt-4o-mini": {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7},
+        "claude-sonnet-4*": {"input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5}
+    })
+}
+
+fn chat(key: &str, stream: bool, usage: &str) -> Request {
+    Request::post("/v1/chat/completions")
+        .bearer(key)
+        .header("x-mock-usage", usage)
+        .json(&json!({"model": "gpt-4o-mini", "stream": stream,
+            "messages": [{"role": "user", "content": "hi"}]}))
+}
+
+/// The admin view of one counter from the filter's usage endpoint.
+fn usage(stack: &Stack, id: &str, kind: &str) -> Value {
+    let response = stack
+        .client()
+        .send(&Request::get("/governance/usage").bearer(ADMIN_KEY))
+        .expect("usage endpoint");
+    assert_eq!(response.status, 200, "{}", response.text());
+    let body = response.json().expect("usage JSON");
+    body.get("counters")
+        .and_then(Value::as_array)
+        .and_then(|all| {
+            all.iter()
+                .find(|c| c["id"] == id && c["kind"] == kind)
+                .cloned()
+        })
+        .unwrap_or_else(|| panic!("no {kind} counter for {id} in {body}"))
+}
+
+#[test]
+fn exactly_max_requests_are_admitted_across_four_workers() {
+    let stack = start(json!({
+        "usage_endpoint": {"path": "/governance/usage", "admin_key_sha256": ADMIN_SHA256},
+        "pricing": pricing(),
+        "virtual_keys": [{"id": "hot", "value": "sk-hot",
+            "rate_limit": {"request_max_limit": 50, "request_reset_duration": "1h"}}]
+    }));
+    let statuses: Vec<Vec<u16>> = concurrently(16, |_| {
+        let client = stack.client();
+        (0..13)
+            .map(|_| {
+                client
+                    .send(&chat("sk-hot", false, "prompt=1,completion=1"))
+                    .map_or(0, |r| r.status)
+            })
+            .collect()
+    });
+    let all: Vec<u16> = statuses.into_iter().flatten().collect();
+    assert_eq!(all.len(), 208);
+    assert_eq!(
+        all.iter().filter(|s| **s == 200).count(),
+        50,
+        "exactly the limit, over 4 workers"
+    );
+    assert_eq!(all.iter().filter(|s| **s == 429).count(), 158);
+    assert_eq!(
+        stack.mock.request_count(),
+        50,
+        "refused requests never reached upstream"
+    );
+    assert_eq!(usage(&stack, "hot", "requests")["used"], 50);
+    assert_eq!(
+        stack.envoy.counter("governance.admitted").ok().flatten(),
+        Some(50)
+    );
+    assert_eq!(
+        stack
+            .envoy
+            .counter("governance.rejected.request_limited")
+            .ok()
+            .flatten(),
+        Some(158)
+    );
+}
+
+#[test]
+fn tokens_and_spend_sum_exactly_and_a_spent_budget_answers_402() {
+    let stack = start(json!({
+        "usage_endpoint": {"path": "/governance/usage", "admin_key_sha256": ADMIN_SHA256},
+        "pricing": pricing(),
+        "teams": [{"id": "t", "budgets": [{"max_limit": 0.05, "reset_duration": "1d"}]}],
+        "virtual_keys": [{"id": "k", "value": "sk-k", "team_id": "t",
+            "rate_limit": {"token_max_limit": 100000000, "token_reset_duration": "1h"}}]
+    }));
+    // 16 clients × 8 requests, half streamed, each with its own usage.
+    let charges: Vec<Vec<(u64, u64)>> = concurrently(16, |i| {
+        let client = stack.client();
+        (0..8u64)
+            .map(|j| {
+                let (prompt, completion) = (100 + i as u64, 10 + j);
+                let usage = format!("prompt={prompt},completion={completion}");
+                let response = client
+                    .send(&chat("sk-k", j % 2 == 0, &usage))
+                    .expect("response");
+                assert_eq!(response.status, 200, "{}", response.text());
+                (prompt, completion)
+            })
+            .collect()
+    });
+    let all: Vec<(u64, u64)> = charges.into_iter().flatten().collect();
+    let tokens: u64 = all.iter().map(|(p, c)| p + c).sum();
+    let spend: f64 = all
+        .iter()
+        .map(|(p, c)| *p as f64 * 1.5e-7 + *c as f64 * 6e-7)
+        .sum();
+    stack
+        .envoy
+        .wait_for_counter(
+            "governance.tokens_charged",
+            |v| v == Some(tokens),
+            Duration::from_secs(5),
+        )
+        .expect("every response charged");
+    assert_eq!(usage(&stack, "k", "tokens")["used"], tokens);
+    let spent = usage(&stack, "t", "budget")["used"]
+        .as_f64()
+        .unwrap_or(f64::NAN);
+    assert!(
+        (spent - spend).abs() < 1e-9,
+        "spent {spent}, charged {spend}"
+    );
+
+    // Spend the rest of the team budget in one expensive call, then the next is 402.
+    let big = client_send(
+        &stack,
+        chat("sk-k", false, "prompt=100000,completion=100000"),
+    );
+    assert_eq!(big, 200);
+    let refused = stack
+        .client()
+        .send(&chat("sk-k", false, "prompt=1,completion=1"))
+        .expect("response");
+    assert_eq!(refused.status, 402);
+    assert_eq!(refused.error_type().as_deref(), Some("budget_exceeded"));
+    assert!(refused.header("retry-after").is_some());
+}
+
+fn client_send(stack: &Stack, request: Request) -> u16 {
+    stack.client().send(&request).map_or(0, |r| r.status)
+}
+
+#[test]
+fn a_stream_flows_before_upstream_finishes_and_is_charged() {
+    let stack = start(json!({
+        "usage_endpoint": {"path": "/governance/usage", "admin_key_sha256": ADMIN_SHA256},
+        "pricing": pricing(),
+        "virtual_keys": [{"id": "s", "value": "sk-s",
+            "rate_limit": {"token_max_limit": 1000000, "token_reset_duration": "1h"}}]
+    }));
+    let request = chat("sk-s", true, "prompt=321,completion=123")
+        .header("x-mock-chunks", "5")
+        .header("x-mock-chunk-delay-ms", "300");
+    let response = stack.client().send(&request).expect("stream");
+    assert_eq!(response.status, 200);
+    let first = response.first_body_byte_at.expect("a body");
+    let held = response.done_at.duration_since(first);
+    assert!(
+        held >= Duration::from_millis(900),
+        "first bytes came {held:?} before the end: nothing held back"
+    );
+    stack
+        .envoy
+        .wait_for_counter(
+            "governance.tokens_charged",
+            |v| v == Some(444),
+            Duration::from_secs(5),
+        )
+        .expect("the streamed usage is charged");
+    assert_eq!(usage(&stack, "s", "tokens")["used"], 444);
+}
+
+#[test]
+fn a_short_window_reopens() {
+    let stack = start(json!({
+        "pricing": pricing(),
+        "virtual_keys": [{"id": "w", "value": "sk-w",
+            "rate_limit": {"request_max_limit": 2, "request_reset_duration": "2s"}}]
+    }));
+    assert_eq!(
+        client_send(&stack, chat("sk-w", false, "prompt=1,completion=1")),
+        200
+    );
+    assert_eq!(
+        client_send(&stack, chat("sk-w", false, "prompt=1,completion=1")),
+        200
+    );
+    let refused = stack
+        .client()
+        .send(&chat("sk-w", false, "prompt=1,completion=1"))
+        .expect("response");
+    assert_eq!(refused.status, 429);
+    let wait: u64 = refused
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("retry-after");
+    assert!((1..=2).contains(&wait), "retry-after {wait}");
+    std::thread::sleep(Duration::from_secs(wait) + Duration::from_millis(100));
+    assert_eq!(
+        client_send(&stack, chat("sk-w", false, "prompt=1,completion=1")),
+        200,
+        "the window reopened"
+    );
+    let stats = stack.envoy.stats().expect("stats");
+    for name in [
+        "admitted",
+        "rejected",
+        "rejected.request_limited",
+        "cas_conflicts",
+        "store_failures",
+        "tokens_charged",
+    ] {
+        assert!(
+            stats.contains_key(&format!("wasmcustom.governance.{name}")),
+            "missing governance.{name}"
+        );
+    }
+}
