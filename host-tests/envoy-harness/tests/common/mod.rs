@@ -31,3 +31,4 @@ pub fn chat(stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream,
         "messages": [{"role": "user", "content": "hi"}]})
 }
+pub mod shipped;
