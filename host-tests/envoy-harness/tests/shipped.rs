@@ -25,6 +25,7 @@ fn every_shipped_bootstrap_passes_envoy_validate() {
         "envoy/envoy.yaml",
         "examples/single-team-openai/envoy.yaml",
         "examples/multi-tenant/envoy.yaml",
+        "envoy/envoy-mock.yaml",
     ] {
         assert!(
             names.iter().any(|n| n.ends_with(must)),
@@ -159,4 +160,33 @@ fn the_reference_bootstrap_runs_admits_and_rejects() {
     assert_eq!(s.mock.request_count(), 1, "rejections never reach upstream");
     assert_eq!(s.envoy.counter("governance.admitted").unwrap(), Some(1));
     s.envoy.stop();
+}
+
+/// docker-compose runs envoy/envoy-mock.yaml: the reference with its clusters pointed at the
+/// mock. Everything but the clusters must stay identical to envoy/envoy.yaml.
+#[test]
+fn the_compose_bootstrap_is_the_reference_but_for_its_clusters() {
+    let strip = |rel: &str| {
+        let mut doc = yaml_documents(&repo_path(rel)).remove(0);
+        let statics = doc
+            .get_mut("static_resources")
+            .and_then(|s| s.as_mapping_mut())
+            .unwrap();
+        let clusters = statics.remove("clusters").unwrap();
+        let names: Vec<String> = clusters
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|c| c.get("name").and_then(|n| n.as_str()).unwrap().to_string())
+            .collect();
+        (doc, names)
+    };
+    let (reference, ref_clusters) = strip("envoy/envoy.yaml");
+    let (mock, mock_clusters) = strip("envoy/envoy-mock.yaml");
+    assert_eq!(reference, mock, "envoy-mock.yaml drifted from envoy.yaml");
+    assert_eq!(ref_clusters, mock_clusters);
+    let compose = read(&repo_path("envoy/docker-compose.yaml"));
+    assert!(compose.contains("/etc/envoy/envoy-mock.yaml"));
+    let dockerfile = read(&repo_path("envoy/Dockerfile"));
+    assert!(dockerfile.contains("COPY envoy/envoy-mock.yaml"));
 }
