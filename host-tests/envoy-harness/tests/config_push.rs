@@ -5,8 +5,8 @@
 
 use envoy_harness::runner::Reload;
 use envoy_harness::{Client, Request, Response, Stack};
-use std::net::SocketAddr;
 use serde_json::{json, Value};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
@@ -64,7 +64,11 @@ fn a_pushed_configuration_keeps_live_usage_and_takes_effect_under_traffic() {
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(remaining(&r), 20 - i - 1);
     }
-    assert_eq!(send(&s, NEW_KEY).status, 401, "vk-new is unknown before the push");
+    assert_eq!(
+        send(&s, NEW_KEY).status,
+        401,
+        "vk-new is unknown before the push"
+    );
 
     // Traffic during the push: one request every 40 ms with the old key, on fresh
     // connections, until told to stop. Every one must be answered 200 (there is room for
@@ -89,7 +93,10 @@ fn a_pushed_configuration_keeps_live_usage_and_takes_effect_under_traffic() {
         assert_eq!(verdict.unwrap(), Reload::Accepted);
         sender.join().expect("sender thread")
     });
-    assert!(during.len() >= 3, "too little traffic during the push: {during:?}");
+    assert!(
+        during.len() >= 3,
+        "too little traffic during the push: {during:?}"
+    );
     assert!(
         during.iter().all(|(status, _)| *status == 200),
         "a request failed during the push: {during:?}"

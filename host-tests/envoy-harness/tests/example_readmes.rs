@@ -53,7 +53,14 @@ fn quoted_replies(readme: &str) -> BTreeMap<String, Quoted> {
             .collect();
         let body: Value = serde_json::from_str(body.trim())
             .unwrap_or_else(|e| panic!("{name}: quoted body is not JSON: {e}"));
-        out.insert(name, Quoted { status, headers, body });
+        out.insert(
+            name,
+            Quoted {
+                status,
+                headers,
+                body,
+            },
+        );
         rest = &block[close..];
     }
     out
@@ -112,7 +119,10 @@ fn mask_times(s: &str) -> String {
 fn check(readme_rel: &str, live: &BTreeMap<String, Response>) {
     if std::env::var_os("PRINT_README_REPLIES").is_some() {
         for (name, r) in live {
-            eprintln!("<!-- envoy-reply: {name} -->\n```http\n{}\n```\n", render(r));
+            eprintln!(
+                "<!-- envoy-reply: {name} -->\n```http\n{}\n```\n",
+                render(r)
+            );
         }
     }
     let readme = read(&repo_path(readme_rel));
@@ -194,7 +204,8 @@ fn single_team_openai_readme_replies_are_real() {
         ("authorization", "Bearer sk-search-batch-example"),
         ("x-mock-usage", "prompt=2000,completion=500"),
     ];
-    let big = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Summarize ..."}]});
+    let big =
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "Summarize ..."}]});
     let r = post(&s, "/v1/chat/completions", &batch, &big);
     assert_eq!(r.status, 200, "{}", r.text());
     s.envoy

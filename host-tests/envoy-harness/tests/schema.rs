@@ -41,7 +41,8 @@ fn every_shipped_configuration_is_valid_under_the_schema() {
     let v = validator();
     let all = all_plugin_configs();
     assert!(
-        all.iter().any(|(w, _)| w.contains("examples/demo/config.json")),
+        all.iter()
+            .any(|(w, _)| w.contains("examples/demo/config.json")),
         "the demo config is checked too"
     );
     for (where_, text) in &all {
@@ -76,7 +77,10 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
         ),
         ("unknown top-level field", with(|c| c["budget"] = json!(5))),
         ("unknown mode", with(|c| c["mode"] = json!("audit"))),
-        ("unknown failure mode", with(|c| c["failure_mode"] = json!("fail"))),
+        (
+            "unknown failure mode",
+            with(|c| c["failure_mode"] = json!("fail")),
+        ),
         ("empty namespace", with(|c| c["namespace"] = json!(""))),
         (
             "no key header",
@@ -127,9 +131,7 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
         ),
         (
             "request max without duration",
-            with(|c| {
-                c["virtual_keys"][0]["rate_limit"] = json!({"request_max_limit": 5})
-            }),
+            with(|c| c["virtual_keys"][0]["rate_limit"] = json!({"request_max_limit": 5})),
         ),
         (
             "zero request max",
@@ -206,7 +208,10 @@ fn arrays_in_place_of_objects_are_refused_by_schema_and_filter() {
         json!({"virtual_keys": [["k", "sk-1"]]}),
     ];
     for config in &cases {
-        assert!(!schema_errors(&v, config).is_empty(), "schema accepts {config}");
+        assert!(
+            !schema_errors(&v, config).is_empty(),
+            "schema accepts {config}"
+        );
         assert!(
             governance::config::parse(&config.to_string()).is_err(),
             "filter accepts {config}"
@@ -223,6 +228,9 @@ fn the_schema_refuses_arrays_in_place_of_objects() {
         json!({"teams": [{"id": "t", "budgets": [[5, "1d"]]}]}),
         json!({"virtual_keys": [["k", "sk-1"]]}),
     ] {
-        assert!(!schema_errors(&v, &config).is_empty(), "schema accepts {config}");
+        assert!(
+            !schema_errors(&v, &config).is_empty(),
+            "schema accepts {config}"
+        );
     }
 }

@@ -40,7 +40,12 @@ fn every_shipped_bootstrap_passes_envoy_validate() {
         let copy = dir.path().join(format!("bootstrap-{i}.yaml"));
         std::fs::write(&copy, serde_norway::to_string(&doc).unwrap()).unwrap();
         let v = validate(&copy).unwrap();
-        assert!(v.ok, "{} fails envoy --mode validate:\n{}", path.display(), v.output);
+        assert!(
+            v.ok,
+            "{} fails envoy --mode validate:\n{}",
+            path.display(),
+            v.output
+        );
         assert!(
             !embedded_plugin_configs(&docs[0]).is_empty(),
             "{} loads no governance filter",
@@ -70,7 +75,10 @@ fn examples_embed_exactly_their_config_json() {
         let embedded = embedded_plugin_configs(&docs[0]);
         assert_eq!(embedded.len(), 1, "{ex}");
         let embedded: Value = serde_json::from_str(&embedded[0]).unwrap();
-        assert_eq!(embedded, file, "examples/{ex}: envoy.yaml and config.json differ");
+        assert_eq!(
+            embedded, file,
+            "examples/{ex}: envoy.yaml and config.json differ"
+        );
     }
 }
 

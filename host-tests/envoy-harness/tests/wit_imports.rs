@@ -23,7 +23,10 @@ fn declared() -> BTreeMap<(String, String), (Vec<ValType>, Vec<ValType>)> {
     let pkg = resolve
         .push_str(&path, &read(&path))
         .unwrap_or_else(|e| panic!("{} does not parse: {e:#}", path.display()));
-    assert_eq!(resolve.packages[pkg].name.to_string(), "governance:host@0.1.0");
+    assert_eq!(
+        resolve.packages[pkg].name.to_string(),
+        "governance:host@0.1.0"
+    );
     let core = |t: &Type| match t {
         Type::U8 | Type::U16 | Type::U32 | Type::S8 | Type::S16 | Type::S32 | Type::Bool => {
             ValType::I32
@@ -96,15 +99,17 @@ fn module_imports() -> BTreeMap<(String, String), (Vec<ValType>, Vec<ValType>)> 
 }
 
 fn envoy_provided() -> BTreeSet<(String, String)> {
-    read(&repo_path("host-tests/envoy-harness/tests/data/envoy-imports.txt"))
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(|l| {
-            let (m, n) = l.split_once(' ').expect("`module name`");
-            (m.to_string(), n.trim().to_string())
-        })
-        .collect()
+    read(&repo_path(
+        "host-tests/envoy-harness/tests/data/envoy-imports.txt",
+    ))
+    .lines()
+    .map(str::trim)
+    .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    .map(|l| {
+        let (m, n) = l.split_once(' ').expect("`module name`");
+        (m.to_string(), n.trim().to_string())
+    })
+    .collect()
 }
 
 #[test]
@@ -120,7 +125,10 @@ fn the_wit_parses_and_declares_only_what_envoy_provides() {
             key.1
         );
     }
-    assert_eq!(interface_for("wasi_snapshot_preview1"), "wasi-snapshot-preview1");
+    assert_eq!(
+        interface_for("wasi_snapshot_preview1"),
+        "wasi-snapshot-preview1"
+    );
 }
 
 #[test]

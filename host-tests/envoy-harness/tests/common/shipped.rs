@@ -138,16 +138,21 @@ pub fn manifest_plugin_configs() -> Vec<(String, String)> {
             let spec = doc.get("spec");
             match kind {
                 "WasmPlugin" => {
-                    let cfg = spec
-                        .and_then(|s| s.get("pluginConfig"))
-                        .unwrap_or_else(|| panic!("{}: WasmPlugin without pluginConfig", path.display()));
-                    out.push((format!("{} (WasmPlugin)", path.display()), yaml_to_json(cfg)));
+                    let cfg = spec.and_then(|s| s.get("pluginConfig")).unwrap_or_else(|| {
+                        panic!("{}: WasmPlugin without pluginConfig", path.display())
+                    });
+                    out.push((
+                        format!("{} (WasmPlugin)", path.display()),
+                        yaml_to_json(cfg),
+                    ));
                 }
                 "EnvoyExtensionPolicy" => {
                     let wasm = spec
                         .and_then(|s| s.get("wasm"))
                         .and_then(Yaml::as_sequence)
-                        .unwrap_or_else(|| panic!("{}: EnvoyExtensionPolicy without wasm", path.display()));
+                        .unwrap_or_else(|| {
+                            panic!("{}: EnvoyExtensionPolicy without wasm", path.display())
+                        });
                     for (i, w) in wasm.iter().enumerate() {
                         let cfg = w.get("config").unwrap_or_else(|| {
                             panic!("{}: wasm[{i}] without config", path.display())
