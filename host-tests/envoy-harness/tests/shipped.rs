@@ -198,3 +198,21 @@ fn the_compose_bootstrap_is_the_reference_but_for_its_clusters() {
     let dockerfile = read(&repo_path("envoy/Dockerfile"));
     assert!(dockerfile.contains("COPY envoy/envoy-mock.yaml"));
 }
+
+/// The Istio and Envoy Gateway plugin configurations, as those control planes hand them to
+/// the filter (YAML converted to a JSON string), are accepted by the built module in a real
+/// Envoy (on_configure returns true, the listener comes up), not only by the native parser.
+#[test]
+fn manifest_configurations_load_in_real_envoy() {
+    for (where_, json) in manifest_plugin_configs() {
+        let s = envoy_harness::Stack::start_with(&json, |c| c.concurrency(1))
+            .unwrap_or_else(|e| panic!("{where_}: Envoy refused it: {e}"));
+        assert!(
+            s.envoy
+                .wait_for_log("configuration applied", std::time::Duration::from_secs(5)),
+            "{where_}: no 'configuration applied' line:\n{}",
+            s.envoy.log()
+        );
+        s.envoy.stop();
+    }
+}
