@@ -166,6 +166,21 @@ fn the_reference_bootstrap_runs_admits_and_rejects() {
         Some("virtual_key_not_found")
     );
     assert_eq!(s.mock.request_count(), 1, "rejections never reach upstream");
+    // The usage endpoint with the admin key (its SHA-256 is in the inline configuration).
+    let usage = s
+        .client()
+        .send(&Request::get("/governance/usage").bearer("governance-admin-example"))
+        .unwrap();
+    assert_eq!(usage.status, 200, "{}", usage.text());
+    let counters = usage.json().unwrap()["counters"].clone();
+    let requests = counters
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "vk-platform-app" && c["kind"] == "requests")
+        .cloned()
+        .unwrap_or_else(|| panic!("no request counter for the key: {counters}"));
+    assert_eq!(requests["used"], json!(1), "{requests}");
     assert_eq!(s.envoy.counter("governance.admitted").unwrap(), Some(1));
     s.envoy.stop();
 }
