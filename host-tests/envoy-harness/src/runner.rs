@@ -148,6 +148,9 @@ pub struct EnvoyConfig {
     pub extra_args: Vec<String>,
     /// Serve the listener from a file (LDS) so [`Envoy::reload_plugin_config`] works.
     pub reloadable: bool,
+    /// Whether every value must have its placeholder in `template` (false for a whole
+    /// bootstrap given with [`EnvoyConfig::bootstrap_template`]).
+    pub strict_template: bool,
     /// Templates used when `reloadable`.
     pub lds_bootstrap_template: String,
     pub listener_template: String,
@@ -168,6 +171,7 @@ impl EnvoyConfig {
             max_lifetime: Duration::from_secs(900),
             extra_args: Vec::new(),
             reloadable: false,
+            strict_template: true,
             lds_bootstrap_template: LDS_BOOTSTRAP_TEMPLATE.to_string(),
             listener_template: LISTENER_TEMPLATE.to_string(),
         }
@@ -205,6 +209,17 @@ impl EnvoyConfig {
         self
     }
 
+    /// Runs a complete bootstrap of one's own (e.g. an example's `envoy.yaml` rewritten for
+    /// loopback) instead of the harness template. It may use any subset of the placeholders
+    /// (`{{LISTEN_PORT}}` and `{{ADMIN_PORT}}` at least, so the harness knows where Envoy
+    /// listens); `plugin_config`, `vm_id`, `wasm_path` and `failure_policy` then only apply
+    /// where the text has their placeholders.
+    pub fn bootstrap_template(mut self, text: impl Into<String>) -> Self {
+        self.template = text.into();
+        self.strict_template = false;
+        self
+    }
+
     pub fn ready_timeout(mut self, t: Duration) -> Self {
         self.ready_timeout = t;
         self
@@ -230,7 +245,7 @@ impl EnvoyConfig {
         let mut values = self.listener_values(listen_port);
         values.push(("ADMIN_PORT", admin_port.to_string()));
         values.push(("UPSTREAM_PORT", self.upstream_port.to_string()));
-        fill(&self.template, &values, true)
+        fill(&self.template, &values, self.strict_template)
     }
 
     /// Renders the LDS bootstrap (pointing at `lds_path`) and the listener file.

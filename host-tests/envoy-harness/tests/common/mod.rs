@@ -31,3 +31,5 @@ pub fn chat(stream: bool) -> Value {
     json!({"model": "gpt-4o-mini", "stream": stream,
         "messages": [{"role": "user", "content": "hi"}]})
 }
+pub mod json_schema;
+pub mod shipped;

@@ -1,0 +1,248 @@
+//! envoy/governance.schema.json stays honest: every shipped configuration (the examples'
+//! config.json files including the demo's, those embedded in bootstraps, those in the Istio
+//! and Envoy Gateway manifests) is valid under it, and a set of known-bad configurations is
+//! refused both by the schema and by the filter's own parser.
+
+mod common;
+
+use common::json_schema::Schema;
+use common::shipped::{all_plugin_configs, read, repo_path};
+use serde_json::{json, Value};
+
+fn validator() -> Schema {
+    let schema: Value = serde_json::from_str(&read(&repo_path("envoy/governance.schema.json")))
+        .expect("the schema is JSON");
+    assert_eq!(
+        schema.get("$schema").and_then(Value::as_str),
+        Some("https://json-schema.org/draft/2020-12/schema")
+    );
+    Schema::new(schema).unwrap_or_else(|e| panic!("schema: {e}"))
+}
+
+fn schema_errors(v: &Schema, config: &Value) -> Vec<String> {
+    v.errors(config)
+}
+
+/// A valid base that each bad case breaks in one place.
+fn base() -> Value {
+    json!({
+        "pricing": {"gpt-4o-mini": {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}},
+        "teams": [{"id": "t", "budgets": [{"max_limit": 5, "reset_duration": "1d"}]}],
+        "virtual_keys": [{"id": "k", "value": "sk-1", "team_id": "t",
+            "rate_limit": {"request_max_limit": 5, "request_reset_duration": "1m"}}]
+    })
+}
+
+fn with(edit: impl FnOnce(&mut Value)) -> Value {
+    let mut v = base();
+    edit(&mut v);
+    v
+}
+
+#[test]
+fn every_shipped_configuration_is_valid_under_the_schema() {
+    let v = validator();
+    let all = all_plugin_configs();
+    assert!(
+        all.iter()
+            .any(|(w, _)| w.contains("examples/demo/config.json")),
+        "the demo config is checked too"
+    );
+    for (where_, text) in &all {
+        let config: Value = serde_json::from_str(text).unwrap();
+        let errors = schema_errors(&v, &config);
+        assert!(errors.is_empty(), "{where_} fails the schema: {errors:#?}");
+    }
+}
+
+#[test]
+fn the_base_and_a_litellm_priced_entry_are_valid_for_both() {
+    let v = validator();
+    let litellm = with(|c| {
+        c["pricing"]["gpt-4o"] = json!({"input_cost_per_token": 2.5e-6,
+            "output_cost_per_token": 1e-5, "litellm_provider": "openai", "mode": "chat",
+            "max_input_tokens": 128000});
+    });
+    for config in [base(), litellm] {
+        assert!(schema_errors(&v, &config).is_empty(), "{config}");
+        governance::config::parse(&config.to_string()).unwrap();
+    }
+}
+
+#[test]
+fn known_bad_configurations_are_refused_by_schema_and_filter() {
+    let v = validator();
+    let sha = "ab".repeat(32);
+    let cases: Vec<(&str, Value)> = vec![
+        (
+            "$schema is not a field",
+            with(|c| c["$schema"] = json!("./governance.schema.json")),
+        ),
+        ("unknown top-level field", with(|c| c["budget"] = json!(5))),
+        ("unknown mode", with(|c| c["mode"] = json!("audit"))),
+        (
+            "unknown failure mode",
+            with(|c| c["failure_mode"] = json!("fail")),
+        ),
+        ("empty namespace", with(|c| c["namespace"] = json!(""))),
+        (
+            "no key header",
+            with(|c| c["virtual_key_headers"] = json!([])),
+        ),
+        (
+            "bad key header name",
+            with(|c| c["virtual_key_headers"] = json!(["x bad"])),
+        ),
+        (
+            "usage path without slash",
+            with(|c| c["usage_endpoint"] = json!({"path": "usage"})),
+        ),
+        (
+            "admin hash not hex",
+            with(|c| c["usage_endpoint"] = json!({"path": "/u", "admin_key_sha256": "xyz"})),
+        ),
+        (
+            "price missing output",
+            with(|c| c["pricing"]["m"] = json!({"input_cost_per_token": 1e-6})),
+        ),
+        (
+            "negative price",
+            with(|c| {
+                c["pricing"]["m"] =
+                    json!({"input_cost_per_token": -1.0, "output_cost_per_token": 1e-6})
+            }),
+        ),
+        (
+            "zero budget",
+            with(|c| c["teams"][0]["budgets"][0]["max_limit"] = json!(0)),
+        ),
+        (
+            "bad duration unit",
+            with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("5x")),
+        ),
+        (
+            "fractional duration",
+            with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("1.5h")),
+        ),
+        (
+            "zero duration",
+            with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("0s")),
+        ),
+        (
+            "unknown budget field",
+            with(|c| c["teams"][0]["budgets"][0]["limit"] = json!(5)),
+        ),
+        (
+            "request max without duration",
+            with(|c| c["virtual_keys"][0]["rate_limit"] = json!({"request_max_limit": 5})),
+        ),
+        (
+            "zero request max",
+            with(|c| c["virtual_keys"][0]["rate_limit"]["request_max_limit"] = json!(0)),
+        ),
+        (
+            "key with value and hash",
+            with(|c| c["virtual_keys"][0]["value_sha256"] = json!(sha)),
+        ),
+        (
+            "key with neither value nor hash",
+            with(|c| {
+                c["virtual_keys"][0]
+                    .as_object_mut()
+                    .unwrap()
+                    .remove("value");
+            }),
+        ),
+        (
+            "key hash not 64 hex",
+            with(|c| {
+                let k = c["virtual_keys"][0].as_object_mut().unwrap();
+                k.remove("value");
+                k.insert("value_sha256".into(), json!("abc"));
+            }),
+        ),
+        (
+            "key with team and customer",
+            with(|c| c["virtual_keys"][0]["customer_id"] = json!("acme")),
+        ),
+        (
+            "key without id",
+            with(|c| {
+                c["virtual_keys"][0].as_object_mut().unwrap().remove("id");
+            }),
+        ),
+        (
+            "unknown provider-config field",
+            with(|c| {
+                c["virtual_keys"][0]["provider_configs"] =
+                    json!([{"provider": "openai", "models": ["x"]}])
+            }),
+        ),
+        (
+            "reservations enabled (not supported by this build)",
+            with(|c| c["reservation"] = json!({"enabled": true})),
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (name, config) in &cases {
+        if schema_errors(&v, config).is_empty() {
+            problems.push(format!("schema accepts: {name}"));
+        }
+        if governance::config::parse(&config.to_string()).is_ok() {
+            problems.push(format!("filter accepts: {name}"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// Objects written as JSON arrays. The schema refuses them; the filter (serde's derived
+/// `Deserialize` accepts a sequence for a struct, field by field in declaration order)
+/// currently accepts them: `["x", "shadow"]` is read as namespace "x" in shadow mode, and a
+/// budget `[5, "1d"]` as `{"max_limit": 5, "reset_duration": "1d"}`. SPEC §2 says the
+/// configuration is one JSON object. Filter bug, reported; un-ignore once src/ is fixed.
+#[test]
+#[ignore = "filter bug: src/config accepts JSON arrays in place of objects"]
+fn arrays_in_place_of_objects_are_refused_by_schema_and_filter() {
+    let v = validator();
+    let cases = [
+        json!([]),
+        json!(["x", "shadow"]),
+        json!({"teams": [{"id": "t", "budgets": [[5, "1d"]]}]}),
+        json!({"virtual_keys": [["k", "sk-1"]]}),
+    ];
+    for config in &cases {
+        assert!(
+            !schema_errors(&v, config).is_empty(),
+            "schema accepts {config}"
+        );
+        assert!(
+            governance::config::parse(&config.to_string()).is_err(),
+            "filter accepts {config}"
+        );
+    }
+}
+
+#[test]
+fn the_schema_refuses_arrays_in_place_of_objects() {
+    let v = validator();
+    for config in [
+        json!([]),
+        json!(["x", "shadow"]),
+        json!({"teams": [{"id": "t", "budgets": [[5, "1d"]]}]}),
+        json!({"virtual_keys": [["k", "sk-1"]]}),
+    ] {
+        assert!(
+            !schema_errors(&v, &config).is_empty(),
+            "schema accepts {config}"
+        );
+    }
+}
+
+#[test]
+fn the_validator_refuses_keywords_it_does_not_implement() {
+    assert!(Schema::new(json!({"type": "object", "patternProperties": {}})).is_err());
+    assert!(Schema::new(json!({"properties": {"a": {"uniqueItems": true}}})).is_err());
+    let s = Schema::new(json!({"type": "object", "required": ["a"]})).unwrap();
+    assert!(!s.errors(&json!({})).is_empty());
+    assert!(s.errors(&json!({"a": 1})).is_empty());
+}
