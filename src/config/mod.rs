@@ -7,6 +7,7 @@
 
 mod compile;
 mod model_set;
+mod shape;
 pub mod wire;
 
 use std::collections::{BTreeSet, HashMap};
@@ -53,6 +54,7 @@ impl fmt::Display for ConfigError {
 pub fn parse(text: &str) -> Result<Policy, ConfigError> {
     let value: serde_json::Value = serde_json::from_str(text)
         .map_err(|err| ConfigError::new("", format!("configuration is not valid JSON: {err}")))?;
+    shape::require_objects(&value)?;
     let wire: wire::WireConfig = serde_path_to_error::deserialize(value).map_err(|err| {
         let path = err.path().to_string();
         let path = if path == "." { String::new() } else { path };

@@ -162,6 +162,17 @@ fn refusals_name_the_json_path() {
     let cases: Vec<(String, &str)> = vec![
         ("not json".to_string(), "configuration is not valid JSON"),
         (r#"{"nope":1}"#.to_string(), "nope: unknown field `nope`"),
+        ("[]".to_string(), "the configuration must be a JSON object"),
+        (r#"["x","shadow"]"#.to_string(), "the configuration must be a JSON object"),
+        (r#"{"usage_endpoint":["/u"]}"#.to_string(), "usage_endpoint: it must be a JSON object"),
+        (r#"{"pricing":{"m":[1,2]}}"#.to_string(), "pricing.m: it must be a JSON object"),
+        (r#"{"teams":[{"id":"t","budgets":[[5,"1d"]]}]}"#.to_string(), "teams[0].budgets[0]: it must be a JSON object"),
+        (r#"{"virtual_keys":[["k","sk-1"]]}"#.to_string(), "virtual_keys[0]: it must be a JSON object"),
+        (r#"{"customers":[{"id":"c","rate_limit":[1,"1m"]}]}"#.to_string(), "customers[0].rate_limit: it must be a JSON object"),
+        (
+            r#"{"virtual_keys":[{"id":"k","value":"v","provider_configs":[{"provider":"p","budgets":[[1,"1d"]]}]}]}"#.to_string(),
+            "virtual_keys[0].provider_configs[0].budgets[0]: it must be a JSON object",
+        ),
         (r#"{"mode":"loud"}"#.to_string(), "mode: unknown variant `loud`"),
         (r#"{"failure_mode":"maybe"}"#.to_string(), "failure_mode: unknown variant `maybe`"),
         (r#"{"namespace":""}"#.to_string(), "namespace: must not be empty"),

@@ -199,9 +199,8 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
 /// `Deserialize` accepts a sequence for a struct, field by field in declaration order)
 /// currently accepts them: `["x", "shadow"]` is read as namespace "x" in shadow mode, and a
 /// budget `[5, "1d"]` as `{"max_limit": 5, "reset_duration": "1d"}`. SPEC §2 says the
-/// configuration is one JSON object. Filter bug, reported; un-ignore once src/ is fixed.
+/// configuration is one JSON object.
 #[test]
-#[ignore = "filter bug: src/config accepts JSON arrays in place of objects"]
 fn arrays_in_place_of_objects_are_refused_by_schema_and_filter() {
     let v = validator();
     let cases = [
