@@ -169,6 +169,22 @@ fn run(config_path: &PathBuf, workers: u32) -> Result<(), String> {
 
     // C: policy: team budget, providers, models, unknown and missing keys.
     header("C. vk-apps (team apps, $0.02/h, openai only, gpt-4o-mini only) and bad keys");
+    // Provider and model rules first (403), while the team budget still has room: once it
+    // is spent, the 402 comes first, because budgets are checked at request headers and the
+    // model only once the body has been read.
+    demo.one("C", &claude("vk-apps", false, "prompt=10,completion=5"));
+    demo.one(
+        "C",
+        &Call {
+            key_id: "vk-apps",
+            key_header: "x-bf-vk",
+            kind: Kind::OpenAi,
+            model: "gpt-4o",
+            stream: false,
+            usage: "prompt=10,completion=5",
+            provider: Some("openai"),
+        },
+    );
     for _ in 0..4 {
         demo.one(
             "C",
@@ -183,19 +199,6 @@ fn run(config_path: &PathBuf, workers: u32) -> Result<(), String> {
             },
         );
     }
-    demo.one("C", &claude("vk-apps", false, "prompt=10,completion=5"));
-    demo.one(
-        "C",
-        &Call {
-            key_id: "vk-apps",
-            key_header: "x-bf-vk",
-            kind: Kind::OpenAi,
-            model: "gpt-4o",
-            stream: false,
-            usage: "prompt=10,completion=5",
-            provider: Some("openai"),
-        },
-    );
     demo.one(
         "C",
         &Call {
