@@ -1,16 +1,19 @@
 //! The same typical request through a real Envoy on loopback, three ways side by side: no
-//! HTTP filter, Envoy's native `local_ratelimit`, and governance.wasm. Envoy answers with a
-//! direct response (the 1.5 KB OpenAI JSON with usage), so the figures are about the filters
-//! and not about an upstream; one worker; the load generator is `wrk` when installed.
+//! HTTP filter, Envoy's native `local_ratelimit`, and governance.wasm. The upstream is a
+//! minimal keep-alive HTTP/1.1 server in this process that answers every request with the
+//! 1.5 KB OpenAI JSON with usage (a direct response would not do: Envoy then never gives the
+//! filter the request body, where the model is read and the request admitted). One Envoy
+//! worker; the load generator is `wrk` when installed.
 
 use crate::report::Report;
 use crate::workload;
-use envoy_harness::runner::yaml_quote;
 use envoy_harness::{Envoy, EnvoyConfig};
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::Path;
 use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Connections the load generator keeps open (as in the reference anchor).
@@ -18,7 +21,7 @@ const CONNECTIONS: usize = 32;
 
 /// The bootstrap: a direct response behind `FILTERS`. The runner requires every placeholder
 /// to appear, so the ones a variant does not use sit in a comment.
-const TEMPLATE: &str = r#"# governance bench bootstrap ({{UPSTREAM_PORT}} unused)
+const TEMPLATE: &str = r#"# governance bench bootstrap
 admin:
   address:
     socket_address: { address: 127.0.0.1, port_value: {{ADMIN_PORT}} }
@@ -41,19 +44,27 @@ static_resources:
               domains: ["*"]
               routes:
               - match: { prefix: "/" }
-                direct_response:
-                  status: 200
-                  body: { inline_string: __BODY__ }
-                response_headers_to_add:
-                - header: { key: content-type, value: application/json }
+                route: { cluster: upstream, timeout: 30s }
           http_filters:
 __FILTERS__
           - name: envoy.filters.http.router
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: upstream
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: upstream
+      endpoints:
+      - lb_endpoints:
+        - endpoint:
+            address:
+              socket_address: { address: 127.0.0.1, port_value: {{UPSTREAM_PORT}} }
 "#;
 
-const NO_FILTER: &str = "          # no filter: {{WASM_PATH}} {{PLUGIN_CONFIG}} {{VM_ID}} {{FAILURE_POLICY}}";
+const NO_FILTER: &str =
+    "          # no filter: {{WASM_PATH}} {{PLUGIN_CONFIG}} {{VM_ID}} {{FAILURE_POLICY}}";
 
 const LOCAL_RATELIMIT: &str = r#"          # local_ratelimit: {{WASM_PATH}} {{PLUGIN_CONFIG}} {{VM_ID}} {{FAILURE_POLICY}}
           - name: envoy.filters.http.local_ratelimit
@@ -95,10 +106,98 @@ struct Load {
 }
 
 fn template(filters: &str) -> String {
-    let body = yaml_quote(&workload::response_json());
-    TEMPLATE
-        .replace("__BODY__", &body)
-        .replace("__FILTERS__", filters)
+    TEMPLATE.replace("__FILTERS__", filters)
+}
+
+/// The upstream: answers every HTTP/1.1 request with the typical JSON response, keep-alive,
+/// one thread per connection. Stops when dropped.
+struct Upstream {
+    port: u16,
+    stop: Arc<AtomicBool>,
+    accept: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Upstream {
+    fn start() -> std::io::Result<Upstream> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let port = listener.local_addr()?.port();
+        let stop = Arc::new(AtomicBool::new(false));
+        let body = workload::response_json();
+        let response = Arc::new(
+            format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes(),
+        );
+        let flag = stop.clone();
+        let accept = std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let Ok(conn) = conn else { continue };
+                let response = response.clone();
+                let flag = flag.clone();
+                std::thread::spawn(move || serve(conn, &response, &flag));
+            }
+        });
+        Ok(Upstream {
+            port,
+            stop,
+            accept: Some(accept),
+        })
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        if let Some(h) = self.accept.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn serve(mut conn: TcpStream, response: &[u8], stop: &AtomicBool) {
+    let _ = conn.set_nodelay(true);
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf: Vec<u8> = Vec::with_capacity(8192);
+    let mut chunk = vec![0u8; 16 * 1024];
+    loop {
+        // One whole request (head + content-length body) in buf?
+        if let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head =
+                String::from_utf8_lossy(buf.get(..head_end).unwrap_or(&[])).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            let total = head_end + 4 + len;
+            if buf.len() >= total {
+                buf.drain(..total);
+                if conn.write_all(response).is_err() {
+                    return;
+                }
+                continue;
+            }
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) => return,
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or(&[])),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
 }
 
 fn have_wrk() -> bool {
@@ -189,7 +288,10 @@ fn rust_load(addr: SocketAddr, secs: u64) -> Option<Load> {
             .collect();
         handles.into_iter().filter_map(|h| h.join().ok()).collect()
     });
-    let mut latencies: Vec<f64> = results.iter().flat_map(|(l, _)| l.iter().copied()).collect();
+    let mut latencies: Vec<f64> = results
+        .iter()
+        .flat_map(|(l, _)| l.iter().copied())
+        .collect();
     let errors = results.iter().map(|(_, e)| e).sum();
     if latencies.is_empty() {
         return None;
@@ -266,6 +368,13 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         return;
     }
     let secs = if quick { 3 } else { 10 };
+    let upstream = match Upstream::start() {
+        Ok(u) => u,
+        Err(e) => {
+            println!("envoy: SKIPPED (cannot start the upstream: {e})");
+            return;
+        }
+    };
     let use_wrk = have_wrk();
     let generator = if use_wrk {
         format!("wrk -t1 -c{CONNECTIONS}")
@@ -273,7 +382,7 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         format!("built-in Rust load generator, {CONNECTIONS} connections (wrk not installed)")
     };
     println!(
-        "  envoy: 1 worker, direct 1,536-byte JSON response, POST with the typical body, {secs}s per variant after 1s warm-up, {generator}"
+        "  envoy: 1 worker, in-process keep-alive upstream answering the 1,536-byte JSON, POST with the typical body, {secs}s per variant after 1s warm-up, {generator}"
     );
     let variants = [
         ("no_filter", NO_FILTER),
@@ -282,7 +391,7 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
     ];
     let mut results: Vec<(&str, Load)> = Vec::new();
     for (name, filters) in variants {
-        let cfg = EnvoyConfig::new(1, workload::config(5))
+        let cfg = EnvoyConfig::new(upstream.port, workload::config(5))
             .wasm_path(wasm)
             .template(template(filters))
             .concurrency(1)
@@ -326,6 +435,7 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         );
         results.push((name, load));
     }
+    drop(upstream);
     let Some((_, base)) = results.first().copied() else {
         return;
     };

@@ -29,6 +29,7 @@ const WASM_OPT_FEATURES: [&str; 4] = [
 struct Args {
     quick: bool,
     envoy: bool,
+    envoy_only: bool,
     wasm: Option<PathBuf>,
 }
 
@@ -36,6 +37,7 @@ fn parse_args() -> Result<Args, String> {
     let mut args = Args {
         quick: false,
         envoy: true,
+        envoy_only: false,
         wasm: None,
     };
     let mut it = std::env::args().skip(1);
@@ -43,9 +45,12 @@ fn parse_args() -> Result<Args, String> {
         match a.as_str() {
             "--quick" => args.quick = true,
             "--no-envoy" => args.envoy = false,
+            "--envoy-only" => args.envoy_only = true,
             "--wasm" => args.wasm = Some(PathBuf::from(it.next().ok_or("--wasm needs a path")?)),
             "-h" | "--help" => {
-                return Err("usage: bench [--quick] [--no-envoy] [--wasm PATH]".to_string())
+                return Err(
+                    "usage: bench [--quick] [--no-envoy | --envoy-only] [--wasm PATH]".to_string(),
+                )
             }
             other => return Err(format!("unknown argument {other}")),
         }
@@ -61,7 +66,8 @@ fn pick_module(explicit: Option<PathBuf>) -> (PathBuf, String) {
         return (p, "given with --wasm".to_string());
     }
     let built = PathBuf::from(host_tests::GOVERNANCE_WASM);
-    let release = envoy_harness::runner::repo_root().join("target/wasm32-wasip1/release/governance.wasm");
+    let release =
+        envoy_harness::runner::repo_root().join("target/wasm32-wasip1/release/governance.wasm");
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     match (mtime(&release), mtime(&built)) {
         (Some(r), Some(b)) if r >= b => (
@@ -158,12 +164,17 @@ fn size_figures(wasm: &Path, report: &mut Report) -> Option<PathBuf> {
         Ok(o) => {
             println!(
                 "module_bytes_wasm_opt_oz: n/a (wasm-opt failed: {})",
-                String::from_utf8_lossy(&o.stderr).lines().next().unwrap_or("")
+                String::from_utf8_lossy(&o.stderr)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
             );
             None
         }
         Err(_) => {
-            println!("module_bytes_wasm_opt_oz: n/a (wasm-opt not installed: apt-get install binaryen)");
+            println!(
+                "module_bytes_wasm_opt_oz: n/a (wasm-opt not installed: apt-get install binaryen)"
+            );
             None
         }
     }
@@ -184,6 +195,10 @@ fn main() -> ExitCode {
         wasm.display()
     );
     let mut report = Report::default();
+    if args.envoy_only {
+        envoy::run(args.quick, &wasm, &mut report);
+        return ExitCode::SUCCESS;
+    }
     let optimized = size_figures(&wasm, &mut report);
     wasm::run(
         &wasm::Opts {

@@ -3,7 +3,8 @@
 use crate::report::{thousands, Report};
 use crate::workload;
 use host_tests::{
-    Host, HostBuilder, Metrics, Request, Response, SharedDataEvent, SharedDataOp, Vm, FLOOR_GUEST_WASM,
+    Host, HostBuilder, Metrics, Request, Response, SharedDataEvent, SharedDataOp, Vm,
+    FLOOR_GUEST_WASM,
 };
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -81,7 +82,10 @@ fn call_plan(vm: &mut Vm, metrics: &Metrics, req: &Request, resp: &Response) -> 
         })
         .collect();
     let take = |ops: &Arc<Mutex<Vec<SharedDataOp>>>| -> (usize, usize) {
-        let mut v = ops.lock().map(|mut v| std::mem::take(&mut *v)).unwrap_or_default();
+        let mut v = ops
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
         let sets = v.iter().filter(|o| **o == SharedDataOp::Set).count();
         let gets = v.len() - sets;
         v.clear();
@@ -151,7 +155,9 @@ pub fn run(opts: &Opts, report: &mut Report) {
     let admitted = host.metric("governance.admitted").unwrap_or(0);
     let spend = host.metric("governance.spend_micro_usd").unwrap_or(0);
     if admitted < (WARMUP + MEASURED) as i64 || spend <= 0 {
-        panic!("requests were not admitted and charged (admitted {admitted}, spend_micro_usd {spend})");
+        panic!(
+            "requests were not admitted and charged (admitted {admitted}, spend_micro_usd {spend})"
+        );
     }
     report.figure(
         "typical_request_fuel",
@@ -187,7 +193,11 @@ pub fn run(opts: &Opts, report: &mut Report) {
         exchange(fvm, &req, &resp);
     }
     let floor_fuel = average(fvm, &req, &resp, MEASURED);
-    report.figure("floor_request_fuel", thousands(floor_fuel), &format!("floor guest, same calls: {plan}"));
+    report.figure(
+        "floor_request_fuel",
+        thousands(floor_fuel),
+        &format!("floor guest, same calls: {plan}"),
+    );
     report.figure(
         "typical_to_floor_ratio",
         format!("{:.1}", typical as f64 / floor_fuel.max(1) as f64),
@@ -203,14 +213,22 @@ pub fn run(opts: &Opts, report: &mut Report) {
     }
     let elapsed = t.elapsed();
     let pages_after = vm.memory_pages();
-    report.figure("memory_pages_after_warmup", pages_warm, "after 1,000 requests");
+    report.figure(
+        "memory_pages_after_warmup",
+        pages_warm,
+        "after 1,000 requests",
+    );
     report.figure(
         "memory_pages_after_requests",
         pages_after,
         &format!(
             "after {} more requests{}",
             thousands(n as u64),
-            if opts.quick { ", quick mode (full: 1,000,000)" } else { "" }
+            if opts.quick {
+                ", quick mode (full: 1,000,000)"
+            } else {
+                ""
+            }
         ),
     );
     println!(

@@ -134,11 +134,27 @@ pub fn sse_stream(bytes: usize) -> Vec<u8> {
     let prefix = r#"data: {"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1764300001,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_b376dfbbd5","choices":[{"index":0,"delta":{"#;
     let suffix = r#"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
     let pieces = [
-        "Once", " upon", " a time,", " in a", " land", " far", " away,", " there", " lived",
-        " a \\\"model\\\"", " that", " counted", " tokens.\\n",
+        "Once",
+        " upon",
+        " a time,",
+        " in a",
+        " land",
+        " far",
+        " away,",
+        " there",
+        " lived",
+        " a \\\"model\\\"",
+        " that",
+        " counted",
+        " tokens.\\n",
     ];
     let mut out = Vec::with_capacity(bytes + 4096);
-    let _ = write_event(&mut out, prefix, r#""role":"assistant","content":"""#, suffix);
+    let _ = write_event(
+        &mut out,
+        prefix,
+        r#""role":"assistant","content":"""#,
+        suffix,
+    );
     let mut i = 0usize;
     while out.len() < bytes {
         let piece = pieces.get(i % pieces.len()).copied().unwrap_or(" x");
