@@ -7,6 +7,7 @@
 //! usage error. See README.md, section Performance.
 
 mod envoy;
+mod profile;
 mod report;
 mod wasm;
 mod workload;
@@ -207,6 +208,7 @@ fn main() -> ExitCode {
         },
         &mut report,
     );
+    profile::run(&wasm);
     if let Some(opt) = &optimized {
         let fuel = wasm::typical_fuel(opt);
         report.figure(

@@ -173,17 +173,6 @@ pub fn run(opts: &Opts, report: &mut Report) {
         "  module compiled + started in {:.2}s (cranelift opt none)",
         compile.as_secs_f64()
     );
-    println!("  per-callback fuel of the typical request (mean over {MEASURED}):");
-    for (name, calls, fuel) in &profile {
-        let per_req = fuel / MEASURED as u64;
-        println!(
-            "    {name:<22} {:>8} fuel/request  {:>5.1}%  ({} calls/request)",
-            thousands(per_req),
-            100.0 * *fuel as f64 / (typical * MEASURED as u64).max(1) as f64,
-            calls / MEASURED as u64
-        );
-    }
-
     // --- floor -----------------------------------------------------------------------
     let metrics = host.metrics();
     let plan = call_plan(host.vm(0), &metrics, &req, &resp);
@@ -192,7 +181,33 @@ pub fn run(opts: &Opts, report: &mut Report) {
     for _ in 0..200 {
         exchange(fvm, &req, &resp);
     }
+    fvm.reset_fuel_by_callback();
     let floor_fuel = average(fvm, &req, &resp, MEASURED);
+    let floor_profile = fvm.fuel_by_callback();
+    println!(
+        "  per-callback fuel of the typical request, ours vs the floor (mean over {MEASURED}):"
+    );
+    println!(
+        "    {:<22} {:>8} {:>6} {:>8} {:>8}",
+        "callback", "ours", "share", "floor", "ours-floor"
+    );
+    for (name, calls, fuel) in &profile {
+        let per_req = fuel / MEASURED as u64;
+        let floor_per_req = floor_profile
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, _, f)| f / MEASURED as u64)
+            .unwrap_or(0);
+        println!(
+            "    {:<22} {:>8} {:>5.1}% {:>8} {:>8}   ({} calls/request)",
+            name,
+            thousands(per_req),
+            100.0 * *fuel as f64 / (typical * MEASURED as u64).max(1) as f64,
+            thousands(floor_per_req),
+            thousands(per_req.saturating_sub(floor_per_req)),
+            calls / MEASURED as u64
+        );
+    }
     report.figure(
         "floor_request_fuel",
         thousands(floor_fuel),

@@ -73,6 +73,11 @@ pub fn request(body: &str) -> Request {
 
 /// A 1.5 KB (1,536-byte) OpenAI chat completion with usage, pretty-printed like OpenAI's.
 pub fn response_json() -> String {
+    response_json_of(1536)
+}
+
+/// An OpenAI chat completion with usage of about `size` bytes (the content is padded).
+pub fn response_json_of(size: usize) -> String {
     let head = r#"{
   "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
   "object": "chat.completion",
@@ -111,7 +116,7 @@ pub fn response_json() -> String {
   "system_fingerprint": "fp_b376dfbbd5"
 }"#;
     let words = "Hello! Here is a short answer, with a \"quoted\" word and a newline\\n. ";
-    let target = 1536usize.saturating_sub(head.len() + tail.len());
+    let target = size.saturating_sub(head.len() + tail.len());
     let mut content = String::new();
     while content.len() < target {
         content.push_str(words);
@@ -131,6 +136,11 @@ pub fn response() -> Response {
 /// An OpenAI chat-completions SSE stream of about `bytes` bytes: a role chunk, content chunks
 /// of a few words each, the finish chunk, the usage chunk and `[DONE]`.
 pub fn sse_stream(bytes: usize) -> Vec<u8> {
+    sse_stream_with(bytes, 1)
+}
+
+/// Like [`sse_stream`], with `repeat` content pieces per event (more bytes inside strings).
+pub fn sse_stream_with(bytes: usize, repeat: usize) -> Vec<u8> {
     let prefix = r#"data: {"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1764300001,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_b376dfbbd5","choices":[{"index":0,"delta":{"#;
     let suffix = r#"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
     let pieces = [
@@ -158,7 +168,7 @@ pub fn sse_stream(bytes: usize) -> Vec<u8> {
     let mut i = 0usize;
     while out.len() < bytes {
         let piece = pieces.get(i % pieces.len()).copied().unwrap_or(" x");
-        let delta = format!(r#""content":"{piece}""#);
+        let delta = format!(r#""content":"{}""#, piece.repeat(repeat.max(1)));
         write_event(&mut out, prefix, &delta, suffix);
         i += 1;
     }
