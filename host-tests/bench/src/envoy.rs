@@ -367,7 +367,9 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         println!("envoy: SKIPPED ({e})");
         return;
     }
-    let secs = if quick { 3 } else { 10 };
+    // All three Envoys run at once and are loaded in turn, round after round, so that a
+    // change in the machine's load hits every variant alike; each figure is the median.
+    let (rounds, secs) = if quick { (2, 2) } else { (5, 4) };
     let upstream = match Upstream::start() {
         Ok(u) => u,
         Err(e) => {
@@ -382,14 +384,14 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         format!("built-in Rust load generator, {CONNECTIONS} connections (wrk not installed)")
     };
     println!(
-        "  envoy: 1 worker, in-process keep-alive upstream answering the 1,536-byte JSON, POST with the typical body, {secs}s per variant after 1s warm-up, {generator}"
+        "  envoy: 1 worker each, in-process keep-alive upstream answering the 1,536-byte JSON, POST with the typical body; {rounds} rounds of {secs}s per variant, interleaved, medians; {generator}"
     );
     let variants = [
         ("no_filter", NO_FILTER),
         ("local_ratelimit", LOCAL_RATELIMIT),
         ("governance", GOVERNANCE),
     ];
-    let mut results: Vec<(&str, Load)> = Vec::new();
+    let mut envoys = Vec::new();
     for (name, filters) in variants {
         let cfg = EnvoyConfig::new(upstream.port, workload::config(5))
             .wasm_path(wasm)
@@ -398,44 +400,71 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
             .component_log_level("wasm:warn")
             .extra_arg("-l")
             .extra_arg("warning")
-            .max_lifetime(Duration::from_secs(120));
-        let envoy = match Envoy::start(&cfg) {
-            Ok(e) => e,
+            .max_lifetime(Duration::from_secs(300));
+        match Envoy::start(&cfg) {
+            Ok(e) => envoys.push((name, e)),
             Err(e) => {
                 println!("envoy {name}: FAILED to start: {e}");
                 return;
             }
-        };
-        let addr = envoy.listen_addr();
-        let dir = std::env::temp_dir();
-        let run = |s: u64| {
-            if use_wrk {
-                wrk(addr, s, &dir)
-            } else {
-                rust_load(addr, s)
+        }
+    }
+    let dir = std::env::temp_dir();
+    let load = |addr: SocketAddr, s: u64| {
+        if use_wrk {
+            wrk(addr, s, &dir)
+        } else {
+            rust_load(addr, s)
+        }
+    };
+    for (_, envoy) in &envoys {
+        let _ = load(envoy.listen_addr(), 1);
+    }
+    let mut samples: Vec<Vec<Load>> = vec![Vec::new(); envoys.len()];
+    for _ in 0..rounds {
+        for ((_, envoy), out) in envoys.iter().zip(samples.iter_mut()) {
+            if let Some(l) = load(envoy.listen_addr(), secs) {
+                out.push(l);
             }
-        };
-        let _ = run(1);
-        let Some(load) = run(secs) else {
+        }
+    }
+    if let Some((_, envoy)) = envoys.iter().find(|(n, _)| *n == "governance") {
+        let admitted = envoy.counter("governance.admitted").ok().flatten();
+        let spend = envoy.counter("governance.spend_micro_usd").ok().flatten();
+        let missing = envoy.counter("governance.usage_missing").ok().flatten();
+        println!(
+            "  envoy governance counters: admitted {admitted:?}, spend_micro_usd {spend:?}, usage_missing {missing:?} (streams cut when a load run stops)"
+        );
+    }
+    drop(envoys);
+    drop(upstream);
+    let median = |v: &mut Vec<f64>| -> f64 {
+        v.sort_by(|a, b| a.total_cmp(b));
+        v.get(v.len() / 2).copied().unwrap_or(0.0)
+    };
+    let mut results: Vec<(&str, Load)> = Vec::new();
+    for ((name, _), runs) in variants.iter().zip(samples.iter()) {
+        if runs.is_empty() {
             println!("envoy {name}: the load generator produced no result");
             return;
-        };
-        if name == "governance" {
-            let admitted = envoy.counter("governance.admitted").ok().flatten();
-            let spend = envoy.counter("governance.spend_micro_usd").ok().flatten();
-            let missing = envoy.counter("governance.usage_missing").ok().flatten();
-            println!(
-                "  envoy governance counters: admitted {admitted:?}, spend_micro_usd {spend:?}, usage_missing {missing:?}"
-            );
         }
-        drop(envoy);
+        let load = Load {
+            rps: median(&mut runs.iter().map(|l| l.rps).collect()),
+            p50_ms: median(&mut runs.iter().map(|l| l.p50_ms).collect()),
+            p99_ms: median(&mut runs.iter().map(|l| l.p99_ms).collect()),
+            errors: runs.iter().map(|l| l.errors).sum(),
+        };
+        let all: Vec<String> = runs.iter().map(|l| format!("{:.0}", l.rps)).collect();
         println!(
-            "  envoy {name}: {:.0} req/s, p50 {:.3} ms, p99 {:.3} ms, {} errors",
-            load.rps, load.p50_ms, load.p99_ms, load.errors
+            "  envoy {name}: {:.0} req/s (rounds: {}), p50 {:.3} ms, p99 {:.3} ms, {} errors",
+            load.rps,
+            all.join(" "),
+            load.p50_ms,
+            load.p99_ms,
+            load.errors
         );
         results.push((name, load));
     }
-    drop(upstream);
     let Some((_, base)) = results.first().copied() else {
         return;
     };
