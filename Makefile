@@ -27,3 +27,16 @@ test: lint wasm
 
 clean:
 	cargo clean
+
+# Performance (README.md, section Performance). `bench` prints every figure and fails on any
+# budget; `bench-quick` is the short run `make test` also does (through cargo test), which
+# only reports budget failures unless BENCH_ENFORCE=1.
+.PHONY: bench-quick setup-bench
+setup-bench: setup
+	scripts/setup-bench
+
+bench: setup-bench wasm
+	cargo run --release -q -p bench
+
+bench-quick: setup wasm
+	cargo run --release -q -p bench -- --quick

@@ -1,4 +1,4 @@
-//! Compiles the filter (and the host's own probe guest) to wasm32-wasip1 before the tests
+//! Compiles the filter (and the host's own probe and benchmark-floor guests) to wasm32-wasip1 before the tests
 //! build, so `cargo test -p host-tests` always exercises the current code.
 
 use std::path::PathBuf;
@@ -22,5 +22,14 @@ fn main() {
     println!(
         "cargo:rerun-if-changed={}",
         probe_dir.join("Cargo.toml").display()
+    );
+
+    let floor_dir = manifest_dir.join("floor-guest");
+    let floor = guest_build::build_guest(&root, &floor_dir.join("Cargo.toml"), "floor_guest");
+    println!("cargo:rustc-env=FLOOR_GUEST_WASM={}", floor.display());
+    guest_build::rerun_if_tree_changed(&floor_dir.join("src"));
+    println!(
+        "cargo:rerun-if-changed={}",
+        floor_dir.join("Cargo.toml").display()
     );
 }

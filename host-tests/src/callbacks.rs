@@ -118,6 +118,9 @@ pub(crate) fn invoke<P: WasmParams, R: WasmResults>(
     fuel.0 = fuel.0.saturating_add(spent);
     fuel.1 = spent;
     let st = store.data_mut();
+    let slot = st.fuel_by_callback.entry(name).or_insert((0, 0));
+    slot.0 = slot.0.saturating_add(1);
+    slot.1 = slot.1.saturating_add(spent);
     st.current_ctx = 0;
     st.effective_ctx = 0;
     match res {

@@ -86,3 +86,5 @@ pub use vm::Vm;
 pub const GOVERNANCE_WASM: &str = env!("GOVERNANCE_WASM");
 /// Path of the host's own probe guest, for host paths the filter does not exercise.
 pub const PROBE_GUEST_WASM: &str = env!("PROBE_GUEST_WASM");
+/// Path of the benchmark's floor guest: the filter's hostcalls without its policy.
+pub const FLOOR_GUEST_WASM: &str = env!("FLOOR_GUEST_WASM");

@@ -143,6 +143,8 @@ pub(crate) struct VmState {
     pub deferred: Vec<Deferred>,
     pub logs: Vec<LogEntry>,
     pub trace: Vec<CallRecord>,
+    /// Per export name: (calls, fuel spent), for profiles (see `Vm::fuel_by_callback`).
+    pub fuel_by_callback: BTreeMap<&'static str, (u64, u64)>,
     pub metric_ids: HashMap<u32, (MetricKind, String)>,
     pub next_metric_id: [u32; 3],
     pub shared_get_count: usize,
@@ -170,6 +172,7 @@ impl VmState {
             deferred: Vec::new(),
             logs: Vec::new(),
             trace: Vec::new(),
+            fuel_by_callback: BTreeMap::new(),
             metric_ids: HashMap::new(),
             next_metric_id: [4, 5, 6],
             shared_get_count: 0,

@@ -276,6 +276,24 @@ impl Vm {
     pub fn fuel_consumed(&self) -> u64 {
         self.fuel.0
     }
+    /// Per callback export (name without `proxy_`): (calls, fuel spent), since the VM started
+    /// or the last [`Vm::reset_fuel_by_callback`]. For profiles.
+    pub fn fuel_by_callback(&self) -> Vec<(&'static str, u64, u64)> {
+        self.store
+            .data()
+            .fuel_by_callback
+            .iter()
+            .map(|(name, (calls, fuel))| (*name, *calls, *fuel))
+            .collect()
+    }
+    /// Restarts the per-callback fuel counts of [`Vm::fuel_by_callback`].
+    pub fn reset_fuel_by_callback(&mut self) {
+        self.store.data_mut().fuel_by_callback.clear();
+    }
+    /// Drops the recorded callback trace (long runs: it grows with every callback).
+    pub fn clear_trace(&mut self) {
+        self.store.data_mut().trace.clear();
+    }
     /// Fuel spent by the most recent callback.
     pub fn last_callback_fuel(&self) -> u64 {
         self.fuel.1

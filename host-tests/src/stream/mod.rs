@@ -103,6 +103,12 @@ impl Vm {
         id
     }
 
+    /// Forgets stream `id` on the host side (its snapshot is gone afterwards), so long runs do
+    /// not keep every stream. Meant for finished streams; unknown ids are ignored.
+    pub fn forget_stream(&mut self, id: StreamId) {
+        self.streams.remove(&id);
+    }
+
     /// A snapshot of stream `id` (panics on an unknown id).
     pub fn stream(&self, id: StreamId) -> StreamView {
         let Some(d) = self.streams.get(&id) else {

@@ -1,0 +1,194 @@
+//! What the benchmark sends: the policy configurations, the typical request and its
+//! response, and the long server-sent-events stream.
+
+use host_tests::{Request, Response};
+use std::fmt::Write as _;
+
+/// The virtual key every benchmark request carries (key 0 of every configuration).
+pub const KEY: &str = "sk-bench-key-00000";
+
+/// A configuration with `keys` virtual keys in teams of 50 and customers of 20 teams (at
+/// least one of each). Every key, team and customer has one USD budget; every key has a
+/// request limit. Limits are far above what the benchmark spends, so every request is
+/// admitted and charged (the path being measured is the common one).
+pub fn config(keys: usize) -> String {
+    let teams = (keys / 50).max(1);
+    let customers = (teams / 20).max(1);
+    let budget = |window: &str| format!(r#"[{{"max_limit":1000.0,"reset_duration":"{window}"}}]"#);
+    let mut out = String::new();
+    out.push_str(
+        r#"{"namespace":"governance","timezone":"UTC","pricing":{"gpt-4o-mini*":{"input_cost_per_token":1.5e-7,"output_cost_per_token":6e-7,"cache_read_input_token_cost":7.5e-8}},"customers":["#,
+    );
+    for c in 0..customers {
+        if c > 0 {
+            out.push(',');
+        }
+        let _ = write!(out, r#"{{"id":"c{c}","budgets":{}}}"#, budget("1d"));
+    }
+    out.push_str(r#"],"teams":["#);
+    for t in 0..teams {
+        if t > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"id":"t{t}","customer_id":"c{}","budgets":{}}}"#,
+            t % customers,
+            budget("1h")
+        );
+    }
+    out.push_str(r#"],"virtual_keys":["#);
+    for k in 0..keys {
+        if k > 0 {
+            out.push(',');
+        }
+        let _ = write!(
+            out,
+            r#"{{"id":"k{k}","value":"{}","team_id":"t{}","budgets":{},"rate_limit":{{"request_max_limit":1000000000,"request_reset_duration":"1m"}}}}"#,
+            key_value(k),
+            k % teams,
+            budget("1h")
+        );
+    }
+    out.push_str("]}");
+    out
+}
+
+/// The secret of key `k`.
+pub fn key_value(k: usize) -> String {
+    format!("sk-bench-key-{k:05}")
+}
+
+/// The typical request body: a short chat completion.
+pub const REQUEST_BODY: &str = r#"{"model":"gpt-4o-mini","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello in one short sentence."}],"max_tokens":256}"#;
+
+/// The streaming variant of [`REQUEST_BODY`].
+pub const STREAM_REQUEST_BODY: &str = r#"{"model":"gpt-4o-mini","stream":true,"stream_options":{"include_usage":true},"messages":[{"role":"user","content":"Write a very long story."}]}"#;
+
+/// POST /v1/chat/completions with the key as a Bearer token.
+pub fn request(body: &str) -> Request {
+    Request::post("/v1/chat/completions", body.as_bytes().to_vec())
+        .header("authorization", &format!("Bearer {KEY}"))
+}
+
+/// A 1.5 KB (1,536-byte) OpenAI chat completion with usage, pretty-printed like OpenAI's.
+pub fn response_json() -> String {
+    response_json_of(1536)
+}
+
+/// An OpenAI chat completion with usage of about `size` bytes (the content is padded).
+pub fn response_json_of(size: usize) -> String {
+    let head = r#"{
+  "id": "chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT",
+  "object": "chat.completion",
+  "created": 1764300000,
+  "model": "gpt-4o-mini-2024-07-18",
+  "choices": [
+    {
+      "index": 0,
+      "message": {
+        "role": "assistant",
+        "content": ""#;
+    let tail = r#"",
+        "refusal": null,
+        "annotations": []
+      },
+      "logprobs": null,
+      "finish_reason": "stop"
+    }
+  ],
+  "usage": {
+    "prompt_tokens": 1234,
+    "completion_tokens": 256,
+    "total_tokens": 1490,
+    "prompt_tokens_details": {
+      "cached_tokens": 1024,
+      "audio_tokens": 0
+    },
+    "completion_tokens_details": {
+      "reasoning_tokens": 0,
+      "audio_tokens": 0,
+      "accepted_prediction_tokens": 0,
+      "rejected_prediction_tokens": 0
+    }
+  },
+  "service_tier": "default",
+  "system_fingerprint": "fp_b376dfbbd5"
+}"#;
+    let words = "Hello! Here is a short answer, with a \"quoted\" word and a newline\\n. ";
+    let target = size.saturating_sub(head.len() + tail.len());
+    let mut content = String::new();
+    while content.len() < target {
+        content.push_str(words);
+    }
+    // Cut on a plain character so no escape is split.
+    while content.len() > target || content.ends_with('\\') {
+        content.pop();
+    }
+    format!("{head}{content}{tail}")
+}
+
+/// The typical upstream response.
+pub fn response() -> Response {
+    Response::ok(response_json().into_bytes())
+}
+
+/// An OpenAI chat-completions SSE stream of about `bytes` bytes: a role chunk, content chunks
+/// of a few words each, the finish chunk, the usage chunk and `[DONE]`.
+pub fn sse_stream(bytes: usize) -> Vec<u8> {
+    sse_stream_with(bytes, 1)
+}
+
+/// Like [`sse_stream`], with `repeat` content pieces per event (more bytes inside strings).
+pub fn sse_stream_with(bytes: usize, repeat: usize) -> Vec<u8> {
+    let prefix = r#"data: {"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1764300001,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_b376dfbbd5","choices":[{"index":0,"delta":{"#;
+    let suffix = r#"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
+    let pieces = [
+        "Once",
+        " upon",
+        " a time,",
+        " in a",
+        " land",
+        " far",
+        " away,",
+        " there",
+        " lived",
+        " a \\\"model\\\"",
+        " that",
+        " counted",
+        " tokens.\\n",
+    ];
+    let mut out = Vec::with_capacity(bytes + 4096);
+    let _ = write_event(
+        &mut out,
+        prefix,
+        r#""role":"assistant","content":"""#,
+        suffix,
+    );
+    let mut i = 0usize;
+    while out.len() < bytes {
+        let piece = pieces.get(i % pieces.len()).copied().unwrap_or(" x");
+        let delta = format!(r#""content":"{}""#, piece.repeat(repeat.max(1)));
+        write_event(&mut out, prefix, &delta, suffix);
+        i += 1;
+    }
+    out.extend_from_slice(
+        br#"data: {"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1764300001,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_b376dfbbd5","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"length"}],"usage":null}
+
+data: {"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1764300001,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_b376dfbbd5","choices":[],"usage":{"prompt_tokens":40,"completion_tokens":90000,"total_tokens":90040,"prompt_tokens_details":{"cached_tokens":0,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":0}}}
+
+data: [DONE]
+
+"#,
+    );
+    out
+}
+
+fn write_event(out: &mut Vec<u8>, prefix: &str, delta: &str, suffix: &str) -> usize {
+    let before = out.len();
+    out.extend_from_slice(prefix.as_bytes());
+    out.extend_from_slice(delta.as_bytes());
+    out.extend_from_slice(suffix.as_bytes());
+    out.extend_from_slice(b"\n\n");
+    out.len() - before
+}
