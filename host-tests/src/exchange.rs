@@ -49,6 +49,11 @@ impl Request {
         self.headers.add(key, value);
         self
     }
+    /// Adds a request header whose value need not be UTF-8 (Envoy passes bytes through).
+    pub fn header_bytes(mut self, key: &str, value: &[u8]) -> Request {
+        self.headers.add_bytes(key, value);
+        self
+    }
     /// Adds a trailer.
     pub fn trailer(mut self, key: &str, value: &str) -> Request {
         self.trailers

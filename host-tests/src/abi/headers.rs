@@ -7,7 +7,7 @@ use wasmtime::{Caller, Linker};
 
 /// An ordered header list; duplicates are separate entries, like an Envoy header map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Headers(pub Vec<(String, String)>);
+pub struct Headers(pub Vec<(String, Vec<u8>)>);
 
 impl Headers {
     /// Builds a map from `(key, value)` pairs, keeping order and case.
@@ -17,7 +17,7 @@ impl Headers {
         Headers(
             pairs
                 .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
+                .map(|(k, v)| (k.into(), v.into().into_bytes()))
                 .collect(),
         )
     }
@@ -26,19 +26,30 @@ impl Headers {
         self.0
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+            .and_then(|(_, v)| std::str::from_utf8(v).ok())
     }
     /// Every value of `key`, in order.
     pub fn get_all(&self, key: &str) -> Vec<&str> {
         self.0
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.as_str())
+            .filter_map(|(_, v)| std::str::from_utf8(v).ok())
             .collect()
     }
     /// Appends an entry (key lowercased, as Envoy stores it).
     pub fn add(&mut self, key: &str, value: &str) {
-        self.0.push((key.to_ascii_lowercase(), value.to_string()));
+        self.add_bytes(key, value.as_bytes());
+    }
+    /// Adds a value that need not be UTF-8 (Envoy header values are bytes).
+    pub fn add_bytes(&mut self, key: &str, value: &[u8]) {
+        self.0.push((key.to_ascii_lowercase(), value.to_vec()));
+    }
+    /// The first value of `key` as bytes.
+    pub fn get_bytes(&self, key: &str) -> Option<&[u8]> {
+        self.0
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.as_slice())
     }
     /// Removes every entry of `key`.
     pub fn remove(&mut self, key: &str) {
@@ -46,6 +57,10 @@ impl Headers {
     }
     /// Sets `key` to one value: replaces the first entry in place, drops duplicates, or appends.
     pub fn replace(&mut self, key: &str, value: &str) {
+        self.replace_bytes(key, value.as_bytes());
+    }
+    /// Sets `key` to one value that need not be UTF-8.
+    pub fn replace_bytes(&mut self, key: &str, value: &[u8]) {
         let key = key.to_ascii_lowercase();
         let mut seen = false;
         self.0.retain_mut(|(k, v)| {
@@ -56,11 +71,11 @@ impl Headers {
                 return false;
             }
             seen = true;
-            *v = value.to_string();
+            *v = value.to_vec();
             true
         });
         if !seen {
-            self.0.push((key, value.to_string()));
+            self.0.push((key, value.to_vec()));
         }
     }
     /// Number of entries (what `num_headers` reports to callbacks).
@@ -78,17 +93,17 @@ impl Headers {
 }
 
 /// Encodes pairs in the proxy-wasm layout (count, lengths, then `key\0value\0`).
-pub fn encode_pairs(pairs: &[(String, String)]) -> Vec<u8> {
+pub fn encode_pairs<V: AsRef<[u8]>>(pairs: &[(String, V)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
     for (k, v) in pairs {
         out.extend_from_slice(&(k.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(v.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(v.as_ref().len() as u32).to_le_bytes());
     }
     for (k, v) in pairs {
         out.extend_from_slice(k.as_bytes());
         out.push(0);
-        out.extend_from_slice(v.as_bytes());
+        out.extend_from_slice(v.as_ref());
         out.push(0);
     }
     out
@@ -108,11 +123,11 @@ fn take_u32(buf: &[u8], pos: &mut usize) -> Option<usize> {
 
 /// Decodes the pair layout like cpp-host's `PairsUtil::toPairs`: anything malformed (over
 /// 1 MiB, over 1024 pairs, overruns, missing NULs, trailing bytes) is an empty list.
-pub fn decode_pairs(buf: &[u8]) -> Vec<(String, String)> {
+pub fn decode_pairs(buf: &[u8]) -> Vec<(String, Vec<u8>)> {
     decode_strict(buf).unwrap_or_default()
 }
 
-fn decode_strict(buf: &[u8]) -> Option<Vec<(String, String)>> {
+fn decode_strict(buf: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
     if buf.is_empty() || buf.len() > 1 << 20 {
         return None;
     }
@@ -135,10 +150,7 @@ fn decode_strict(buf: &[u8]) -> Option<Vec<(String, String)>> {
         if take(buf, &mut pos, 1)? != [0] {
             return None;
         }
-        out.push((
-            String::from_utf8_lossy(k).into_owned(),
-            String::from_utf8_lossy(v).into_owned(),
-        ));
+        out.push((String::from_utf8_lossy(k).into_owned(), v.to_vec()));
     }
     (pos == buf.len()).then_some(out)
 }
@@ -211,8 +223,8 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             };
             let value = match lookup(c.data_mut().http_mut(), map, false) {
                 Lookup::Status(s) => return Ok(s.code()),
-                Lookup::Map(m) => match m.get(&key) {
-                    Some(v) => v.as_bytes().to_vec(),
+                Lookup::Map(m) => match m.get_bytes(&key) {
+                    Some(v) => v.to_vec(),
                     None => return Ok(Status::NotFound.code()),
                 },
             };
@@ -248,17 +260,19 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 Lookup::Map(m) => {
                     m.0.clear();
                     for (k, v) in pairs {
-                        m.add(&k, &v);
+                        m.add_bytes(&k, &v);
                     }
                     Ok(Status::Ok.code())
                 }
             }
         },
     )?;
-    type Edit = fn(&mut Headers, &str, &str);
+    type Edit = fn(&mut Headers, &str, &[u8]);
     let edits: [(&str, Edit); 2] = [
-        ("proxy_add_header_map_value", |m, k, v| m.add(k, v)),
-        ("proxy_replace_header_map_value", |m, k, v| m.replace(k, v)),
+        ("proxy_add_header_map_value", |m, k, v| m.add_bytes(k, v)),
+        ("proxy_replace_header_map_value", |m, k, v| {
+            m.replace_bytes(k, v)
+        }),
     ];
     for (name, edit) in edits {
         linker.func_wrap(
@@ -272,7 +286,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                   vl: i32|
                   -> HostResult {
                 guard(&c, name)?;
-                let (Some(k), Some(v)) = (read_str(&c, kp, kl), read_str(&c, vp, vl)) else {
+                let (Some(k), Ok(v)) = (read_str(&c, kp, kl), memory::read(&c, vp, vl)) else {
                     return Ok(Status::InvalidMemoryAccess.code());
                 };
                 match lookup(c.data_mut().http_mut(), map, true) {

@@ -32,7 +32,7 @@ pub(crate) fn build(reply: &PluginReply, request: Option<&Headers>) -> BuiltRepl
             h.add("grpc-message", &percent_encode(&reply.body));
         }
         for (k, v) in &reply.headers.0 {
-            h.add(k, v);
+            h.add_bytes(k, v);
         }
         return BuiltReply {
             headers: h,
@@ -42,7 +42,7 @@ pub(crate) fn build(reply: &PluginReply, request: Option<&Headers>) -> BuiltRepl
     let mut h = Headers::default();
     h.add(":status", &reply.status.to_string());
     for (k, v) in &reply.headers.0 {
-        h.add(k, v);
+        h.add_bytes(k, v);
     }
     if reply.body.is_empty() {
         h.remove("content-length");

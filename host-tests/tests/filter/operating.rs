@@ -227,6 +227,12 @@ fn hostile_input_never_traps_the_vm() {
         Request::get("/governance/usage?\u{7f}").header("authorization", "Bearer \u{e9}\u{e9}"),
         chat("sk-2", "gpt-4o-mini").header("x-bf-provider", "\u{1f600}"),
         chat(&long, "gpt-4o-mini"),
+        Request::post("/v1/chat/completions", chat_body("gpt-4o-mini"))
+            .header_bytes("x-bf-vk", b"sk-\xff\xfe"),
+        Request::post("/v1/chat/completions", chat_body("gpt-4o-mini"))
+            .header_bytes("authorization", b"Bearer \xc3\x28"),
+        chat("sk-2", "gpt-4o-mini").header_bytes("x-bf-provider", b"open\xffai"),
+        Request::get("/governance/usage").header_bytes("authorization", b"Bearer \x80\x80"),
     ];
     let responses = vec![
         Response::ok(r#"{"usage":{"prompt_tokens":1e30,"completion_tokens":-5}}"#),
@@ -245,6 +251,13 @@ fn hostile_input_never_traps_the_vm() {
         }
     }
     assert!(!host.vm(0).is_failed(), "the VM survived");
+    let invalid_key = Request::post("/v1/chat/completions", chat_body("gpt-4o-mini"))
+        .header_bytes("x-bf-vk", b"\xff");
+    let ex = host.vm(0).exchange(&invalid_key, &openai_json(1, 1));
+    assert_eq!(
+        (ex.client.status, error_type(&ex).as_str()),
+        (401, "virtual_key_not_found")
+    );
     let ex = host
         .vm(0)
         .exchange(&chat("sk-other", "gpt-4o-mini"), &openai_json(1, 1));
