@@ -5,7 +5,7 @@
 
 WASM := target/wasm32-wasip1/release/governance.wasm
 
-.PHONY: demo test setup wasm lint unit host-tests envoy-tests bench clean
+.PHONY: demo test setup wasm lint bench clean
 
 setup:
 	scripts/setup
