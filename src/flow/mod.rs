@@ -64,9 +64,20 @@ enum Stage {
     AwaitingModel {
         key: usize,
         provider: Option<String>,
+        judged: Judged,
     },
     /// Admitted; the response is charged to `admission.chargeable`.
     Admitted { model: Option<String> },
+}
+
+/// What the request headers already judged of SPEC.md §3 step 3.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Judged {
+    Nothing,
+    /// The provider (from the provider header); the model is still to come.
+    Provider,
+    /// Provider and model rules both.
+    All,
 }
 
 /// Per-request state.
@@ -143,6 +154,28 @@ impl Flow {
             }
         }
 
+        // Within this callback the order is SPEC.md §3's: what is known of the provider and
+        // model (provider header, Gemini path) first, then the limits of every level.
+        let provider = header_text(head.headers, &policy.provider_header);
+        let (provider, model) = split_provider(&policy, provider, gemini_path_model(head.path));
+        if provider.is_some() || model.is_some() {
+            if let Some(reply) = self.target_rules(
+                key_index,
+                provider.as_deref(),
+                model.as_deref(),
+                true,
+                &mut counters,
+                env,
+            ) {
+                return RequestAction::Reply(reply);
+            }
+        }
+        let judged = match (&provider, &model) {
+            (_, Some(_)) => Judged::All,
+            (Some(_), None) => Judged::Provider,
+            (None, None) => Judged::Nothing,
+        };
+
         let levels = hierarchy_limits(&policy, key);
         let refusals = match admission::check(
             &policy,
@@ -162,24 +195,10 @@ impl Flow {
             return RequestAction::Reply(reply);
         }
 
-        let provider = header_text(head.headers, &policy.provider_header);
-        let (provider, model) = split_provider(&policy, provider, gemini_path_model(head.path));
-        if let (Some(provider), Some(_)) = (&provider, &key.provider_configs) {
-            if key.provider_config(provider).is_none() {
-                let rejection = Rejection::new(
-                    RejectionKind::ProviderBlocked,
-                    format!(
-                        "provider '{provider}' is not allowed for virtual key '{}'",
-                        key.owner.id
-                    ),
-                );
-                if let Some(reply) = self.refuse(vec![rejection], &mut counters, env) {
-                    return RequestAction::Reply(reply);
-                }
-            }
-        }
         if model.is_some() || head.end_of_stream {
-            let action = self.resolve_target(key_index, provider, model, &mut counters, env);
+            // Everything is known now; the rules ran above for what was known.
+            let action =
+                self.resolve_target(key_index, provider, model, judged, &mut counters, env);
             return match action {
                 RequestAction::Continue { .. } => RequestAction::Continue { remove_headers },
                 reply => reply,
@@ -188,6 +207,7 @@ impl Flow {
         self.stage = Stage::AwaitingModel {
             key: key_index,
             provider,
+            judged,
         };
         self.sniffer = Some(RequestSniffer::default());
         self.flush_conflicts(&counters, env);
@@ -200,12 +220,17 @@ impl Flow {
         end_of_stream: bool,
         env: &mut Env<'_>,
     ) -> RequestAction {
-        let Stage::AwaitingModel { key, provider } = &self.stage else {
+        let Stage::AwaitingModel {
+            key,
+            provider,
+            judged,
+        } = &self.stage
+        else {
             return RequestAction::Continue {
                 remove_headers: Vec::new(),
             };
         };
-        let (key, provider) = (*key, provider.clone());
+        let (key, provider, judged) = (*key, provider.clone(), *judged);
         let Some(sniffer) = self.sniffer.as_mut() else {
             return RequestAction::Continue {
                 remove_headers: Vec::new(),
@@ -222,7 +247,9 @@ impl Flow {
         let policy = Rc::clone(&self.policy);
         let (provider, model) = split_provider(&policy, provider, model);
         let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
-        self.resolve_target(key, provider, model, &mut counters, env)
+        // A provider from the header was judged at request headers (`Judged::Provider`); one
+        // named by the model's prefix is judged now.
+        self.resolve_target(key, provider, model, judged, &mut counters, env)
     }
 
     /// Response headers of an admitted request: start scanning for usage, and return the
@@ -280,38 +307,34 @@ impl Flow {
         }
     }
 
-    /// Provider and model rules, pricing and provider-config limits, once the model (or the
-    /// end of the request body) is known.
-    fn resolve_target(
+    /// The provider and model rules and pricing (SPEC.md §3 step 3) for what is known:
+    /// `Some(reply)` when the request is refused. `check_provider` is false when the
+    /// provider was already judged at request headers.
+    fn target_rules(
         &mut self,
         key_index: usize,
-        provider: Option<String>,
-        model: Option<String>,
+        provider: Option<&str>,
+        model: Option<&str>,
+        check_provider: bool,
         counters: &mut Counters<'_>,
         env: &mut Env<'_>,
-    ) -> RequestAction {
+    ) -> Option<LocalReply> {
         let policy = Rc::clone(&self.policy);
-        let Some(key) = policy.keys.get(key_index) else {
-            return RequestAction::Continue {
-                remove_headers: Vec::new(),
-            };
-        };
-        let config = provider.as_deref().and_then(|p| key.provider_config(p));
-        if let Some(provider) = &provider {
+        let key = policy.keys.get(key_index)?;
+        let config = provider.and_then(|p| key.provider_config(p));
+        let mut refusals = Vec::new();
+        if let Some(provider) = provider.filter(|_| check_provider) {
             if key.provider_configs.is_some() && config.is_none() {
-                let rejection = Rejection::new(
+                refusals.push(Rejection::new(
                     RejectionKind::ProviderBlocked,
                     format!(
                         "provider '{provider}' is not allowed for virtual key '{}'",
                         key.owner.id
                     ),
-                );
-                if let Some(reply) = self.refuse(vec![rejection], counters, env) {
-                    return RequestAction::Reply(reply);
-                }
+                ));
             }
         }
-        if let Some(model) = &model {
+        if let Some(model) = model {
             let by_key = key
                 .allowed_models
                 .as_ref()
@@ -320,35 +343,59 @@ impl Flow {
                 .and_then(|c| c.allowed_models.as_ref())
                 .is_none_or(|set| set.allows(model));
             if !by_key || !by_provider {
-                let rejection = Rejection::new(
+                refusals.push(Rejection::new(
                     RejectionKind::ModelBlocked,
                     format!(
                         "model '{model}' is not allowed for virtual key '{}'",
                         key.owner.id
                     ),
-                );
-                if let Some(reply) = self.refuse(vec![rejection], counters, env) {
-                    return RequestAction::Reply(reply);
-                }
+                ));
             }
             let mut all_limits = hierarchy_limits(&policy, key);
             if let Some(config) = config {
                 all_limits.extend(&config.owner.limits);
             }
-            let budget_applies = all_limits
-                .iter()
-                .filter_map(|id| policy.limits.get(*id))
-                .any(|limit| limit.kind == LimitKind::Budget);
+            let budget_applies = all_limits.iter().any(|id| is_budget(&policy, *id));
             if budget_applies && policy.require_pricing && policy.pricing.lookup(model).is_none() {
-                let rejection = Rejection::new(
+                refusals.push(Rejection::new(
                     RejectionKind::ModelNotPriced,
                     format!("model '{model}' has no pricing entry, and a budget applies to this request"),
-                );
-                if let Some(reply) = self.refuse(vec![rejection], counters, env) {
-                    return RequestAction::Reply(reply);
-                }
+                ));
             }
         }
+        self.refuse(refusals, counters, env)
+    }
+
+    /// Once the model (or the end of the request body) is known: the rules not judged yet
+    /// (`judged`: what request headers already covered), then the provider config's
+    /// limits; then admitted.
+    fn resolve_target(
+        &mut self,
+        key_index: usize,
+        provider: Option<String>,
+        model: Option<String>,
+        judged: Judged,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
+        if judged != Judged::All {
+            let check_provider = judged == Judged::Nothing;
+            if let Some(reply) = self.target_rules(
+                key_index,
+                provider.as_deref(),
+                model.as_deref(),
+                check_provider,
+                counters,
+                env,
+            ) {
+                return RequestAction::Reply(reply);
+            }
+        }
+        let policy = Rc::clone(&self.policy);
+        let config = policy
+            .keys
+            .get(key_index)
+            .and_then(|key| key.provider_config(provider.as_deref()?));
         if let Some(config) = config {
             let refusals = match admission::check(
                 &policy,

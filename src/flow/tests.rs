@@ -336,3 +336,56 @@ fn provider_and_model_rules() {
     );
     assert_eq!(blocked.error_type(), "provider_blocked");
 }
+
+#[test]
+fn rules_known_at_headers_come_before_limits() {
+    let config = format!(
+        r#"{{{PRICING},"virtual_keys":[{{"id":"k","value":"sk","rate_limit":{{"request_max_limit":1,"request_reset_duration":"1h"}},
+        "provider_configs":[{{"provider":"openai"}}]}}]}}"#
+    );
+    let mut sim = Sim::new(&config);
+    assert_eq!(
+        sim.exchange(Some("sk"), &chat("gpt-4o-mini"), &usage_body(1, 1))
+            .status(),
+        200
+    );
+    let headers = vec![
+        ("x-bf-vk".to_string(), b"sk".to_vec()),
+        ("x-bf-provider".to_string(), b"mistral".to_vec()),
+    ];
+    let refused = sim.exchange_with(
+        headers,
+        "POST",
+        "/v1/chat/completions",
+        &chat("gpt-4o-mini"),
+        "{}",
+    );
+    assert_eq!(
+        refused.error_type(),
+        "provider_blocked",
+        "step 3 before step 4 at the same moment"
+    );
+    assert_eq!(sim.used("k", LimitKind::Requests), 1);
+}
+
+#[test]
+fn shadow_counts_a_blocked_provider_once() {
+    let config = format!(
+        r#"{{{PRICING},"mode":"shadow","virtual_keys":[{{"id":"k","value":"sk","provider_configs":[{{"provider":"openai"}}]}}]}}"#
+    );
+    let mut sim = Sim::new(&config);
+    let headers = vec![
+        ("x-bf-vk".to_string(), b"sk".to_vec()),
+        ("x-bf-provider".to_string(), b"mistral".to_vec()),
+    ];
+    let ex = sim.exchange_with(
+        headers,
+        "POST",
+        "/v1/chat/completions",
+        &chat("gpt-4o-mini"),
+        &usage_body(1, 1),
+    );
+    assert_eq!(ex.status(), 200);
+    assert_eq!(sim.metrics.get("shadow_rejected"), 1);
+    assert_eq!(sim.metrics.get("admitted"), 1);
+}
