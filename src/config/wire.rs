@@ -80,6 +80,9 @@ pub struct WirePrice {
     pub cache_creation_input_token_cost: Option<f64>,
 }
 
+// Customers, teams and keys repeat their limit fields (`budgets`, `rate_limit`,
+// `calendar_aligned`, `timezone`) instead of sharing a flattened struct: serde cannot combine
+// `flatten` with `deny_unknown_fields`, and refusing unknown fields matters more here.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireCustomer {
