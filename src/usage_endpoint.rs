@@ -79,15 +79,9 @@ fn visible_limits(policy: &Policy, headers: &[(String, Vec<u8>)]) -> Option<Vec<
     let key = policy
         .keys
         .get(find_key(policy, &presented.secret_sha256)?)?;
-    let mut limits = key.owner.limits.clone();
+    let mut limits: Vec<LimitId> = policy.hierarchy_limits(key).collect();
     for config in key.provider_configs.iter().flatten() {
         limits.extend(&config.owner.limits);
-    }
-    if let Some(team) = key.team.and_then(|t| policy.teams.get(t)) {
-        limits.extend(&team.owner.limits);
-    }
-    if let Some(customer) = key.customer.and_then(|c| policy.customers.get(c)) {
-        limits.extend(&customer.limits);
     }
     Some(limits)
 }

@@ -9,11 +9,5 @@ fn main() {
         .and_then(|p| p.parent())
         .map(PathBuf::from)
         .unwrap_or_default();
-    let filter = guest_build::build_guest(&root, &root.join("Cargo.toml"), "governance");
-    println!("cargo:rustc-env=GOVERNANCE_WASM={}", filter.display());
-    guest_build::rerun_if_tree_changed(&root.join("src"));
-    println!(
-        "cargo:rerun-if-changed={}",
-        root.join("Cargo.toml").display()
-    );
+    guest_build::build_and_export(&root, &root, "governance", "GOVERNANCE_WASM");
 }

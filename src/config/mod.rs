@@ -222,3 +222,27 @@ pub fn sha256_of(secret: &[u8]) -> [u8; 32] {
 
 #[cfg(test)]
 mod tests;
+
+impl Policy {
+    /// The limits of `key`, its team and its customer, in that order (the levels that
+    /// admission checks at request headers).
+    pub fn hierarchy_limits<'a>(
+        &'a self,
+        key: &'a VirtualKey,
+    ) -> impl Iterator<Item = LimitId> + 'a {
+        let team = key
+            .team
+            .and_then(|t| self.teams.get(t))
+            .map(|t| &t.owner.limits);
+        let customer = key
+            .customer
+            .and_then(|c| self.customers.get(c))
+            .map(|c| &c.limits);
+        key.owner
+            .limits
+            .iter()
+            .chain(team.into_iter().flatten())
+            .chain(customer.into_iter().flatten())
+            .copied()
+    }
+}

@@ -176,7 +176,7 @@ impl Flow {
             (None, None) => Judged::Nothing,
         };
 
-        let levels = hierarchy_limits(&policy, key);
+        let levels: Vec<LimitId> = policy.hierarchy_limits(key).collect();
         let refusals = match admission::check(
             &policy,
             &mut counters,
@@ -351,11 +351,13 @@ impl Flow {
                     ),
                 ));
             }
-            let mut all_limits = hierarchy_limits(&policy, key);
-            if let Some(config) = config {
-                all_limits.extend(&config.owner.limits);
-            }
-            let budget_applies = all_limits.iter().any(|id| is_budget(&policy, *id));
+            let config_limits = config
+                .map(|c| c.owner.limits.as_slice())
+                .unwrap_or_default();
+            let budget_applies = policy
+                .hierarchy_limits(key)
+                .chain(config_limits.iter().copied())
+                .any(|id| is_budget(&policy, id));
             if budget_applies && policy.require_pricing && policy.pricing.lookup(model).is_none() {
                 refusals.push(Rejection::new(
                     RejectionKind::ModelNotPriced,
@@ -627,18 +629,6 @@ fn key_state(key: &VirtualKey, now: i64) -> Option<Rejection> {
         ));
     }
     None
-}
-
-/// The limits of the key, its team and its customer, in that order.
-fn hierarchy_limits(policy: &Policy, key: &VirtualKey) -> Vec<LimitId> {
-    let mut limits = key.owner.limits.clone();
-    if let Some(team) = key.team.and_then(|t| policy.teams.get(t)) {
-        limits.extend(&team.owner.limits);
-    }
-    if let Some(customer) = key.customer.and_then(|c| policy.customers.get(c)) {
-        limits.extend(&customer.limits);
-    }
-    limits
 }
 
 fn header_text(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {

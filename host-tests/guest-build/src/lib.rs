@@ -56,3 +56,14 @@ pub fn build_guest(workspace_root: &Path, manifest: &Path, lib_name: &str) -> Pa
 pub fn rerun_if_tree_changed(dir: &Path) {
     println!("cargo:rerun-if-changed={}", dir.display());
 }
+
+/// Builds the guest crate in `crate_dir` (its `Cargo.toml` and `src/`), exports the `.wasm`
+/// path to the crate being built as the compile-time variable `env_var`, and asks cargo to
+/// rerun the build script when the guest's sources change.
+pub fn build_and_export(workspace_root: &Path, crate_dir: &Path, lib_name: &str, env_var: &str) {
+    let manifest = crate_dir.join("Cargo.toml");
+    let wasm = build_guest(workspace_root, &manifest, lib_name);
+    println!("cargo:rustc-env={env_var}={}", wasm.display());
+    rerun_if_tree_changed(&crate_dir.join("src"));
+    println!("cargo:rerun-if-changed={}", manifest.display());
+}
