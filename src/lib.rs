@@ -10,6 +10,7 @@ pub mod accounting;
 pub mod admission;
 pub mod config;
 pub mod counter;
+pub mod decimal;
 pub mod duration;
 pub mod flow;
 pub mod identity;

@@ -40,6 +40,26 @@ impl Metric {
         all
     }
 
+    /// This counter's position in [`Metric::all`], so sinks can keep ids in a plain table.
+    pub fn index(self) -> usize {
+        match self {
+            Metric::Admitted => 0,
+            Metric::Rejected => 1,
+            Metric::ShadowRejected => 2,
+            Metric::CasConflicts => 3,
+            Metric::StoreFailures => 4,
+            Metric::UsageMissing => 5,
+            Metric::PricingMissing => 6,
+            Metric::TokensCharged => 7,
+            Metric::SpendMicroUsd => 8,
+            Metric::RejectedBy(kind) => RejectionKind::ALL
+                .iter()
+                .position(|k| *k == kind)
+                .unwrap_or(0)
+                .saturating_add(9),
+        }
+    }
+
     /// The name after the namespace prefix.
     pub fn name(self) -> String {
         match self {
@@ -100,5 +120,17 @@ impl MetricsSink for MemoryMetrics {
 impl MemoryMetrics {
     pub fn get(&self, name: &str) -> u64 {
         self.values.get(name).copied().unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_is_the_position_in_all() {
+        for (i, metric) in Metric::all().into_iter().enumerate() {
+            assert_eq!(metric.index(), i, "{metric:?}");
+        }
     }
 }

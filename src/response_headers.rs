@@ -1,14 +1,34 @@
 //! Remaining-quota headers on admitted responses (SPEC.md §5): the tightest limit of each
 //! kind over the hierarchy, OpenAI style.
+//!
+//! They run on every admitted response, so the values are written with the small decimal
+//! writers of [`crate::decimal`] into one reused buffer, and handed to the caller one by
+//! one (the glue sets each straight away) rather than collected.
 
 use crate::admission::Seen;
 use crate::config::{LimitKind, Policy};
+use crate::decimal::{push_money, push_u128};
 use crate::money::Money;
-use crate::window::format_openai_reset;
+use crate::window::push_openai_reset;
 
 /// The headers to add, from the counters admission saw.
 pub fn quota_headers(policy: &Policy, seen: &[Seen], now: i64) -> Vec<(String, String)> {
     let mut headers = Vec::new();
+    emit_quota_headers(policy, seen, now, &mut |name, value| {
+        headers.push((name.to_string(), value.to_string()));
+    });
+    headers
+}
+
+/// The same headers as [`quota_headers`], in the same order, passed to `emit` as
+/// `(name, value)` without collecting them.
+pub fn emit_quota_headers(
+    policy: &Policy,
+    seen: &[Seen],
+    now: i64,
+    emit: &mut dyn FnMut(&'static str, &str),
+) {
+    let mut text = String::new();
     for kind in [LimitKind::Requests, LimitKind::Tokens, LimitKind::Budget] {
         let tightest = seen
             .iter()
@@ -21,40 +41,35 @@ pub fn quota_headers(policy: &Policy, seen: &[Seen], now: i64) -> Vec<(String, S
             continue;
         };
         let remaining = limit.max.saturating_sub(record.used);
-        let reset = format_openai_reset(record.window_end.saturating_sub(now));
-        let (limit_text, remaining_text, names) = match kind {
-            LimitKind::Requests => (
-                limit.max.to_string(),
-                remaining.to_string(),
-                [
-                    "x-ratelimit-limit-requests",
-                    "x-ratelimit-remaining-requests",
-                    "x-ratelimit-reset-requests",
-                ],
-            ),
-            LimitKind::Tokens => (
-                limit.max.to_string(),
-                remaining.to_string(),
-                [
-                    "x-ratelimit-limit-tokens",
-                    "x-ratelimit-remaining-tokens",
-                    "x-ratelimit-reset-tokens",
-                ],
-            ),
-            LimitKind::Budget => (
-                limit.max_money().to_string(),
-                Money::from_femto(remaining).to_string(),
-                [
-                    "x-budget-limit-usd",
-                    "x-budget-remaining-usd",
-                    "x-budget-reset",
-                ],
-            ),
+        let [limit_name, remaining_name, reset_name] = match kind {
+            LimitKind::Requests => [
+                "x-ratelimit-limit-requests",
+                "x-ratelimit-remaining-requests",
+                "x-ratelimit-reset-requests",
+            ],
+            LimitKind::Tokens => [
+                "x-ratelimit-limit-tokens",
+                "x-ratelimit-remaining-tokens",
+                "x-ratelimit-reset-tokens",
+            ],
+            LimitKind::Budget => [
+                "x-budget-limit-usd",
+                "x-budget-remaining-usd",
+                "x-budget-reset",
+            ],
         };
-        let [limit_name, remaining_name, reset_name] = names;
-        headers.push((limit_name.to_string(), limit_text));
-        headers.push((remaining_name.to_string(), remaining_text));
-        headers.push((reset_name.to_string(), reset));
+        let amount = |text: &mut String, value: u128| match kind {
+            LimitKind::Budget => push_money(text, Money::from_femto(value)),
+            LimitKind::Requests | LimitKind::Tokens => push_u128(text, value),
+        };
+        text.clear();
+        amount(&mut text, limit.max);
+        emit(limit_name, &text);
+        text.clear();
+        amount(&mut text, remaining);
+        emit(remaining_name, &text);
+        text.clear();
+        push_openai_reset(&mut text, record.window_end.saturating_sub(now));
+        emit(reset_name, &text);
     }
-    headers
 }

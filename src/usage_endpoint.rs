@@ -3,7 +3,7 @@
 use crate::admission::rfc3339;
 use crate::config::{LimitId, LimitKind, Policy};
 use crate::counter::{CounterError, Counters};
-use crate::identity::{constant_time_eq, find_key, presented_key};
+use crate::identity::{constant_time_eq, identify, RequestHeaders};
 use crate::money::Money;
 use crate::rejection::LocalReply;
 
@@ -20,7 +20,7 @@ pub fn is_usage_request(policy: &Policy, method: &str, path: &str) -> bool {
 /// team and customer included) for a virtual key, 401 otherwise.
 pub fn reply(
     policy: &Policy,
-    headers: &[(String, Vec<u8>)],
+    headers: &dyn RequestHeaders,
     counters: &Counters<'_>,
     now: i64,
 ) -> Result<LocalReply, CounterError> {
@@ -60,25 +60,22 @@ pub fn reply(
     Ok(json_reply(200, serde_json::json!({ "counters": entries })))
 }
 
-fn visible_limits(policy: &Policy, headers: &[(String, Vec<u8>)]) -> Option<Vec<LimitId>> {
+fn visible_limits(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Vec<LimitId>> {
     if let Some(admin) = policy
         .usage_endpoint
         .as_ref()
         .and_then(|e| e.admin_key_sha256)
     {
-        let bearer = headers
-            .iter()
-            .find(|(name, _)| name.eq_ignore_ascii_case("authorization"))
-            .and_then(|(_, value)| value.trim_ascii().strip_prefix(b"Bearer ".as_slice()))
+        let value = headers.get("authorization");
+        let bearer = value
+            .as_deref()
+            .and_then(|value| value.trim_ascii().strip_prefix(b"Bearer ".as_slice()))
             .map(|token| crate::config::sha256_of(token.trim_ascii()));
         if bearer.is_some_and(|hash| constant_time_eq(&hash, &admin)) {
             return Some((0..policy.limits.len()).collect());
         }
     }
-    let presented = presented_key(policy, headers)?;
-    let key = policy
-        .keys
-        .get(find_key(policy, &presented.secret_sha256)?)?;
+    let key = policy.keys.get(identify(policy, headers)?.key?)?;
     let mut limits: Vec<LimitId> = policy.hierarchy_limits(key).collect();
     for config in key.provider_configs.iter().flatten() {
         limits.extend(&config.owner.limits);

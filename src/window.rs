@@ -17,6 +17,7 @@
 //! bounds saturate at `i64::MIN` / `i64::MAX`, or [`WindowError::OutOfRange`] when no
 //! representable window contains the instant (only `now == i64::MAX` with a saturated end).
 
+use crate::decimal::push_u64;
 use crate::duration::{DurationKind, LimitDuration};
 use crate::zone::Zone;
 use chrono::{Datelike, Months, NaiveDate, NaiveDateTime, TimeDelta};
@@ -441,15 +442,25 @@ fn ceil_secs(nanos: i64) -> i64 {
 /// whole seconds: `45s`, `6m0s`, `1h0m0s`, `26h3m4s`. Rounded up to whole seconds so a
 /// client waiting that long finds the window reset; 0 or negative gives `0s`.
 pub fn format_openai_reset(nanos_remaining: i64) -> String {
-    let total = ceil_secs(nanos_remaining);
+    let mut out = String::new();
+    push_openai_reset(&mut out, nanos_remaining);
+    out
+}
+
+/// Appends [`format_openai_reset`]'s text to `out` (no `core::fmt`: it runs per response).
+pub fn push_openai_reset(out: &mut String, nanos_remaining: i64) {
+    let total = u64::try_from(ceil_secs(nanos_remaining)).unwrap_or(0);
     let (hours, minutes, seconds) = (total / 3600, total % 3600 / 60, total % 60);
     if hours > 0 {
-        format!("{hours}h{minutes}m{seconds}s")
-    } else if minutes > 0 {
-        format!("{minutes}m{seconds}s")
-    } else {
-        format!("{seconds}s")
+        push_u64(out, hours);
+        out.push('h');
     }
+    if hours > 0 || minutes > 0 {
+        push_u64(out, minutes);
+        out.push('m');
+    }
+    push_u64(out, seconds);
+    out.push('s');
 }
 
 #[cfg(test)]

@@ -179,6 +179,7 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         teams,
         keys,
         key_by_hash,
+        key_cache: Default::default(),
         providers,
     })
 }

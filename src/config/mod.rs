@@ -86,6 +86,8 @@ pub struct Policy {
     pub keys: Vec<VirtualKey>,
     /// SHA-256 of a key's secret → index in `keys`.
     pub key_by_hash: HashMap<[u8; 32], usize>,
+    /// This VM's secrets already found, per configuration (see [`crate::identity::KeyCache`]).
+    pub key_cache: crate::identity::KeyCache,
     /// Provider names mentioned anywhere, so `openai/gpt-4o` can be split.
     pub providers: BTreeSet<String>,
     /// The namespace's guard key, whose version makes counter creation atomic

@@ -13,15 +13,18 @@ use crate::accounting;
 use crate::admission::{self, Admission, Evaluation};
 use crate::config::{FailureMode, LimitId, LimitKind, Mode, Policy, VirtualKey};
 use crate::counter::{CounterError, Counters};
-use crate::identity::{find_key, presented_key};
+use crate::identity::{identify, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::money::Money;
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
 use crate::request_body::RequestSniffer;
-use crate::response_headers::quota_headers;
+use crate::response_headers::emit_quota_headers;
 use crate::store::CasStore;
 use crate::usage::{BodyFormat, UsageScanner};
 use crate::usage_endpoint;
+
+/// A response in server-sent events (matched case-insensitively, leading spaces ignored).
+const EVENT_STREAM: &[u8] = b"text/event-stream";
 
 /// What the host gives the core for one callback.
 pub struct Env<'a> {
@@ -37,8 +40,8 @@ pub struct RequestHead<'a> {
     pub method: &'a str,
     /// `:path`, query string included.
     pub path: &'a str,
-    /// Lower-cased names, raw values (not necessarily UTF-8).
-    pub headers: &'a [(String, Vec<u8>)],
+    /// Looked up by lower-case name; raw values (not necessarily UTF-8).
+    pub headers: &'a dyn RequestHeaders,
     /// True when the request has no body.
     pub end_of_stream: bool,
 }
@@ -122,12 +125,12 @@ impl Flow {
             };
         }
 
-        let presented = presented_key(&policy, head.headers);
-        let remove_headers = match (&presented, policy.strip_virtual_key) {
-            (Some(key), true) => vec![key.header.clone()],
+        let identified = identify(&policy, head.headers);
+        let remove_headers = match (&identified, policy.strip_virtual_key) {
+            (Some(found), true) => vec![found.header.to_string()],
             _ => Vec::new(),
         };
-        let Some(presented) = presented else {
+        let Some(identified) = identified else {
             if !policy.require_virtual_key {
                 self.stage = Stage::Bypass;
                 return RequestAction::Continue { remove_headers };
@@ -138,7 +141,7 @@ impl Flow {
             );
             return self.refuse_or_bypass(rejection, &mut counters, env, remove_headers);
         };
-        let Some(key_index) = find_key(&policy, &presented.secret_sha256) else {
+        let Some(key_index) = identified.key else {
             let rejection = Rejection::new(
                 RejectionKind::VirtualKeyNotFound,
                 "the virtual key is not known",
@@ -259,25 +262,38 @@ impl Flow {
         content_type: Option<&str>,
         env: &mut Env<'_>,
     ) -> Vec<(String, String)> {
+        let mut headers = Vec::new();
+        self.on_response_headers_with(content_type, env, &mut |name, value| {
+            headers.push((name.to_string(), value.to_string()));
+        });
+        headers
+    }
+
+    /// [`Flow::on_response_headers`], handing each quota header to `add` as it is written
+    /// instead of collecting them (what the glue uses: no allocation per header).
+    pub fn on_response_headers_with(
+        &mut self,
+        content_type: Option<&str>,
+        env: &mut Env<'_>,
+        add: &mut dyn FnMut(&'static str, &str),
+    ) {
         if !matches!(self.stage, Stage::Admitted { .. }) {
-            return Vec::new();
+            return;
         }
-        let format = match content_type {
-            Some(ct)
-                if ct
-                    .trim_start()
-                    .to_ascii_lowercase()
-                    .starts_with("text/event-stream") =>
-            {
-                BodyFormat::EventStream
-            }
-            _ => BodyFormat::Json,
+        let event_stream = content_type.is_some_and(|ct| {
+            ct.trim_start()
+                .as_bytes()
+                .get(..EVENT_STREAM.len())
+                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(EVENT_STREAM))
+        });
+        let format = if event_stream {
+            BodyFormat::EventStream
+        } else {
+            BodyFormat::Json
         };
         self.scanner = Some(UsageScanner::new(format));
         if self.policy.response_headers {
-            quota_headers(&self.policy, &self.admission.seen, env.now)
-        } else {
-            Vec::new()
+            emit_quota_headers(&self.policy, &self.admission.seen, env.now, add);
         }
     }
 
@@ -631,11 +647,10 @@ fn key_state(key: &VirtualKey, now: i64) -> Option<Rejection> {
     None
 }
 
-fn header_text(headers: &[(String, Vec<u8>)], name: &str) -> Option<String> {
-    headers
-        .iter()
-        .find(|(key, _)| key.eq_ignore_ascii_case(name))
-        .and_then(|(_, value)| std::str::from_utf8(value).ok())
+fn header_text(headers: &dyn RequestHeaders, name: &str) -> Option<String> {
+    let value = headers.get(name)?;
+    std::str::from_utf8(&value)
+        .ok()
         .map(|text| text.trim().to_string())
         .filter(|text| !text.is_empty())
 }

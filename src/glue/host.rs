@@ -2,7 +2,6 @@
 //! Envoy counters as a [`MetricsSink`].
 
 use std::cell::Cell;
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::UNIX_EPOCH;
 
@@ -54,7 +53,8 @@ pub fn now_nanos() -> i64 {
 /// Counter ids, defined once per root context.
 #[derive(Default)]
 pub struct EnvoyMetrics {
-    ids: HashMap<Metric, u32>,
+    /// Envoy's id of each counter, by [`Metric::index`] (`None`: Envoy refused it).
+    ids: Vec<Option<u32>>,
     /// Spend below one micro-dollar not yet reported (per VM), so small charges add up.
     spend_remainder: Cell<Money>,
 }
@@ -63,13 +63,13 @@ impl EnvoyMetrics {
     /// Defines every counter as `<namespace>.<name>`. A counter Envoy refuses is skipped:
     /// metrics must never stop traffic.
     pub fn define(namespace: &str) -> Rc<EnvoyMetrics> {
-        let mut ids = HashMap::new();
-        for metric in Metric::all() {
-            let name = format!("{namespace}.{}", metric.name());
-            if let Ok(id) = hostcalls::define_metric(MetricType::Counter, &name) {
-                ids.insert(metric, id);
-            }
-        }
+        let ids = Metric::all()
+            .into_iter()
+            .map(|metric| {
+                let name = format!("{namespace}.{}", metric.name());
+                hostcalls::define_metric(MetricType::Counter, &name).ok()
+            })
+            .collect();
         Rc::new(EnvoyMetrics {
             ids,
             spend_remainder: Cell::new(Money::ZERO),
@@ -82,12 +82,12 @@ pub struct MetricsHandle(pub Rc<EnvoyMetrics>);
 
 impl MetricsSink for MetricsHandle {
     fn add(&mut self, metric: Metric, delta: u64) {
-        let Some(id) = self.0.ids.get(&metric) else {
+        let Some(id) = self.0.ids.get(metric.index()).copied().flatten() else {
             return;
         };
         let delta = i64::try_from(delta).unwrap_or(i64::MAX);
         if delta > 0 {
-            let _ = hostcalls::increment_metric(*id, delta);
+            let _ = hostcalls::increment_metric(id, delta);
         }
     }
 

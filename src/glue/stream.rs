@@ -2,20 +2,25 @@
 //! carries out its answer. Header maps are only readable inside their own callback, so
 //! everything the core needs later is copied out there.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType};
 
 use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
 use crate::config::Policy;
 use crate::flow::{Env, Flow, RequestAction, RequestHead};
+use crate::identity::RequestHeaders;
 use crate::rejection::LocalReply;
 
 pub struct GovernanceStream {
     flow: Flow,
     metrics: MetricsHandle,
     creator_tag: u64,
+    /// Whether a usage endpoint is configured (the only reader of `:method`).
+    usage_endpoint: bool,
 }
 
 impl GovernanceStream {
@@ -26,6 +31,7 @@ impl GovernanceStream {
         creator_tag: u64,
     ) -> Self {
         Self {
+            usage_endpoint: policy.usage_endpoint.is_some(),
             flow: Flow::new(policy, context_id),
             metrics: MetricsHandle(metrics),
             creator_tag,
@@ -74,13 +80,15 @@ impl Context for GovernanceStream {}
 
 impl HttpContext for GovernanceStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
-        let headers: Vec<(String, Vec<u8>)> = self
-            .get_http_request_headers_bytes()
-            .into_iter()
-            .map(|(name, value)| (name.to_ascii_lowercase(), value))
-            .collect();
-        let method = pseudo_header(&headers, ":method");
-        let path = pseudo_header(&headers, ":path");
+        // One hostcall per header the core asks for, instead of copying the whole map (Envoy
+        // matches names case-insensitively). `:method` only matters to the usage endpoint.
+        let headers = HostRequestHeaders;
+        let method = if self.usage_endpoint {
+            header_string(&headers, ":method")
+        } else {
+            String::new()
+        };
+        let path = header_string(&headers, ":path");
         let head = RequestHead {
             method: &method,
             path: &path,
@@ -108,10 +116,12 @@ impl HttpContext for GovernanceStream {
         let content_type = self
             .get_http_response_header_bytes("content-type")
             .and_then(|value| String::from_utf8(value).ok());
-        let add = self.with_env(|flow, env| flow.on_response_headers(content_type.as_deref(), env));
-        for (name, value) in add {
-            self.set_http_response_header(&name, Some(&value));
-        }
+        self.with_env(|flow, env| {
+            flow.on_response_headers_with(content_type.as_deref(), env, &mut |name, value| {
+                // Replace, like `set_http_response_header`; the map is writable here.
+                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+            })
+        });
         Action::Continue
     }
 
@@ -133,10 +143,22 @@ impl HttpContext for GovernanceStream {
     }
 }
 
-fn pseudo_header(headers: &[(String, Vec<u8>)], name: &str) -> String {
+/// The request header map of the current callback, read one header at a time. Only valid
+/// inside `on_http_request_headers` (Envoy refuses the map afterwards, and the SDK panics).
+struct HostRequestHeaders;
+
+impl RequestHeaders for HostRequestHeaders {
+    fn get(&self, name: &str) -> Option<Cow<'_, [u8]>> {
+        hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            .ok()
+            .flatten()
+            .map(Cow::Owned)
+    }
+}
+
+fn header_string(headers: &HostRequestHeaders, name: &str) -> String {
     headers
-        .iter()
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| String::from_utf8_lossy(value).into_owned())
+        .get(name)
+        .map(|value| String::from_utf8_lossy(&value).into_owned())
         .unwrap_or_default()
 }

@@ -13,4 +13,5 @@ mod admission;
 mod concurrency;
 mod configuration;
 mod counters;
+mod key_cache;
 mod operating;

@@ -1,0 +1,122 @@
+//! Decimal text for the per-response headers, written straight into a reused `String`
+//! without `core::fmt` (whose machinery, and `u128` division, cost more than the headers'
+//! hostcalls). Each writer gives exactly what `Display` gives for the same value.
+
+use crate::money::Money;
+
+/// Femto-dollars per dollar.
+const FEMTO_PER_USD: u64 = 1_000_000_000_000_000;
+const FEMTO_PER_USD_WIDE: u128 = 1_000_000_000_000_000;
+/// 10^19, the largest power of ten in a `u64`.
+const TEN_POW_19: u128 = 10_000_000_000_000_000_000;
+
+/// Appends `value` in decimal, like `value.to_string()`.
+pub fn push_u64(out: &mut String, value: u64) {
+    push_padded(out, value, 1);
+}
+
+/// Appends `value` in decimal with at least `width` digits (leading zeros), like
+/// `format!("{value:0width$}")` (for `width` up to 20).
+pub fn push_padded(out: &mut String, mut value: u64, width: usize) {
+    let mut digits = [b'0'; 20];
+    let mut used = 0usize;
+    for slot in digits.iter_mut().rev() {
+        // The remainder is below 10: it fits a u8, and `b'0' | d` is `b'0' + d`.
+        *slot = b'0' | u8::try_from(value % 10).unwrap_or(0);
+        value /= 10;
+        used = used.saturating_add(1);
+        if value == 0 && used >= width {
+            break;
+        }
+    }
+    let start = digits.len().saturating_sub(used);
+    for &digit in digits.get(start..).unwrap_or_default() {
+        out.push(char::from(digit));
+    }
+}
+
+/// Appends `value` in decimal, like `value.to_string()`.
+pub fn push_u128(out: &mut String, value: u128) {
+    match u64::try_from(value) {
+        Ok(small) => push_u64(out, small),
+        Err(_) => {
+            // Rare (counts beyond 1.8e19): the slow u128 division, 19 digits at a time.
+            push_u128(out, value / TEN_POW_19);
+            push_padded(out, u64::try_from(value % TEN_POW_19).unwrap_or(0), 19);
+        }
+    }
+}
+
+/// Appends an amount in USD like `Money`'s `Display`: the shortest exact decimal (`487.5`,
+/// `0.000001`, `12`).
+pub fn push_money(out: &mut String, money: Money) {
+    let femto = money.femto();
+    let (whole, fraction) = match u64::try_from(femto) {
+        // Up to $18,446: plain u64 arithmetic.
+        Ok(small) => (u128::from(small / FEMTO_PER_USD), small % FEMTO_PER_USD),
+        Err(_) => (
+            femto / FEMTO_PER_USD_WIDE,
+            u64::try_from(femto % FEMTO_PER_USD_WIDE).unwrap_or(0),
+        ),
+    };
+    push_u128(out, whole);
+    if fraction == 0 {
+        return;
+    }
+    out.push('.');
+    let (mut fraction, mut width) = (fraction, 15usize);
+    while fraction % 10 == 0 {
+        fraction /= 10;
+        width = width.saturating_sub(1);
+    }
+    push_padded(out, fraction, width);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn text(f: impl FnOnce(&mut String)) -> String {
+        let mut out = String::from("x");
+        f(&mut out);
+        out.split_off(1)
+    }
+
+    #[test]
+    fn edges() {
+        assert_eq!(text(|o| push_u64(o, 0)), "0");
+        assert_eq!(text(|o| push_u64(o, u64::MAX)), u64::MAX.to_string());
+        assert_eq!(text(|o| push_padded(o, 7, 3)), "007");
+        assert_eq!(text(|o| push_padded(o, 1234, 2)), "1234");
+        assert_eq!(text(|o| push_u128(o, u128::MAX)), u128::MAX.to_string());
+        let just_over = u128::from(u64::MAX) + 1;
+        assert_eq!(text(|o| push_u128(o, just_over)), just_over.to_string());
+        for femto in [
+            0,
+            1,
+            10,
+            999,
+            1_000_000_000_000_000,
+            487_500_000_000_000_000,
+        ] {
+            let money = Money::from_femto(femto);
+            assert_eq!(text(|o| push_money(o, money)), money.to_string());
+        }
+        let huge = Money::from_femto(u128::MAX);
+        assert_eq!(text(|o| push_money(o, huge)), huge.to_string());
+    }
+
+    proptest! {
+        #[test]
+        fn same_as_display(value in any::<u128>(), small in any::<u64>(), width in 0usize..=20) {
+            prop_assert_eq!(text(|o| push_u128(o, value)), value.to_string());
+            prop_assert_eq!(text(|o| push_u64(o, small)), small.to_string());
+            prop_assert_eq!(text(|o| push_padded(o, small, width)), format!("{small:0width$}"));
+            let money = Money::from_femto(value);
+            prop_assert_eq!(text(|o| push_money(o, money)), money.to_string());
+            let money = Money::from_femto(u128::from(small));
+            prop_assert_eq!(text(|o| push_money(o, money)), money.to_string());
+        }
+    }
+}
