@@ -115,6 +115,12 @@ impl Record {
         }
     }
 
+    /// Whether the record's open window contains `now` (then [`Record::rolled`] would
+    /// return it unchanged; checking first spares the copies of the call on every update).
+    pub fn covers(&self, now: i64) -> bool {
+        self.started && now < self.window_end
+    }
+
     /// The record as of `now`: a counter never used opens its first window (rolling windows
     /// are anchored here, at first use); an ended window is replaced by the one containing
     /// `now`, with nothing used or reserved.
@@ -262,6 +268,7 @@ impl<'a> Counters<'a> {
             None => None,
         };
         match stored {
+            Some(record) if record.covers(now) => Ok(record),
             Some(record) if record.started => record.rolled(limit, now),
             _ => Ok(self.update(limit, now, |_| Change::Write(()))?.record),
         }
@@ -308,7 +315,9 @@ impl<'a> Counters<'a> {
                     ..Record::default()
                 },
             };
-            record = record.rolled(limit, now)?;
+            if !record.covers(now) {
+                record = record.rolled(limit, now)?;
+            }
             let value = match change(&mut record) {
                 Change::Keep(value) => {
                     return Ok(Updated {

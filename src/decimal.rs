@@ -1,6 +1,6 @@
-//! Decimal text for the per-response headers, written straight into a reused `String`
+//! Decimal text for the per-response headers, appended as ASCII bytes to a reused buffer
 //! without `core::fmt` (whose machinery, and `u128` division, cost more than the headers'
-//! hostcalls). Each writer gives exactly what `Display` gives for the same value.
+//! hostcalls). Each writer gives exactly the bytes `Display` gives for the same value.
 
 use crate::money::Money;
 
@@ -11,13 +11,13 @@ const FEMTO_PER_USD_WIDE: u128 = 1_000_000_000_000_000;
 const TEN_POW_19: u128 = 10_000_000_000_000_000_000;
 
 /// Appends `value` in decimal, like `value.to_string()`.
-pub fn push_u64(out: &mut String, value: u64) {
+pub fn push_u64(out: &mut Vec<u8>, value: u64) {
     push_padded(out, value, 1);
 }
 
 /// Appends `value` in decimal with at least `width` digits (leading zeros), like
 /// `format!("{value:0width$}")` (for `width` up to 20).
-pub fn push_padded(out: &mut String, mut value: u64, width: usize) {
+pub fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
     let mut digits = [b'0'; 20];
     let mut used = 0usize;
     for slot in digits.iter_mut().rev() {
@@ -30,13 +30,11 @@ pub fn push_padded(out: &mut String, mut value: u64, width: usize) {
         }
     }
     let start = digits.len().saturating_sub(used);
-    for &digit in digits.get(start..).unwrap_or_default() {
-        out.push(char::from(digit));
-    }
+    out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
 
 /// Appends `value` in decimal, like `value.to_string()`.
-pub fn push_u128(out: &mut String, value: u128) {
+pub fn push_u128(out: &mut Vec<u8>, value: u128) {
     match u64::try_from(value) {
         Ok(small) => push_u64(out, small),
         Err(_) => {
@@ -49,7 +47,7 @@ pub fn push_u128(out: &mut String, value: u128) {
 
 /// Appends an amount in USD like `Money`'s `Display`: the shortest exact decimal (`487.5`,
 /// `0.000001`, `12`).
-pub fn push_money(out: &mut String, money: Money) {
+pub fn push_money(out: &mut Vec<u8>, money: Money) {
     let femto = money.femto();
     let (whole, fraction) = match u64::try_from(femto) {
         // Up to $18,446: plain u64 arithmetic.
@@ -63,7 +61,7 @@ pub fn push_money(out: &mut String, money: Money) {
     if fraction == 0 {
         return;
     }
-    out.push('.');
+    out.push(b'.');
     let (mut fraction, mut width) = (fraction, 15usize);
     while fraction % 10 == 0 {
         fraction /= 10;
@@ -77,10 +75,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn text(f: impl FnOnce(&mut String)) -> String {
-        let mut out = String::from("x");
+    fn text(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut out = b"x".to_vec();
         f(&mut out);
-        out.split_off(1)
+        String::from_utf8(out.split_off(1)).unwrap()
     }
 
     #[test]

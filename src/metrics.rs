@@ -90,6 +90,11 @@ pub trait MetricsSink {
 /// Splits `carried + cost` into whole micro-dollars and the femto-dollar remainder.
 pub fn whole_micro_usd(carried: Money, cost: Money) -> (u64, Money) {
     let total = carried.saturating_add(cost);
+    if let Ok(femto) = u64::try_from(total.femto()) {
+        // The usual case (below $18,446): u64 division instead of u128.
+        let remainder = Money::from_femto(u128::from(femto % 1_000_000_000));
+        return (femto / 1_000_000_000, remainder);
+    }
     let micro = total.micro_usd();
     let remainder = Money::from_femto(total.femto() % 1_000_000_000);
     (u64::try_from(micro).unwrap_or(u64::MAX), remainder)
@@ -126,6 +131,25 @@ impl MemoryMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn whole_micro_usd_is_exact_on_both_sides_of_u64() {
+        let micro = 1_000_000_000u128;
+        for (carried, cost) in [
+            (0u128, 0u128),
+            (999_999_999, 1),
+            (123, 4_567_890_123),
+            (u128::from(u64::MAX) - 5, 3),
+            (u128::from(u64::MAX), 1),
+            (u128::from(u64::MAX) * 7 + 11, micro * 3 + 2),
+        ] {
+            let (whole, rest) =
+                whole_micro_usd(Money::from_femto(carried), Money::from_femto(cost));
+            let total = carried + cost;
+            assert_eq!(u128::from(whole), total / micro, "{carried} + {cost}");
+            assert_eq!(rest.femto(), total % micro, "{carried} + {cost}");
+        }
+    }
 
     #[test]
     fn index_is_the_position_in_all() {

@@ -73,7 +73,12 @@ impl Money {
     /// `price × tokens`, saturating: token counts come from upstream responses and are
     /// untrusted, so an absurd count must not wrap around to a small charge.
     pub fn times(self, tokens: u64) -> Money {
-        Money(self.0.saturating_mul(u128::from(tokens)))
+        match u64::try_from(self.0) {
+            // Two u64 factors cannot overflow a u128: one widening multiply, where the
+            // saturating u128 multiply costs several hundred wasm instructions.
+            Ok(price) => Money(u128::from(price).wrapping_mul(u128::from(tokens))),
+            Err(_) => Money(self.0.saturating_mul(u128::from(tokens))),
+        }
     }
 
     /// Fixed four-decimal rendering for messages, e.g. `500.0000`.

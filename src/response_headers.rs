@@ -6,7 +6,8 @@
 //! one (the glue sets each straight away) rather than collected.
 
 use crate::admission::Seen;
-use crate::config::{LimitKind, Policy};
+use crate::config::{Limit, LimitKind, Policy};
+use crate::counter::Record;
 use crate::decimal::{push_money, push_u128};
 use crate::money::Money;
 use crate::window::push_openai_reset;
@@ -15,29 +16,42 @@ use crate::window::push_openai_reset;
 pub fn quota_headers(policy: &Policy, seen: &[Seen], now: i64) -> Vec<(String, String)> {
     let mut headers = Vec::new();
     emit_quota_headers(policy, seen, now, &mut |name, value| {
-        headers.push((name.to_string(), value.to_string()));
+        headers.push((
+            name.to_string(),
+            String::from_utf8_lossy(value).into_owned(),
+        ));
     });
     headers
 }
 
 /// The same headers as [`quota_headers`], in the same order, passed to `emit` as
-/// `(name, value)` without collecting them.
+/// `(name, value)` without collecting them (values are ASCII).
 pub fn emit_quota_headers(
     policy: &Policy,
     seen: &[Seen],
     now: i64,
-    emit: &mut dyn FnMut(&'static str, &str),
+    emit: &mut dyn FnMut(&'static str, &[u8]),
 ) {
-    let mut text = String::new();
+    // The tightest limit of each kind, in one pass: least remaining, then earliest end;
+    // the first one seen wins a tie (as `min_by_key` would).
+    let mut tightest: [Option<(&Limit, &Record)>; 3] = [None; 3];
+    for s in seen {
+        let Some(limit) = policy.limits.get(s.limit) else {
+            continue;
+        };
+        let Some(slot) = tightest.get_mut(kind_index(limit.kind)) else {
+            continue;
+        };
+        let rank = |(limit, record): (&Limit, &Record)| {
+            (limit.max.saturating_sub(record.used), record.window_end)
+        };
+        if slot.is_none_or(|best| rank((limit, &s.record)) < rank(best)) {
+            *slot = Some((limit, &s.record));
+        }
+    }
+    let mut text = Vec::with_capacity(32);
     for kind in [LimitKind::Requests, LimitKind::Tokens, LimitKind::Budget] {
-        let tightest = seen
-            .iter()
-            .filter_map(|s| policy.limits.get(s.limit).map(|limit| (limit, s.record)))
-            .filter(|(limit, _)| limit.kind == kind)
-            .min_by_key(|(limit, record)| {
-                (limit.max.saturating_sub(record.used), record.window_end)
-            });
-        let Some((limit, record)) = tightest else {
+        let Some((limit, record)) = tightest.get(kind_index(kind)).copied().flatten() else {
             continue;
         };
         let remaining = limit.max.saturating_sub(record.used);
@@ -58,7 +72,7 @@ pub fn emit_quota_headers(
                 "x-budget-reset",
             ],
         };
-        let amount = |text: &mut String, value: u128| match kind {
+        let amount = |text: &mut Vec<u8>, value: u128| match kind {
             LimitKind::Budget => push_money(text, Money::from_femto(value)),
             LimitKind::Requests | LimitKind::Tokens => push_u128(text, value),
         };
@@ -71,5 +85,13 @@ pub fn emit_quota_headers(
         text.clear();
         push_openai_reset(&mut text, record.window_end.saturating_sub(now));
         emit(reset_name, &text);
+    }
+}
+
+fn kind_index(kind: LimitKind) -> usize {
+    match kind {
+        LimitKind::Requests => 0,
+        LimitKind::Tokens => 1,
+        LimitKind::Budget => 2,
     }
 }

@@ -442,25 +442,26 @@ fn ceil_secs(nanos: i64) -> i64 {
 /// whole seconds: `45s`, `6m0s`, `1h0m0s`, `26h3m4s`. Rounded up to whole seconds so a
 /// client waiting that long finds the window reset; 0 or negative gives `0s`.
 pub fn format_openai_reset(nanos_remaining: i64) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     push_openai_reset(&mut out, nanos_remaining);
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Appends [`format_openai_reset`]'s text to `out` (no `core::fmt`: it runs per response).
-pub fn push_openai_reset(out: &mut String, nanos_remaining: i64) {
+/// Appends [`format_openai_reset`]'s text to `out` as ASCII (no `core::fmt`: it runs per
+/// response).
+pub fn push_openai_reset(out: &mut Vec<u8>, nanos_remaining: i64) {
     let total = u64::try_from(ceil_secs(nanos_remaining)).unwrap_or(0);
     let (hours, minutes, seconds) = (total / 3600, total % 3600 / 60, total % 60);
     if hours > 0 {
         push_u64(out, hours);
-        out.push('h');
+        out.push(b'h');
     }
     if hours > 0 || minutes > 0 {
         push_u64(out, minutes);
-        out.push('m');
+        out.push(b'm');
     }
     push_u64(out, seconds);
-    out.push('s');
+    out.push(b's');
 }
 
 #[cfg(test)]

@@ -179,7 +179,7 @@ impl Flow {
             (None, None) => Judged::Nothing,
         };
 
-        let levels: Vec<LimitId> = policy.hierarchy_limits(key).collect();
+        let levels = hierarchy_limit_list(&policy, key);
         let refusals = match admission::check(
             &policy,
             &mut counters,
@@ -264,18 +264,22 @@ impl Flow {
     ) -> Vec<(String, String)> {
         let mut headers = Vec::new();
         self.on_response_headers_with(content_type, env, &mut |name, value| {
-            headers.push((name.to_string(), value.to_string()));
+            headers.push((
+                name.to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
         });
         headers
     }
 
     /// [`Flow::on_response_headers`], handing each quota header to `add` as it is written
-    /// instead of collecting them (what the glue uses: no allocation per header).
+    /// (ASCII value bytes) instead of collecting them (what the glue uses: no allocation per
+    /// header).
     pub fn on_response_headers_with(
         &mut self,
         content_type: Option<&str>,
         env: &mut Env<'_>,
-        add: &mut dyn FnMut(&'static str, &str),
+        add: &mut dyn FnMut(&'static str, &[u8]),
     ) {
         if !matches!(self.stage, Stage::Admitted { .. }) {
             return;
@@ -298,11 +302,17 @@ impl Flow {
     }
 
     pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, env: &mut Env<'_>) {
-        if let Some(scanner) = self.scanner.as_mut() {
-            scanner.feed(chunk);
-        }
+        self.feed_response_body(chunk);
         if end_of_stream {
             self.charge(env);
+        }
+    }
+
+    /// A response-body chunk that is not the last: scanned only. Same as
+    /// [`Flow::on_response_body`] with `end_of_stream` false, which needs no [`Env`].
+    pub fn feed_response_body(&mut self, chunk: &[u8]) {
+        if let Some(scanner) = self.scanner.as_mut() {
+            scanner.feed(chunk);
         }
     }
 
@@ -572,12 +582,15 @@ impl Flow {
             return;
         };
         let policy = Rc::clone(&self.policy);
-        let priced_model = model
-            .clone()
-            .or_else(|| split_provider(&policy, None, scanned.model.clone()).1);
-        let price = priced_model
-            .as_deref()
-            .and_then(|m| policy.pricing.lookup(m));
+        let from_response;
+        let priced_model = match model {
+            Some(model) => Some(model.as_str()),
+            None => {
+                from_response = split_provider(&policy, None, scanned.model.clone()).1;
+                from_response.as_deref()
+            }
+        };
+        let price = priced_model.and_then(|m| policy.pricing.lookup(m));
         let cost = match price {
             Some(price) => price.cost(&usage),
             None => {
@@ -593,9 +606,9 @@ impl Flow {
             }
         };
         let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
-        let chargeable = self.admission.chargeable.clone();
+        let chargeable = &self.admission.chargeable;
         if let Err(err) =
-            accounting::charge(&policy, &mut counters, env.now, &chargeable, &usage, cost)
+            accounting::charge(&policy, &mut counters, env.now, chargeable, &usage, cost)
         {
             log::error!("#{} could not charge usage: {err}", self.context_id);
             env.metrics.add(Metric::StoreFailures, 1);
@@ -612,7 +625,7 @@ impl Flow {
             "#{} charged {tokens} tokens and {} USD (model {})",
             self.context_id,
             cost,
-            priced_model.as_deref().unwrap_or("unknown")
+            priced_model.unwrap_or("unknown")
         );
     }
 
@@ -655,8 +668,37 @@ fn header_text(headers: &dyn RequestHeaders, name: &str) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
+/// [`Policy::hierarchy_limits`] collected with one allocation (collecting the chained
+/// iterator costs several times more on every request).
+fn hierarchy_limit_list(policy: &Policy, key: &VirtualKey) -> Vec<LimitId> {
+    let team = key
+        .team
+        .and_then(|t| policy.teams.get(t))
+        .map(|t| t.owner.limits.as_slice())
+        .unwrap_or_default();
+    let customer = key
+        .customer
+        .and_then(|c| policy.customers.get(c))
+        .map(|c| c.limits.as_slice())
+        .unwrap_or_default();
+    let own = key.owner.limits.as_slice();
+    let mut levels = Vec::with_capacity(
+        own.len()
+            .saturating_add(team.len())
+            .saturating_add(customer.len()),
+    );
+    levels.extend_from_slice(own);
+    levels.extend_from_slice(team);
+    levels.extend_from_slice(customer);
+    levels
+}
+
 /// `/v1beta/models/{model}:generateContent` (and `/v1/...`) name the model in the path.
 fn gemini_path_model(path: &str) -> Option<String> {
+    // The prefixes hold no '?', so this is the test below, before the cost of splitting.
+    if !path.starts_with("/v1beta/models/") && !path.starts_with("/v1/models/") {
+        return None;
+    }
     let path = path.split('?').next().unwrap_or(path);
     let rest = path
         .strip_prefix("/v1beta/models/")

@@ -3,7 +3,6 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::UNIX_EPOCH;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MetricType, Status};
@@ -13,41 +12,90 @@ use crate::money::Money;
 use crate::store::{Cas, CasStore, SetOutcome, StoreError};
 
 /// Envoy's shared data (process-wide, per `vm_id`).
+///
+/// The two hostcalls are made directly (the same imports the SDK uses): the SDK takes keys
+/// as `&str`, which would mean a UTF-8 check of every key on every call, and panics on a
+/// status it does not expect, where this returns a [`StoreError`].
 pub struct SharedData;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+        return_cas: *mut u32,
+    ) -> u32;
+    fn proxy_set_shared_data(
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+        cas: u32,
+    ) -> u32;
+}
+
+const STATUS_OK: u32 = Status::Ok as u32;
+const STATUS_NOT_FOUND: u32 = Status::NotFound as u32;
+const STATUS_CAS_MISMATCH: u32 = Status::CasMismatch as u32;
 
 impl CasStore for SharedData {
     fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
-        let key =
-            std::str::from_utf8(key).map_err(|_| StoreError::Host(Status::BadArgument as u32))?;
-        match hostcalls::get_shared_data(key) {
-            Ok((Some(value), Some(cas))) => Ok(Some((value, cas))),
-            // A stored empty value comes back as (None, Some(cas)).
-            Ok((None, Some(cas))) => Ok(Some((Vec::new(), cas))),
-            Ok((_, None)) => Ok(None),
-            Err(status) => Err(StoreError::Host(status as u32)),
+        let mut data: *mut u8 = std::ptr::null_mut();
+        let mut size: usize = 0;
+        let mut cas: u32 = 0;
+        // SAFETY: the key is a live slice; the three out-pointers are valid for the call.
+        let status = unsafe {
+            proxy_get_shared_data(key.as_ptr(), key.len(), &mut data, &mut size, &mut cas)
+        };
+        let value = if data.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: the host allocated `size` bytes with this module's allocator
+            // (`proxy_on_memory_allocate`, a `Vec<u8>` of that capacity) and hands them
+            // over; the SDK takes ownership the same way.
+            unsafe { Vec::from_raw_parts(data, size, size) }
+        };
+        match status {
+            // A stored empty value comes back with no data and its version.
+            STATUS_OK if cas != 0 => Ok(Some((value, cas))),
+            STATUS_OK | STATUS_NOT_FOUND => Ok(None),
+            other => Err(StoreError::Host(other)),
         }
     }
 
     fn set(&self, key: &[u8], value: &[u8], cas: Cas) -> Result<SetOutcome, StoreError> {
-        let key =
-            std::str::from_utf8(key).map_err(|_| StoreError::Host(Status::BadArgument as u32))?;
-        let cas = (cas != 0).then_some(cas);
-        match hostcalls::set_shared_data(key, Some(value), cas) {
-            Ok(()) => Ok(SetOutcome::Written),
-            Err(Status::CasMismatch) => Ok(SetOutcome::CasMismatch),
-            Err(status) => Err(StoreError::Host(status as u32)),
+        // SAFETY: both slices are live for the call; the host copies them.
+        let status = unsafe {
+            proxy_set_shared_data(key.as_ptr(), key.len(), value.as_ptr(), value.len(), cas)
+        };
+        match status {
+            STATUS_OK => Ok(SetOutcome::Written),
+            STATUS_CAS_MISMATCH => Ok(SetOutcome::CasMismatch),
+            other => Err(StoreError::Host(other)),
         }
     }
 }
 
+#[link(wasm_import_module = "env")]
+extern "C" {
+    /// The same import the SDK's `get_current_time` uses (one `u64` written at the pointer).
+    fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
+}
+
 /// Nanoseconds since the Unix epoch, from the host (never from WASI or std: Envoy's clock is
-/// the one tests can move).
+/// the one tests can move). Called directly rather than through the SDK, which builds a
+/// `SystemTime` that would only be taken apart again (several hundred instructions per
+/// callback); 0 if the host fails, where the SDK would panic.
 pub fn now_nanos() -> i64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-        .and_then(|d| i64::try_from(d.as_nanos()).ok())
-        .unwrap_or(0)
+    let mut nanos: u64 = 0;
+    // SAFETY: the host writes one u64 through the pointer, valid and aligned for the call.
+    let status = unsafe { proxy_get_current_time_nanoseconds(&mut nanos) };
+    if status != 0 {
+        return 0;
+    }
+    i64::try_from(nanos).unwrap_or(0)
 }
 
 /// Counter ids, defined once per root context.

@@ -119,7 +119,8 @@ impl HttpContext for GovernanceStream {
         self.with_env(|flow, env| {
             flow.on_response_headers_with(content_type.as_deref(), env, &mut |name, value| {
                 // Replace, like `set_http_response_header`; the map is writable here.
-                let _ = hostcalls::set_map_value(MapType::HttpResponseHeaders, name, Some(value));
+                let _ =
+                    hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value));
             })
         });
         Action::Continue
@@ -129,7 +130,12 @@ impl HttpContext for GovernanceStream {
         let chunk = self
             .get_http_response_body(0, body_size)
             .unwrap_or_default();
-        self.with_env(|flow, env| flow.on_response_body(&chunk, end_of_stream, env));
+        if end_of_stream {
+            self.with_env(|flow, env| flow.on_response_body(&chunk, true, env));
+        } else {
+            // Only the end of the body charges (and reads the clock): scan without a hostcall.
+            self.flow.feed_response_body(&chunk);
+        }
         Action::Continue
     }
 
@@ -157,8 +163,13 @@ impl RequestHeaders for HostRequestHeaders {
 }
 
 fn header_string(headers: &HostRequestHeaders, name: &str) -> String {
-    headers
+    match headers
         .get(name)
-        .map(|value| String::from_utf8_lossy(&value).into_owned())
-        .unwrap_or_default()
+        .map(Cow::into_owned)
+        .map(String::from_utf8)
+    {
+        Some(Ok(text)) => text,
+        Some(Err(err)) => String::from_utf8_lossy(err.as_bytes()).into_owned(),
+        None => String::new(),
+    }
 }
