@@ -17,6 +17,7 @@ pub mod identity;
 pub mod metrics;
 pub mod money;
 pub mod pricing;
+pub mod recycler;
 pub mod rejection;
 pub mod request_body;
 pub mod response_headers;

@@ -1,7 +1,6 @@
 //! proxy-wasm glue: translates Envoy's callbacks into calls on the policy core and the
 //! core's answers back into hostcalls. No policy lives here.
 
-mod alloc;
 mod host;
 mod root;
 mod stream;
@@ -9,9 +8,9 @@ mod stream;
 use proxy_wasm::traits::RootContext;
 use proxy_wasm::types::LogLevel;
 
-/// Small blocks recycled in front of dlmalloc (see `alloc.rs`).
+/// Small blocks recycled in front of dlmalloc (see `recycler.rs`).
 #[global_allocator]
-static ALLOCATOR: alloc::Recycler = alloc::Recycler::new();
+static ALLOCATOR: crate::recycler::Recycler = crate::recycler::Recycler::new();
 
 proxy_wasm::main! {{
     // Only `proxy_log` may be called here (Envoy traps any other hostcall during start-up),

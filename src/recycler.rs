@@ -5,26 +5,27 @@
 //! records read from shared data, short strings and vectors) and frees them by its end.
 //! dlmalloc spends a few hundred instructions per malloc/free pair; popping and pushing a
 //! free list costs a few dozen. Blocks of up to [`MAX_SMALL`] bytes are rounded up to a
-//! multiple of [`GRANULE`]; each size keeps at most [`KEEP`] free blocks (about 140 KiB in
-//! all), the rest go back to dlmalloc, so the lists never hold more than a bounded amount.
-//! Larger or over-aligned blocks go straight to dlmalloc, `realloc` included.
+//! size of the form 8k + 4 (12, 20, 28, …): dlmalloc adds a 4-byte header and rounds to
+//! 8 (or 16), so such a block takes the same chunk as the exact request would and the
+//! rounding costs no memory. Each size keeps at most [`KEEP`] free blocks (about 70 KiB in
+//! all); the rest go back to dlmalloc, so the lists hold a bounded amount. Larger or
+//! over-aligned blocks go straight to dlmalloc, `realloc` included.
 //!
 //! The module has one thread (wasm32-wasip1 without threads), so the lists need no lock.
+//! The glue installs it as the module's global allocator; native builds only test it.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::UnsafeCell;
 use std::ptr;
 
-/// Size classes are multiples of this.
-const GRANULE: usize = 16;
-/// Number of size classes: blocks of 16, 32, … 256 bytes.
-const CLASSES: usize = 16;
+/// Number of size classes: blocks of 12, 20, 28, … 260 bytes.
+const CLASSES: usize = 32;
 /// The largest block served from the free lists.
-pub const MAX_SMALL: usize = GRANULE * CLASSES;
-/// Alignment of every small block (dlmalloc's own on wasm32; enough for a list pointer).
+pub const MAX_SMALL: usize = 8 * (CLASSES - 1) + 12;
+/// Alignment of every small block (dlmalloc gives at least this; enough for a list link).
 const ALIGN: usize = 8;
 /// Free blocks kept per size class.
-pub const KEEP: u32 = 64;
+pub const KEEP: u32 = 32;
 
 struct Lists {
     /// First free block of each class; each free block starts with the next one's address.
@@ -37,7 +38,7 @@ pub struct Recycler {
 }
 
 // SAFETY: the module runs on one thread (wasm32-wasip1 has no threads), so the lists are
-// never touched concurrently.
+// never touched concurrently. (Native tests use an instance from one thread only.)
 unsafe impl Sync for Recycler {}
 
 impl Recycler {
@@ -51,17 +52,24 @@ impl Recycler {
     }
 }
 
-/// The size class of a block, if it is small and not over-aligned.
+impl Default for Recycler {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The size class of a block, if it is small and not over-aligned: the smallest class
+/// whose size (8 × class + 12) holds it.
 fn class_of(size: usize, align: usize) -> Option<usize> {
     if size == 0 || size > MAX_SMALL || align > ALIGN {
         return None;
     }
-    Some(size.saturating_sub(1) / GRANULE)
+    Some(size.saturating_sub(5) / 8)
 }
 
 /// The layout every block of `class` is allocated with from dlmalloc.
 fn class_layout(class: usize) -> Option<Layout> {
-    let size = class.checked_add(1)?.checked_mul(GRANULE)?;
+    let size = class.checked_mul(8)?.checked_add(12)?;
     Layout::from_size_align(size, ALIGN).ok()
 }
 
@@ -106,7 +114,7 @@ unsafe impl GlobalAlloc for Recycler {
         if let (Some(head), Some(count)) = (lists.heads.get_mut(class), lists.counts.get_mut(class))
         {
             if *count < KEEP {
-                // SAFETY: the block is at least GRANULE bytes, ALIGN-aligned, and no
+                // SAFETY: the block is at least 12 bytes, ALIGN-aligned, and no
                 // longer used by its owner: its first bytes can hold the list link.
                 unsafe { block.cast::<*mut u8>().write(*head) };
                 *head = block;
@@ -158,6 +166,76 @@ unsafe impl GlobalAlloc for Recycler {
                 }
                 moved
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classes_hold_their_sizes_without_waste() {
+        for size in 1..=MAX_SMALL {
+            let class = class_of(size, 1).unwrap();
+            let room = class_layout(class).unwrap().size();
+            assert!(room >= size, "{size}");
+            // The next smaller class would not hold it, and every class size is 8k + 4.
+            if class > 0 {
+                assert!(class_layout(class - 1).unwrap().size() < size, "{size}");
+            }
+            assert_eq!(room % 8, 4, "{size}");
+        }
+        assert_eq!(class_of(MAX_SMALL + 1, 1), None);
+        assert_eq!(class_of(16, 16), None);
+        assert_eq!(class_of(0, 1), None);
+    }
+
+    #[test]
+    fn blocks_are_recycled_bounded_and_keep_their_contents() {
+        let recycler = Recycler::new();
+        let small = Layout::from_size_align(24, 8).unwrap();
+        unsafe {
+            let blocks: Vec<*mut u8> = (0..100).map(|_| recycler.alloc(small)).collect();
+            for (i, &b) in blocks.iter().enumerate() {
+                assert!(!b.is_null());
+                ptr::write_bytes(b, u8::try_from(i).unwrap(), 24);
+            }
+            for (i, &b) in blocks.iter().enumerate() {
+                assert!(
+                    (0..24).all(|k| *b.add(k) == u8::try_from(i).unwrap()),
+                    "block {i} overwritten"
+                );
+            }
+            for &b in &blocks {
+                recycler.dealloc(b, small);
+            }
+            let lists = &*recycler.lists.get();
+            let class = class_of(24, 8).unwrap();
+            assert_eq!(lists.counts[class], KEEP);
+            // The last blocks freed come back first.
+            let again = recycler.alloc(Layout::from_size_align(28, 4).unwrap());
+            assert_eq!(again, blocks[KEEP as usize - 1]);
+            recycler.dealloc(again, Layout::from_size_align(28, 4).unwrap());
+
+            // Growing and shrinking across classes and through dlmalloc keeps the contents.
+            let mut b = recycler.alloc(small);
+            ptr::write_bytes(b, 7, 24);
+            let mut size = 24;
+            for new_size in [28, 260, 261, 4096, 100, 12] {
+                let current = Layout::from_size_align(size, 8).unwrap();
+                b = recycler.realloc(b, current, new_size);
+                assert!(!b.is_null());
+                assert!(
+                    (0..12).all(|k| *b.add(k) == 7),
+                    "after realloc to {new_size}"
+                );
+                size = new_size;
+            }
+            recycler.dealloc(b, Layout::from_size_align(12, 8).unwrap());
+            let zeroed = recycler.alloc_zeroed(Layout::from_size_align(40, 8).unwrap());
+            assert!((0..40).all(|k| *zeroed.add(k) == 0));
+            recycler.dealloc(zeroed, Layout::from_size_align(40, 8).unwrap());
         }
     }
 }
