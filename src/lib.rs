@@ -11,6 +11,7 @@ pub mod admission;
 pub mod config;
 pub mod counter;
 pub mod duration;
+pub mod estimate;
 pub mod flow;
 pub mod identity;
 pub mod metrics;

@@ -116,7 +116,7 @@ impl Sim {
             }
         }
         outcome.response_headers =
-            flow.on_response_headers(Some("application/json"), &mut self.env());
+            flow.on_response_headers(Some(200), Some("application/json"), &mut self.env());
         flow.on_response_body(response.as_bytes(), true, &mut self.env());
         flow.on_stream_end(&mut self.env());
         outcome
@@ -389,3 +389,5 @@ fn shadow_counts_a_blocked_provider_once() {
     assert_eq!(sim.metrics.get("shadow_rejected"), 1);
     assert_eq!(sim.metrics.get("admitted"), 1);
 }
+
+mod reservations;

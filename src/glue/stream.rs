@@ -108,7 +108,11 @@ impl HttpContext for GovernanceStream {
         let content_type = self
             .get_http_response_header_bytes("content-type")
             .and_then(|value| String::from_utf8(value).ok());
-        let add = self.with_env(|flow, env| flow.on_response_headers(content_type.as_deref(), env));
+        let status = self
+            .get_http_response_header_bytes(":status")
+            .and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u16>().ok());
+        let add = self
+            .with_env(|flow, env| flow.on_response_headers(status, content_type.as_deref(), env));
         for (name, value) in add {
             self.set_http_response_header(&name, Some(&value));
         }
