@@ -93,6 +93,9 @@ pub struct Flow {
     stage: Stage,
     admission: Admission,
     sniffer: Option<RequestSniffer>,
+    /// The request's `content-length`: when that many body bytes have come, the body is
+    /// complete even if Envoy signals its end later, in an empty frame.
+    content_length: Option<u64>,
     scanner: Option<UsageScanner>,
     /// What the request holds on its token limits and budgets (reservations only).
     estimate: Option<Estimate>,
@@ -109,6 +112,7 @@ impl Flow {
             stage: Stage::Start,
             admission: Admission::default(),
             sniffer: None,
+            content_length: None,
             scanner: None,
             estimate: None,
             response_status: None,
@@ -209,6 +213,8 @@ impl Flow {
 
         if !head.end_of_stream && (model.is_none() || policy.reservation.enabled) {
             self.sniffer = Some(RequestSniffer::default());
+            self.content_length = header_text(head.headers, "content-length")
+                .and_then(|text| text.parse::<u64>().ok());
         }
         if model.is_some() || head.end_of_stream {
             // Everything is known now; the rules ran above for what was known.
@@ -247,6 +253,14 @@ impl Flow {
         if let Some(sniffer) = self.sniffer.as_mut() {
             sniffer.feed(chunk);
         }
+        // Envoy may pass the last bytes with end_of_stream false and end the stream with an
+        // empty frame; by then an upstream that reads `content-length` bytes has the whole
+        // request. So the body counts as complete at its last byte.
+        let body_complete = end_of_stream
+            || self
+                .content_length
+                .zip(self.sniffer.as_ref().map(RequestSniffer::body_bytes))
+                .is_some_and(|(expected, seen)| seen >= expected);
         match &self.stage {
             Stage::AwaitingModel {
                 key,
@@ -255,7 +269,7 @@ impl Flow {
             } => {
                 let (key, provider, judged) = (*key, provider.clone(), *judged);
                 let model = self.sniffer.as_ref().and_then(RequestSniffer::model);
-                if model.is_none() && !end_of_stream {
+                if model.is_none() && !body_complete {
                     return pass;
                 }
                 if !self.policy.reservation.enabled {
@@ -271,12 +285,12 @@ impl Flow {
                     provider,
                     model,
                     judged,
-                    end_of_stream,
+                    body_complete,
                     &mut counters,
                     env,
                 )
             }
-            Stage::AwaitingBody { model } if end_of_stream => {
+            Stage::AwaitingBody { model } if body_complete => {
                 let model = model.clone();
                 let policy = Rc::clone(&self.policy);
                 let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);

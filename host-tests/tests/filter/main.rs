@@ -14,3 +14,4 @@ mod concurrency;
 mod configuration;
 mod counters;
 mod operating;
+mod reservations;
