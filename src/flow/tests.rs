@@ -122,7 +122,8 @@ impl Sim {
         outcome
     }
 
-    fn used(&self, owner_id: &str, kind: LimitKind) -> u128 {
+    /// The counter of `owner_id`'s limit of `kind`, as of now.
+    fn record(&self, owner_id: &str, kind: LimitKind) -> crate::counter::Record {
         let limit = self
             .policy
             .limits
@@ -130,7 +131,11 @@ impl Sim {
             .find(|l| l.owner_id == owner_id && l.kind == kind)
             .expect("limit");
         let counters = Counters::new(&self.store, 1, &self.policy.guard_key);
-        counters.read(limit, self.now).unwrap().used
+        counters.read(limit, self.now).unwrap()
+    }
+
+    fn used(&self, owner_id: &str, kind: LimitKind) -> u128 {
+        self.record(owner_id, kind).used
     }
 }
 

@@ -33,14 +33,7 @@ struct InFlight {
 
 impl Sim {
     fn reserved(&self, owner_id: &str, kind: LimitKind) -> u128 {
-        let limit = self
-            .policy
-            .limits
-            .iter()
-            .find(|l| l.owner_id == owner_id && l.kind == kind)
-            .expect("limit");
-        let counters = Counters::new(&self.store, 1, &self.policy.guard_key);
-        counters.read(limit, self.now).unwrap().reserved
+        self.record(owner_id, kind).reserved
     }
 
     /// Request headers and the whole body; `Err` with the reply when refused.
@@ -93,11 +86,16 @@ fn femto_usd(usd: f64) -> u128 {
     Money::from_usd(usd).unwrap().femto()
 }
 
+/// Key `k` (secret `sk`) with a $0.002 daily budget.
+fn small_budget() -> Sim {
+    Sim::new(&config(
+        r#""virtual_keys":[{"id":"k","value":"sk","budgets":[{"max_limit":0.002,"reset_duration":"1d"}]}]"#,
+    ))
+}
+
 #[test]
 fn a_burst_in_flight_cannot_overshoot_the_budget() {
-    let mut sim = Sim::new(&config(
-        r#""virtual_keys":[{"id":"k","value":"sk","budgets":[{"max_limit":0.002,"reset_duration":"1d"}]}]"#,
-    ));
+    let mut sim = small_budget();
     let body = capped_chat(100);
     let estimate = estimate_of(&sim, &body).cost.femto();
     let max = femto_usd(0.002);
@@ -147,9 +145,7 @@ fn a_burst_in_flight_cannot_overshoot_the_budget() {
 
 #[test]
 fn overshoot_is_bounded_by_what_actual_costs_exceeded_estimates() {
-    let mut sim = Sim::new(&config(
-        r#""virtual_keys":[{"id":"k","value":"sk","budgets":[{"max_limit":0.002,"reset_duration":"1d"}]}]"#,
-    ));
+    let mut sim = small_budget();
     let body = capped_chat(100);
     let estimate = estimate_of(&sim, &body).cost.femto();
     let admitted: Vec<_> = (0..40)
