@@ -1,21 +1,24 @@
-//! Charging a response's usage to the limits that admitted its request (SPEC.md §4).
+//! Settling a request (SPEC.md §4 and §8): its response's usage charged to the limits that
+//! admitted it, and the estimates it held given back, one CAS per counter.
 
+use crate::admission::Held;
 use crate::config::{LimitId, LimitKind, Policy};
 use crate::counter::{Change, CounterError, Counters};
 use crate::money::Money;
-use crate::usage::Usage;
 
-/// Adds `usage`'s tokens to every token limit and `cost` to every budget in `limits`, each
-/// in the window that contains `now` (the window in which the response ended).
-pub fn charge(
+/// Adds `tokens` to every token limit and `cost` to every budget in `limits`, each in the
+/// window that contains `now` (the window in which the response ended), and in the same
+/// write removes what the request held there. A hold is removed only from the window it
+/// was made in: a rollover since then already cleared it.
+pub fn settle(
     policy: &Policy,
     counters: &mut Counters<'_>,
     now: i64,
     limits: &[LimitId],
-    usage: &Usage,
+    held: &[Held],
+    tokens: u128,
     cost: Money,
 ) -> Result<(), CounterError> {
-    let tokens = u128::from(usage.prompt_tokens().saturating_add(usage.output));
     for &id in limits {
         let Some(limit) = policy.limits.get(id) else {
             continue;
@@ -25,13 +28,37 @@ pub fn charge(
             LimitKind::Budget => cost.femto(),
             LimitKind::Requests => continue,
         };
-        if amount == 0 {
+        let hold = held.iter().find(|h| h.limit == id);
+        if amount == 0 && hold.is_none() {
             continue;
         }
         counters.update(limit, now, |record| {
-            record.used = record.used.saturating_add(amount);
-            Change::Write(())
+            let mut changed = false;
+            if let Some(hold) = hold.filter(|h| h.window_start == record.window_start) {
+                record.reserved = record.reserved.saturating_sub(hold.amount);
+                changed = hold.amount > 0;
+            }
+            if amount > 0 {
+                record.used = record.used.saturating_add(amount);
+                changed = true;
+            }
+            if changed {
+                Change::Write(())
+            } else {
+                Change::Keep(())
+            }
         })?;
     }
     Ok(())
+}
+
+/// Gives back holds without charging anything (a refused request).
+pub fn give_back(
+    policy: &Policy,
+    counters: &mut Counters<'_>,
+    now: i64,
+    held: &[Held],
+) -> Result<(), CounterError> {
+    let limits: Vec<LimitId> = held.iter().map(|h| h.limit).collect();
+    settle(policy, counters, now, &limits, held, 0, Money::ZERO)
 }

@@ -3,13 +3,17 @@
 //!
 //! A request slot is taken atomically (check and increment in one CAS), so under any
 //! concurrency exactly `request_max_limit` requests are admitted per window. Token limits and
-//! budgets are checked against usage charged so far: admitted while used < max. A request
-//! refused at any step gives back the slots it took, so it leaves every counter as it was.
+//! budgets are checked against usage charged so far plus what requests in flight reserved:
+//! admitted while used + reserved < max. With reservations (SPEC.md §8), [`reserve`] then
+//! holds the request's estimate on each of them, checking `used + reserved + estimate <= max`
+//! and adding the estimate in the same CAS. A request refused at any step gives back the
+//! slots and reservations it took, so it leaves every counter as it was.
 
 use chrono::{DateTime, SecondsFormat};
 
 use crate::config::{Limit, LimitId, LimitKind, Policy};
 use crate::counter::{Change, CounterError, Counters, Record, Updated};
+use crate::estimate::Estimate;
 use crate::money::Money;
 use crate::rejection::{Rejection, RejectionKind};
 
@@ -18,6 +22,15 @@ use crate::rejection::{Rejection, RejectionKind};
 pub struct Slot {
     pub limit: LimitId,
     pub window_start: i64,
+}
+
+/// An estimate held on a token limit or budget in a counter's window, until the request
+/// settles or is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Held {
+    pub limit: LimitId,
+    pub window_start: i64,
+    pub amount: u128,
 }
 
 /// A counter as admission saw it (after this request's slot), for the response headers.
@@ -34,6 +47,8 @@ pub struct Admission {
     pub seen: Vec<Seen>,
     /// The token limits and budgets to charge when the response ends.
     pub chargeable: Vec<LimitId>,
+    /// Reservations this request holds (SPEC.md §8).
+    pub held: Vec<Held>,
 }
 
 /// Whether the first refusal ends the check (enforce) or all levels are evaluated (shadow).
@@ -72,7 +87,7 @@ pub fn check(
                 LimitKind::Tokens | LimitKind::Budget => {
                     admission.chargeable.push(id);
                     let record = counters.read_or_start(limit, now)?;
-                    (record, record.used >= limit.max)
+                    (record, committed(&record) >= limit.max)
                 }
             };
             if kind == LimitKind::Requests && !refused {
@@ -83,7 +98,7 @@ pub fn check(
             }
             admission.seen.push(Seen { limit: id, record });
             if refused {
-                refusals.push(refusal(limit, &record, now));
+                refusals.push(refusal(limit, &record, now, None));
                 if evaluation == Evaluation::StopAtFirst {
                     let taken = admission.slots.split_off(first_new_slot);
                     release(policy, counters, now, &taken)?;
@@ -93,6 +108,68 @@ pub fn check(
         }
     }
     Ok(refusals)
+}
+
+/// Holds `estimate` on every token limit and budget in `limits` (level order), token limits
+/// first: each is admitted while `used + reserved + estimate <= max`, and the estimate is
+/// added to `reserved` in the same CAS. Shadow ([`Evaluation::All`]) holds it everywhere and
+/// reports the levels that would have refused. With [`Evaluation::StopAtFirst`] the first
+/// refusal ends the call, after giving back what this call held.
+pub fn reserve(
+    policy: &Policy,
+    counters: &mut Counters<'_>,
+    now: i64,
+    limits: &[LimitId],
+    estimate: &Estimate,
+    evaluation: Evaluation,
+    admission: &mut Admission,
+) -> Result<Vec<Rejection>, CounterError> {
+    let first_new = admission.held.len();
+    let mut refusals = Vec::new();
+    for kind in [LimitKind::Tokens, LimitKind::Budget] {
+        for &id in limits {
+            let Some(limit) = policy.limits.get(id).filter(|l| l.kind == kind) else {
+                continue;
+            };
+            let amount = estimate.amount(kind);
+            let updated = counters.update(limit, now, |record| {
+                let fits = committed(record).saturating_add(amount) <= limit.max;
+                if amount == 0 || (!fits && evaluation == Evaluation::StopAtFirst) {
+                    return Change::Keep(fits);
+                }
+                record.reserved = record.reserved.saturating_add(amount);
+                Change::Write(fits)
+            })?;
+            if updated.written {
+                admission.held.push(Held {
+                    limit: id,
+                    window_start: updated.record.window_start,
+                    amount,
+                });
+            }
+            match admission.seen.iter_mut().find(|s| s.limit == id) {
+                Some(seen) => seen.record = updated.record,
+                None => admission.seen.push(Seen {
+                    limit: id,
+                    record: updated.record,
+                }),
+            }
+            if !updated.value {
+                refusals.push(refusal(limit, &updated.record, now, Some(amount)));
+                if evaluation == Evaluation::StopAtFirst {
+                    let taken = admission.held.split_off(first_new);
+                    crate::accounting::give_back(policy, counters, now, &taken)?;
+                    return Ok(refusals);
+                }
+            }
+        }
+    }
+    Ok(refusals)
+}
+
+/// What a token limit or budget has committed: charged plus held by requests in flight.
+pub fn committed(record: &Record) -> u128 {
+    record.used.saturating_add(record.reserved)
 }
 
 /// Takes one request slot if the window has room; `written` says whether it was taken.
@@ -136,13 +213,13 @@ pub fn release(
     Ok(())
 }
 
-fn refusal(limit: &Limit, record: &Record, now: i64) -> Rejection {
+fn refusal(limit: &Limit, record: &Record, now: i64, estimate: Option<u128>) -> Rejection {
     let (kind, what) = match limit.kind {
         LimitKind::Requests => (RejectionKind::RequestLimited, "request limit"),
         LimitKind::Tokens => (RejectionKind::TokenLimited, "token limit"),
         LimitKind::Budget => (RejectionKind::BudgetExceeded, "budget"),
     };
-    let amounts = match limit.kind {
+    let mut amounts = match limit.kind {
         LimitKind::Budget => format!(
             "{} of {} USD used",
             Money::from_femto(record.used).four_decimals(),
@@ -151,6 +228,19 @@ fn refusal(limit: &Limit, record: &Record, now: i64) -> Rejection {
         LimitKind::Requests => format!("{} of {} requests used", record.used, limit.max),
         LimitKind::Tokens => format!("{} of {} tokens used", record.used, limit.max),
     };
+    let in_units = |amount: u128| match limit.kind {
+        LimitKind::Budget => format!("{} USD", Money::from_femto(amount).four_decimals()),
+        LimitKind::Requests | LimitKind::Tokens => format!("{amount} tokens"),
+    };
+    if record.reserved > 0 {
+        amounts.push_str(&format!(
+            ", {} reserved by requests in flight",
+            in_units(record.reserved)
+        ));
+    }
+    if let Some(estimate) = estimate {
+        amounts.push_str(&format!(", this request's estimate {}", in_units(estimate)));
+    }
     let message = format!(
         "{} '{}' {what} exceeded: {amounts}, resets {}",
         limit.owner_kind.label(),

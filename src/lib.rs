@@ -12,6 +12,7 @@ pub mod config;
 pub mod counter;
 pub mod decimal;
 pub mod duration;
+pub mod estimate;
 pub mod flow;
 pub mod identity;
 pub mod metrics;

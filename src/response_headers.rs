@@ -1,11 +1,12 @@
 //! Remaining-quota headers on admitted responses (SPEC.md §5): the tightest limit of each
-//! kind over the hierarchy, OpenAI style.
+//! kind over the hierarchy, OpenAI style. Remaining is what neither usage nor requests in
+//! flight hold; with reservations (SPEC.md §8) the held amount is reported beside it.
 //!
 //! They run on every admitted response, so the values are written with the small decimal
 //! writers of [`crate::decimal`] into one reused buffer, and handed to the caller one by
 //! one (the glue sets each straight away) rather than collected.
 
-use crate::admission::Seen;
+use crate::admission::{committed, Seen};
 use crate::config::{Limit, LimitKind, Policy};
 use crate::counter::Record;
 use crate::decimal::{push_money, push_u128};
@@ -43,7 +44,10 @@ pub fn emit_quota_headers(
             continue;
         };
         let rank = |(limit, record): (&Limit, &Record)| {
-            (limit.max.saturating_sub(record.used), record.window_end)
+            (
+                limit.max.saturating_sub(committed(record)),
+                record.window_end,
+            )
         };
         if slot.is_none_or(|best| rank((limit, &s.record)) < rank(best)) {
             *slot = Some((limit, &s.record));
@@ -54,7 +58,7 @@ pub fn emit_quota_headers(
         let Some((limit, record)) = tightest.get(kind_index(kind)).copied().flatten() else {
             continue;
         };
-        let remaining = limit.max.saturating_sub(record.used);
+        let remaining = limit.max.saturating_sub(committed(record));
         let [limit_name, remaining_name, reset_name] = match kind {
             LimitKind::Requests => [
                 "x-ratelimit-limit-requests",
@@ -85,6 +89,16 @@ pub fn emit_quota_headers(
         text.clear();
         push_openai_reset(&mut text, record.window_end.saturating_sub(now));
         emit(reset_name, &text);
+        if policy.reservation.enabled {
+            let reserved_name = match kind {
+                LimitKind::Requests => continue,
+                LimitKind::Tokens => "x-ratelimit-reserved-tokens",
+                LimitKind::Budget => "x-budget-reserved-usd",
+            };
+            text.clear();
+            amount(&mut text, record.reserved);
+            emit(reserved_name, &text);
+        }
     }
 }
 

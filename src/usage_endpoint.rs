@@ -1,6 +1,6 @@
 //! `GET <usage_endpoint.path>` (SPEC.md §7): the filter answers with counters itself.
 
-use crate::admission::rfc3339;
+use crate::admission::{committed, rfc3339};
 use crate::config::{LimitId, LimitKind, Policy};
 use crate::counter::{CounterError, Counters};
 use crate::identity::{constant_time_eq, identify, RequestHeaders};
@@ -37,7 +37,7 @@ pub fn reply(
             continue;
         };
         let record = counters.read(limit, now)?;
-        let remaining = limit.max.saturating_sub(record.used);
+        let remaining = limit.max.saturating_sub(committed(&record));
         let amount = |value: u128| match limit.kind {
             LimitKind::Budget => serde_json::json!(Money::from_femto(value).as_usd_f64()),
             LimitKind::Requests | LimitKind::Tokens => {
@@ -52,6 +52,7 @@ pub fn reply(
             "calendar_aligned": limit.calendar_aligned,
             "limit": amount(limit.max),
             "used": amount(record.used),
+            "reserved": amount(record.reserved),
             "remaining": amount(remaining),
             "window_start": rfc3339(record.window_start),
             "window_end": rfc3339(record.window_end),

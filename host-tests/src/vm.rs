@@ -244,6 +244,13 @@ impl Vm {
     pub fn root_context_id(&self) -> u32 {
         self.root
     }
+    /// Makes the next guest callback trap, as a bug in the module would: its fuel runs out
+    /// at its first instruction, and the VM fails the way [`Vm::is_failed`] reports (Envoy
+    /// delivers nothing more to a failed VM, so its streams never reach `on_log`).
+    pub fn trap_next_callback(&mut self) {
+        // Setting fuel only fails when metering is off, and this host always meters.
+        let _ = self.store.set_fuel(0);
+    }
     /// True once any callback trapped (Envoy's failed VM).
     pub fn is_failed(&self) -> bool {
         self.failed

@@ -6,11 +6,12 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use sha2::{Digest, Sha256};
 
 use super::wire::{
-    WireBudget, WireConfig, WirePrice, WireProviderConfig, WireRateLimit, WireVirtualKey,
+    WireBudget, WireConfig, WirePrice, WireProviderConfig, WireRateLimit, WireReservation,
+    WireVirtualKey,
 };
 use super::{
     ConfigError, Limit, LimitId, LimitKind, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
-    Team, UsageEndpoint, VirtualKey,
+    Reservation, Team, UsageEndpoint, VirtualKey,
 };
 use crate::duration::LimitDuration;
 use crate::money::Money;
@@ -28,14 +29,7 @@ struct Inherited {
 }
 
 pub fn compile(wire: WireConfig) -> Result<Policy> {
-    if let Some(reservation) = &wire.reservation {
-        if reservation.enabled {
-            return Err(ConfigError::new(
-                "reservation.enabled",
-                "reservations (SPEC.md §8) are not supported by this build yet",
-            ));
-        }
-    }
+    let reservation = compile_reservation(wire.reservation.as_ref())?;
     if wire.namespace.is_empty() {
         return Err(ConfigError::new("namespace", "must not be empty"));
     }
@@ -173,6 +167,7 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         require_pricing: wire.require_pricing,
         response_headers: wire.response_headers,
         usage_endpoint,
+        reservation,
         pricing,
         limits: builder.limits,
         customers,
@@ -181,6 +176,29 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         key_by_hash,
         key_cache: Default::default(),
         providers,
+    })
+}
+
+fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
+    let Some(wire) = wire else {
+        return Ok(Reservation::default());
+    };
+    if wire.default_max_output_tokens == 0 {
+        return Err(ConfigError::new(
+            "reservation.default_max_output_tokens",
+            "must be > 0",
+        ));
+    }
+    if wire.prompt_bytes_per_token == 0 {
+        return Err(ConfigError::new(
+            "reservation.prompt_bytes_per_token",
+            "must be > 0",
+        ));
+    }
+    Ok(Reservation {
+        enabled: wire.enabled,
+        default_max_output_tokens: wire.default_max_output_tokens,
+        prompt_bytes_per_token: wire.prompt_bytes_per_token,
     })
 }
 

@@ -78,6 +78,7 @@ pub struct Policy {
     pub require_pricing: bool,
     pub response_headers: bool,
     pub usage_endpoint: Option<UsageEndpoint>,
+    pub reservation: Reservation,
     pub pricing: Pricing,
     /// Every configured limit, each with its own shared-data key.
     pub limits: Vec<Limit>,
@@ -93,6 +94,26 @@ pub struct Policy {
     /// The namespace's guard key, whose version makes counter creation atomic
     /// (see [`crate::counter::Counters`]).
     pub guard_key: Vec<u8>,
+}
+
+/// SPEC.md §8: reserve an estimate before admitting, settle after the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reservation {
+    pub enabled: bool,
+    /// Output tokens assumed when the request names no maximum.
+    pub default_max_output_tokens: u64,
+    /// Request-body bytes per estimated prompt token (> 0).
+    pub prompt_bytes_per_token: u64,
+}
+
+impl Default for Reservation {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            default_max_output_tokens: 4096,
+            prompt_bytes_per_token: 4,
+        }
+    }
 }
 
 #[derive(Debug)]

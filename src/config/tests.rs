@@ -184,7 +184,10 @@ fn refusals_name_the_json_path() {
         (r#"{"usage_endpoint":{"path":"/u","extra":1}}"#.to_string(), "usage_endpoint.extra: unknown field `extra`"),
         (r#"{"pricing":{"m":{"input_cost_per_token":-1,"output_cost_per_token":0}}}"#.to_string(), "pricing.m.input_cost_per_token: -1 is not a price >= 0"),
         (r#"{"pricing":{"m":{"output_cost_per_token":0}}}"#.to_string(), "pricing.m: missing field `input_cost_per_token`"),
-        (r#"{"reservation":{"enabled":true}}"#.to_string(), "reservation.enabled"),
+        (r#"{"reservation":{"enabled":true,"prompt_bytes_per_token":0}}"#.to_string(), "reservation.prompt_bytes_per_token: must be > 0"),
+        (r#"{"reservation":{"default_max_output_tokens":0}}"#.to_string(), "reservation.default_max_output_tokens: must be > 0"),
+        (r#"{"reservation":{"enabled":"yes"}}"#.to_string(), "reservation.enabled: invalid type"),
+        (r#"{"reservation":{"enable":true}}"#.to_string(), "reservation.enable: unknown field `enable`"),
         (r#"{"customers":[{"id":"a"},{"id":"a"}]}"#.to_string(), "customers[1].id: \"a\" is used twice"),
         (r#"{"customers":[{"id":""}]}"#.to_string(), "customers[0].id: must not be empty"),
         (r#"{"teams":[{"id":"t","customer_id":"ghost"}]}"#.to_string(), "teams[0].customer_id: no customer has id \"ghost\""),
@@ -252,4 +255,30 @@ fn refusals_name_the_json_path() {
         );
         assert!(!error.contains('\n'), "one line: {error}");
     }
+}
+
+#[test]
+fn reservation_is_off_by_default_and_takes_the_spec_defaults() {
+    let off = parse("{}").unwrap();
+    assert!(!off.reservation.enabled);
+    let on = parse(r#"{"reservation":{"enabled":true}}"#).unwrap();
+    assert_eq!(
+        (
+            on.reservation.enabled,
+            on.reservation.default_max_output_tokens,
+            on.reservation.prompt_bytes_per_token
+        ),
+        (true, 4096, 4)
+    );
+    let tuned = parse(
+        r#"{"reservation":{"enabled":true,"default_max_output_tokens":512,"prompt_bytes_per_token":3}}"#,
+    )
+    .unwrap();
+    assert_eq!(
+        (
+            tuned.reservation.default_max_output_tokens,
+            tuned.reservation.prompt_bytes_per_token
+        ),
+        (512, 3)
+    );
 }

@@ -183,7 +183,7 @@ pub struct WireRateLimit {
     pub timezone: Option<String>,
 }
 
-/// SPEC.md §8. Parsed so a configuration written for it is recognised; see `compile`.
+/// SPEC.md §8: off unless `enabled`; the defaults are the SPEC's.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireReservation {

@@ -4,8 +4,10 @@
 //! and what the glue must do returned. Checks run as soon as what they need is known: the
 //! key and the key/team/customer limits at request headers; the provider and model rules,
 //! pricing and provider-config limits once the model is known (Gemini path or request
-//! body), or at the end of the request body. The response is scanned for usage as it
-//! passes, and charged once, at its end or when the stream ends early.
+//! body), or at the end of the request body. With reservations (SPEC.md §8) the request's
+//! estimate is held on every token limit and budget at the end of its body, before the last
+//! frame goes upstream. The response is scanned for usage as it passes, and settled once,
+//! at its end or when the stream ends early.
 
 use std::rc::Rc;
 
@@ -13,6 +15,7 @@ use crate::accounting;
 use crate::admission::{self, Admission, Evaluation};
 use crate::config::{FailureMode, LimitId, LimitKind, Mode, Policy, VirtualKey};
 use crate::counter::{CounterError, Counters};
+use crate::estimate::Estimate;
 use crate::identity::{identify, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::money::Money;
@@ -69,6 +72,9 @@ enum Stage {
         provider: Option<String>,
         judged: Judged,
     },
+    /// Every rule and request limit passed; with reservations, the rest of the body is
+    /// still to come for the estimate.
+    AwaitingBody { model: Option<String> },
     /// Admitted; the response is charged to `admission.chargeable`.
     Admitted { model: Option<String> },
 }
@@ -90,7 +96,14 @@ pub struct Flow {
     stage: Stage,
     admission: Admission,
     sniffer: Option<RequestSniffer>,
+    /// The request's `content-length`: when that many body bytes have come, the body is
+    /// complete even if Envoy signals its end later, in an empty frame.
+    content_length: Option<u64>,
     scanner: Option<UsageScanner>,
+    /// What the request holds on its token limits and budgets (reservations only).
+    estimate: Option<Estimate>,
+    /// The response's `:status`, once its headers were seen.
+    response_status: Option<u16>,
     charged: bool,
 }
 
@@ -102,7 +115,10 @@ impl Flow {
             stage: Stage::Start,
             admission: Admission::default(),
             sniffer: None,
+            content_length: None,
             scanner: None,
+            estimate: None,
+            response_status: None,
             charged: false,
         }
     }
@@ -198,10 +214,22 @@ impl Flow {
             return RequestAction::Reply(reply);
         }
 
+        if !head.end_of_stream && (model.is_none() || policy.reservation.enabled) {
+            self.sniffer = Some(RequestSniffer::default());
+            self.content_length = header_text(head.headers, "content-length")
+                .and_then(|text| text.parse::<u64>().ok());
+        }
         if model.is_some() || head.end_of_stream {
             // Everything is known now; the rules ran above for what was known.
-            let action =
-                self.resolve_target(key_index, provider, model, judged, &mut counters, env);
+            let action = self.resolve_target(
+                key_index,
+                provider,
+                model,
+                judged,
+                head.end_of_stream,
+                &mut counters,
+                env,
+            );
             return match action {
                 RequestAction::Continue { .. } => RequestAction::Continue { remove_headers },
                 reply => reply,
@@ -212,7 +240,6 @@ impl Flow {
             provider,
             judged,
         };
-        self.sniffer = Some(RequestSniffer::default());
         self.flush_conflicts(&counters, env);
         RequestAction::Continue { remove_headers }
     }
@@ -223,47 +250,69 @@ impl Flow {
         end_of_stream: bool,
         env: &mut Env<'_>,
     ) -> RequestAction {
-        let Stage::AwaitingModel {
-            key,
-            provider,
-            judged,
-        } = &self.stage
-        else {
-            return RequestAction::Continue {
-                remove_headers: Vec::new(),
-            };
+        let pass = RequestAction::Continue {
+            remove_headers: Vec::new(),
         };
-        let (key, provider, judged) = (*key, provider.clone(), *judged);
-        let Some(sniffer) = self.sniffer.as_mut() else {
-            return RequestAction::Continue {
-                remove_headers: Vec::new(),
-            };
-        };
-        sniffer.feed(chunk);
-        let model = sniffer.model();
-        if model.is_none() && !end_of_stream {
-            return RequestAction::Continue {
-                remove_headers: Vec::new(),
-            };
+        if let Some(sniffer) = self.sniffer.as_mut() {
+            sniffer.feed(chunk);
         }
-        self.sniffer = None;
-        let policy = Rc::clone(&self.policy);
-        let (provider, model) = split_provider(&policy, provider, model);
-        let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
-        // A provider from the header was judged at request headers (`Judged::Provider`); one
-        // named by the model's prefix is judged now.
-        self.resolve_target(key, provider, model, judged, &mut counters, env)
+        // Envoy may pass the last bytes with end_of_stream false and end the stream with an
+        // empty frame; by then an upstream that reads `content-length` bytes has the whole
+        // request. So the body counts as complete at its last byte.
+        let body_complete = end_of_stream
+            || self
+                .content_length
+                .zip(self.sniffer.as_ref().map(RequestSniffer::body_bytes))
+                .is_some_and(|(expected, seen)| seen >= expected);
+        match &self.stage {
+            Stage::AwaitingModel {
+                key,
+                provider,
+                judged,
+            } => {
+                let (key, provider, judged) = (*key, provider.clone(), *judged);
+                let model = self.sniffer.as_ref().and_then(RequestSniffer::model);
+                if model.is_none() && !body_complete {
+                    return pass;
+                }
+                if !self.policy.reservation.enabled {
+                    self.sniffer = None;
+                }
+                let policy = Rc::clone(&self.policy);
+                let (provider, model) = split_provider(&policy, provider, model);
+                let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
+                // A provider from the header was judged at request headers
+                // (`Judged::Provider`); one named by the model's prefix is judged now.
+                self.resolve_target(
+                    key,
+                    provider,
+                    model,
+                    judged,
+                    body_complete,
+                    &mut counters,
+                    env,
+                )
+            }
+            Stage::AwaitingBody { model } if body_complete => {
+                let model = model.clone();
+                let policy = Rc::clone(&self.policy);
+                let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
+                self.admit(model, true, &mut counters, env)
+            }
+            _ => pass,
+        }
     }
 
     /// Response headers of an admitted request: start scanning for usage, and return the
     /// quota headers to add.
     pub fn on_response_headers(
         &mut self,
+        status: Option<u16>,
         content_type: Option<&str>,
         env: &mut Env<'_>,
     ) -> Vec<(String, String)> {
         let mut headers = Vec::new();
-        self.on_response_headers_with(content_type, env, &mut |name, value| {
+        self.on_response_headers_with(status, content_type, env, &mut |name, value| {
             headers.push((
                 name.to_string(),
                 String::from_utf8_lossy(value).into_owned(),
@@ -277,6 +326,7 @@ impl Flow {
     /// header).
     pub fn on_response_headers_with(
         &mut self,
+        status: Option<u16>,
         content_type: Option<&str>,
         env: &mut Env<'_>,
         add: &mut dyn FnMut(&'static str, &[u8]),
@@ -284,6 +334,7 @@ impl Flow {
         if !matches!(self.stage, Stage::Admitted { .. }) {
             return;
         }
+        self.response_status = status;
         let event_stream = content_type.is_some_and(|ct| {
             ct.trim_start()
                 .as_bytes()
@@ -397,12 +448,17 @@ impl Flow {
     /// Once the model (or the end of the request body) is known: the rules not judged yet
     /// (`judged`: what request headers already covered), then the provider config's
     /// limits; then admitted.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "what the request has revealed so far, plus the callback's environment"
+    )]
     fn resolve_target(
         &mut self,
         key_index: usize,
         provider: Option<String>,
         model: Option<String>,
         judged: Judged,
+        body_complete: bool,
         counters: &mut Counters<'_>,
         env: &mut Env<'_>,
     ) -> RequestAction {
@@ -443,12 +499,75 @@ impl Flow {
                 return RequestAction::Reply(reply);
             }
         }
+        self.admit(model, body_complete, counters, env)
+    }
+
+    /// The last step: without reservations, admitted. With them, once the body is complete,
+    /// the estimate is held on every token limit and budget (or the request is refused);
+    /// until then the request waits in [`Stage::AwaitingBody`] (its frames pass on, the
+    /// last one only after this decision).
+    fn admit(
+        &mut self,
+        model: Option<String>,
+        body_complete: bool,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
+        if self.policy.reservation.enabled {
+            if !body_complete {
+                self.stage = Stage::AwaitingBody { model };
+                self.flush_conflicts(counters, env);
+                return RequestAction::Continue {
+                    remove_headers: Vec::new(),
+                };
+            }
+            if let Some(reply) = self.reserve(model.as_deref(), counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        }
         self.stage = Stage::Admitted { model };
         env.metrics.add(Metric::Admitted, 1);
         self.flush_conflicts(counters, env);
         RequestAction::Continue {
             remove_headers: Vec::new(),
         }
+    }
+
+    /// SPEC.md §8: the estimate of a request whose body has been read, held on its token
+    /// limits and budgets at every level (provider config first). A request without a body
+    /// has nothing to estimate from and holds nothing. `Some(reply)` when refused.
+    fn reserve(
+        &mut self,
+        model: Option<&str>,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> Option<LocalReply> {
+        let sniffer = self.sniffer.take()?;
+        let policy = Rc::clone(&self.policy);
+        let price = model.and_then(|m| policy.pricing.lookup(m));
+        let estimate = Estimate::of_request(
+            &policy.reservation,
+            sniffer.body_bytes(),
+            sniffer.max_output_tokens(),
+            price,
+        );
+        self.estimate = Some(estimate);
+        let mut limits = self.admission.chargeable.clone();
+        // Level order, as SPEC.md §3 checks them: provider config, key, team, customer.
+        limits.sort_by_key(|id| policy.limits.get(*id).map(|l| l.owner_kind));
+        let refusals = match admission::reserve(
+            &policy,
+            counters,
+            env.now,
+            &limits,
+            &estimate,
+            self.evaluation(),
+            &mut self.admission,
+        ) {
+            Ok(refusals) => refusals,
+            Err(err) => return self.store_failure(err, counters, env),
+        };
+        self.refuse(refusals, counters, env)
     }
 
     /// Refuses the request (enforce: returns the reply, after giving back the request's
@@ -472,10 +591,9 @@ impl Flow {
             env.metrics.add(Metric::ShadowRejected, 1);
             return None;
         }
-        let slots = std::mem::take(&mut self.admission.slots);
-        if let Err(err) = admission::release(&self.policy, counters, env.now, &slots) {
+        if let Err(err) = self.give_back(counters, env) {
             log::warn!(
-                "#{} could not give back request slots: {err}",
+                "#{} could not give back request slots or reservations: {err}",
                 self.context_id
             );
             env.metrics.add(Metric::StoreFailures, 1);
@@ -549,8 +667,7 @@ impl Flow {
             "governance counters are unavailable; try again shortly",
         );
         // Give back what was taken; a failing store may refuse this too.
-        let slots = std::mem::take(&mut self.admission.slots);
-        let _ = admission::release(&self.policy, counters, env.now, &slots);
+        let _ = self.give_back(counters, env);
         env.metrics.add(Metric::Rejected, 1);
         env.metrics
             .add(Metric::RejectedBy(RejectionKind::GovernanceUnavailable), 1);
@@ -559,7 +676,20 @@ impl Flow {
         rejection.reply()
     }
 
-    /// Charges the response once: at the end of its body, or when the stream ended early.
+    /// Gives back the request slots and reservations a refused request took.
+    fn give_back(
+        &mut self,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> Result<(), CounterError> {
+        let slots = std::mem::take(&mut self.admission.slots);
+        let held = std::mem::take(&mut self.admission.held);
+        let slots_result = admission::release(&self.policy, counters, env.now, &slots);
+        accounting::give_back(&self.policy, counters, env.now, &held)?;
+        slots_result
+    }
+
+    /// Settles the response once: at the end of its body, or when the stream ended early.
     fn charge(&mut self, env: &mut Env<'_>) {
         let Stage::Admitted { model } = &self.stage else {
             return;
@@ -573,14 +703,6 @@ impl Flow {
             .as_ref()
             .map(|s| s.result())
             .unwrap_or_default();
-        let Some(usage) = scanned.usage else {
-            env.metrics.add(Metric::UsageMissing, 1);
-            log::debug!(
-                "#{} response carried no usage; nothing charged",
-                self.context_id
-            );
-            return;
-        };
         let policy = Rc::clone(&self.policy);
         let from_response;
         let priced_model = match model {
@@ -590,10 +712,37 @@ impl Flow {
                 from_response.as_deref()
             }
         };
+        let (usage, cost) = match (scanned.usage, self.estimate) {
+            (Some(usage), _) => (usage, None),
+            (None, estimate) => {
+                env.metrics.add(Metric::UsageMissing, 1);
+                // An upstream error is not billed by providers; any other response without
+                // usage (a stream cut short, usage not requested) may have produced output,
+                // so with reservations it is charged its estimate.
+                let failed = self.response_status.is_some_and(|status| status >= 400);
+                match estimate.filter(|_| !failed) {
+                    Some(estimate) => {
+                        log::debug!(
+                            "#{} response carried no usage; charging its estimate",
+                            self.context_id
+                        );
+                        (estimate.usage, Some(estimate.cost))
+                    }
+                    None => {
+                        log::debug!(
+                            "#{} response carried no usage; nothing charged",
+                            self.context_id
+                        );
+                        (crate::usage::Usage::default(), Some(Money::ZERO))
+                    }
+                }
+            }
+        };
         let price = priced_model.and_then(|m| policy.pricing.lookup(m));
-        let cost = match price {
-            Some(price) => price.cost(&usage),
-            None => {
+        let cost = match (cost, price) {
+            (Some(cost), _) => cost,
+            (None, Some(price)) => price.cost(&usage),
+            (None, None) => {
                 if self
                     .admission
                     .chargeable
@@ -607,9 +756,17 @@ impl Flow {
         };
         let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
         let chargeable = &self.admission.chargeable;
-        if let Err(err) =
-            accounting::charge(&policy, &mut counters, env.now, chargeable, &usage, cost)
-        {
+        let held = std::mem::take(&mut self.admission.held);
+        let tokens = u128::from(usage.total_tokens());
+        if let Err(err) = accounting::settle(
+            &policy,
+            &mut counters,
+            env.now,
+            chargeable,
+            &held,
+            tokens,
+            cost,
+        ) {
             log::error!("#{} could not charge usage: {err}", self.context_id);
             env.metrics.add(Metric::StoreFailures, 1);
         }

@@ -116,13 +116,14 @@ impl Sim {
             }
         }
         outcome.response_headers =
-            flow.on_response_headers(Some("application/json"), &mut self.env());
+            flow.on_response_headers(Some(200), Some("application/json"), &mut self.env());
         flow.on_response_body(response.as_bytes(), true, &mut self.env());
         flow.on_stream_end(&mut self.env());
         outcome
     }
 
-    fn used(&self, owner_id: &str, kind: LimitKind) -> u128 {
+    /// The counter of `owner_id`'s limit of `kind`, as of now.
+    fn record(&self, owner_id: &str, kind: LimitKind) -> crate::counter::Record {
         let limit = self
             .policy
             .limits
@@ -130,7 +131,11 @@ impl Sim {
             .find(|l| l.owner_id == owner_id && l.kind == kind)
             .expect("limit");
         let counters = Counters::new(&self.store, 1, &self.policy.guard_key);
-        counters.read(limit, self.now).unwrap().used
+        counters.read(limit, self.now).unwrap()
+    }
+
+    fn used(&self, owner_id: &str, kind: LimitKind) -> u128 {
+        self.record(owner_id, kind).used
     }
 }
 
@@ -389,3 +394,5 @@ fn shadow_counts_a_blocked_provider_once() {
     assert_eq!(sim.metrics.get("shadow_rejected"), 1);
     assert_eq!(sim.metrics.get("admitted"), 1);
 }
+
+mod reservations;

@@ -116,12 +116,23 @@ impl HttpContext for GovernanceStream {
         let content_type = self
             .get_http_response_header_bytes("content-type")
             .and_then(|value| String::from_utf8(value).ok());
+        let status = self
+            .get_http_response_header_bytes(":status")
+            .and_then(|value| std::str::from_utf8(&value).ok()?.parse::<u16>().ok());
         self.with_env(|flow, env| {
-            flow.on_response_headers_with(content_type.as_deref(), env, &mut |name, value| {
-                // Replace, like `set_http_response_header`; the map is writable here.
-                let _ =
-                    hostcalls::set_map_value_bytes(MapType::HttpResponseHeaders, name, Some(value));
-            })
+            flow.on_response_headers_with(
+                status,
+                content_type.as_deref(),
+                env,
+                &mut |name, value| {
+                    // Replace, like `set_http_response_header`; the map is writable here.
+                    let _ = hostcalls::set_map_value_bytes(
+                        MapType::HttpResponseHeaders,
+                        name,
+                        Some(value),
+                    );
+                },
+            )
         });
         Action::Continue
     }

@@ -19,6 +19,8 @@ pub(crate) enum Node {
     Details,
     /// Gemini's `usageMetadata`.
     Gemini,
+    /// Gemini's `generationConfig` (request bodies).
+    GenerationConfig,
 }
 
 /// What the value after a key is.
@@ -60,6 +62,9 @@ pub(crate) enum Field {
     GeminiThoughts,
     /// Gemini `cachedContentTokenCount`.
     GeminiCached,
+    /// A request's output cap: `max_tokens`, `max_completion_tokens`, `max_output_tokens`
+    /// or Gemini's `generationConfig.maxOutputTokens` (reservation estimates, SPEC.md §8).
+    MaxOutput,
 }
 
 /// What the value of `key` inside `node` is. `events` adds the wrappers that only
@@ -71,6 +76,11 @@ pub(crate) fn child(node: Node, key: &[u8], events: bool) -> Target {
         (Node::Root, b"usageMetadata") => Target::Object(Node::Gemini),
         (Node::Root, b"model" | b"modelVersion") | (Node::Wrapper, b"model") => Target::Model,
         (Node::Root, b"response" | b"message") if events => Target::Object(Node::Wrapper),
+        (Node::Root, b"max_tokens" | b"max_completion_tokens" | b"max_output_tokens") => {
+            Target::Count(MaxOutput)
+        }
+        (Node::Root, b"generationConfig") => Target::Object(Node::GenerationConfig),
+        (Node::GenerationConfig, b"maxOutputTokens") => Target::Count(MaxOutput),
         (Node::Usage, b"prompt_tokens") => Target::Count(PromptTokens),
         (Node::Usage, b"completion_tokens") => Target::Count(CompletionTokens),
         (Node::Usage, b"input_tokens") => Target::Count(InputTokens),
@@ -103,12 +113,19 @@ pub(crate) struct Collected {
     gemini_candidates: Option<u64>,
     gemini_thoughts: Option<u64>,
     gemini_cached: Option<u64>,
+    max_output: Option<u64>,
     model: ModelName,
 }
 
 impl Collected {
     pub(crate) fn set_count(&mut self, field: Field, value: u64) {
+        if field == Field::MaxOutput {
+            // Several caps in one request: the largest bounds what may be generated.
+            self.max_output = Some(self.max_output.map_or(value, |seen| seen.max(value)));
+            return;
+        }
         let slot = match field {
+            Field::MaxOutput => return,
             Field::PromptTokens => &mut self.prompt_tokens,
             Field::CompletionTokens => &mut self.completion_tokens,
             Field::InputTokens => &mut self.input_tokens,
@@ -126,6 +143,10 @@ impl Collected {
 
     pub(crate) fn set_model(&mut self, bytes: &[u8]) {
         self.model.set(bytes);
+    }
+
+    pub(crate) fn max_output(&self) -> Option<u64> {
+        self.max_output
     }
 
     pub(crate) fn model(&self) -> Option<String> {

@@ -142,6 +142,11 @@ impl UsageScanner {
         }
     }
 
+    /// The largest output cap a request body names (`max_tokens` and its variants), if any.
+    pub fn requested_output_tokens(&self) -> Option<u64> {
+        self.found.max_output()
+    }
+
     /// Usage and model seen so far; call at end of body or when the stream ended early.
     pub fn result(&self) -> ScannedUsage {
         ScannedUsage {

@@ -169,6 +169,15 @@ pub fn run(opts: &Opts, report: &mut Report) {
         typical <= MAX_TYPICAL_FUEL,
         format!("{} fuel", thousands(typical)),
     );
+    let reserving = reservation_fuel(&opts.wasm);
+    report.figure(
+        "typical_request_fuel_with_reservation",
+        thousands(reserving),
+        &format!(
+            "the same request with reservation.enabled (SPEC.md §8): {:+.0}% (information, not a budget)",
+            (reserving as f64 / typical.max(1) as f64 - 1.0) * 100.0
+        ),
+    );
     println!(
         "  module compiled + started in {:.2}s (cranelift opt none)",
         compile.as_secs_f64()
@@ -415,6 +424,18 @@ pub fn run(opts: &Opts, report: &mut Report) {
         format!("{:.0}", (2 * per_thread) as f64 / wall.as_secs_f64()),
         "machine-dependent: wasmtime test host, metered, unoptimized cranelift",
     );
+}
+
+/// Mean fuel of the typical request with reservations on (5 keys, after warm-up).
+fn reservation_fuel(wasm: &Path) -> u64 {
+    let req = workload::request(workload::REQUEST_BODY);
+    let resp = workload::response();
+    let mut host = build(wasm, &workload::with_reservation(&workload::config(5)), 1);
+    let vm = host.vm(0);
+    for _ in 0..200 {
+        exchange(vm, &req, &resp);
+    }
+    average(vm, &req, &resp, MEASURED)
 }
 
 /// Mean fuel of the typical request on `wasm` (5 keys, after warm-up).

@@ -54,6 +54,11 @@ pub fn config(keys: usize) -> String {
     out
 }
 
+/// `config` with reservations (SPEC.md §8) enabled.
+pub fn with_reservation(config: &str) -> String {
+    config.replacen('{', r#"{"reservation":{"enabled":true},"#, 1)
+}
+
 /// The secret of key `k`.
 pub fn key_value(k: usize) -> String {
     format!("sk-bench-key-{k:05}")

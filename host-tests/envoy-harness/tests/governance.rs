@@ -240,3 +240,50 @@ fn a_short_window_reopens() {
         );
     }
 }
+
+/// SPEC.md §8 in a real Envoy: 32 clients on 4 workers send at once, the upstream answers
+/// each after 3 s, so every request is in flight before any is settled. Each request's
+/// estimate is held on the budget before it goes upstream: no more are admitted than the
+/// estimates fit, and the spend stays within the budget.
+#[test]
+fn reservations_bound_a_burst_in_flight_across_four_workers() {
+    let stack = start(json!({
+        "usage_endpoint": {"path": "/governance/usage", "admin_key_sha256": ADMIN_SHA256},
+        "pricing": pricing(),
+        "reservation": {"enabled": true},
+        "virtual_keys": [{"id": "k", "value": "sk-k",
+            "budgets": [{"max_limit": 0.001, "reset_duration": "1d"}]}]
+    }));
+    let body = json!({"model": "gpt-4o-mini", "max_tokens": 200,
+        "messages": [{"role": "user", "content": "hi"}]});
+    let body_len = serde_json::to_vec(&body).map_or(0, |b| b.len()) as u64;
+    let estimate = body_len.div_ceil(4) as f64 * 1.5e-7 + 200.0 * 6e-7;
+    let fits = (0.001 / estimate).floor() as usize;
+    let statuses: Vec<u16> = concurrently(32, |_| {
+        let request = Request::post("/v1/chat/completions")
+            .bearer("sk-k")
+            .header("x-mock-usage", "prompt=20,completion=150")
+            .header("x-mock-delay-ms", "3000")
+            .json(&body);
+        stack.client().send(&request).map_or(0, |r| r.status)
+    });
+    let admitted = statuses.iter().filter(|s| **s == 200).count();
+    assert_eq!(
+        admitted + statuses.iter().filter(|s| **s == 402).count(),
+        32,
+        "{statuses:?}"
+    );
+    assert!(
+        admitted >= fits && admitted < 32,
+        "{admitted} admitted, {fits} estimates fit"
+    );
+    // A refusal at the end of the body comes after the head went upstream (SPEC.md §3);
+    // the request never arrives whole.
+    assert_eq!(stack.mock.complete_count(), admitted);
+    let budget = usage(&stack, "k", "budget");
+    let spent = budget["used"].as_f64().unwrap_or(f64::NAN);
+    let expected = admitted as f64 * (20.0 * 1.5e-7 + 150.0 * 6e-7);
+    assert!((spent - expected).abs() < 1e-12, "spent {spent}");
+    assert!(spent <= 0.001, "spent {spent} of 0.001");
+    assert_eq!(budget["reserved"], 0.0, "every hold settled: {budget}");
+}

@@ -56,14 +56,18 @@ fn every_shipped_configuration_is_valid_under_the_schema() {
 }
 
 #[test]
-fn the_base_and_a_litellm_priced_entry_are_valid_for_both() {
+fn the_base_a_litellm_priced_entry_and_reservations_are_valid_for_both() {
     let v = validator();
     let litellm = with(|c| {
         c["pricing"]["gpt-4o"] = json!({"input_cost_per_token": 2.5e-6,
             "output_cost_per_token": 1e-5, "litellm_provider": "openai", "mode": "chat",
             "max_input_tokens": 128000});
     });
-    for config in [base(), litellm] {
+    let reserving = with(|c| {
+        c["reservation"] = json!({"enabled": true, "default_max_output_tokens": 1024,
+            "prompt_bytes_per_token": 3});
+    });
+    for config in [base(), litellm, reserving] {
         assert!(schema_errors(&v, &config).is_empty(), "{config}");
         governance::config::parse(&config.to_string()).unwrap();
     }
@@ -179,8 +183,12 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
             }),
         ),
         (
-            "reservations enabled (not supported by this build)",
-            with(|c| c["reservation"] = json!({"enabled": true})),
+            "reservation with zero bytes per token",
+            with(|c| c["reservation"] = json!({"enabled": true, "prompt_bytes_per_token": 0})),
+        ),
+        (
+            "reservation with an unknown field",
+            with(|c| c["reservation"] = json!({"enabled": true, "estimate": "high"})),
         ),
     ];
     let mut problems = Vec::new();

@@ -15,3 +15,4 @@ mod configuration;
 mod counters;
 mod key_cache;
 mod operating;
+mod reservations;

@@ -1,0 +1,99 @@
+//! What a request may cost before its response says (SPEC.md §8): the amount reserved on
+//! every token limit and budget while the request is in flight.
+
+use crate::config::{LimitKind, Reservation};
+use crate::money::Money;
+use crate::pricing::Price;
+use crate::usage::Usage;
+
+/// A request's estimated usage and its price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Estimate {
+    /// Prompt tokens from the body size (all counted as uncached input), output tokens from
+    /// the request's cap or the configured default.
+    pub usage: Usage,
+    /// `usage` priced like a charge; zero when the model has no price (or is unknown).
+    pub cost: Money,
+}
+
+impl Estimate {
+    /// The estimate of a request whose body was `body_bytes` long and capped its output at
+    /// `max_output_tokens` (if it said so), priced by `price`.
+    pub fn of_request(
+        config: &Reservation,
+        body_bytes: u64,
+        max_output_tokens: Option<u64>,
+        price: Option<&Price>,
+    ) -> Self {
+        let usage = Usage {
+            input_uncached: ceil_div(body_bytes, config.prompt_bytes_per_token),
+            cache_read: 0,
+            cache_write: 0,
+            output: max_output_tokens.unwrap_or(config.default_max_output_tokens),
+        };
+        let cost = price.map_or(Money::ZERO, |price| price.cost(&usage));
+        Self { usage, cost }
+    }
+
+    /// The amount this estimate holds on a limit of `kind` (tokens, or femto-USD).
+    pub fn amount(&self, kind: LimitKind) -> u128 {
+        match kind {
+            LimitKind::Tokens => u128::from(self.usage.total_tokens()),
+            LimitKind::Budget => self.cost.femto(),
+            LimitKind::Requests => 0,
+        }
+    }
+}
+
+/// `ceil(n / d)`; `d` is validated > 0 by the configuration (0 would count every byte).
+fn ceil_div(n: u64, d: u64) -> u64 {
+    let whole = n.checked_div(d).unwrap_or(n);
+    let rest = n.checked_rem(d).unwrap_or(0);
+    whole.saturating_add(u64::from(rest > 0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> Reservation {
+        Reservation {
+            enabled: true,
+            ..Reservation::default()
+        }
+    }
+
+    #[test]
+    fn prompt_tokens_round_up_and_output_defaults() {
+        let none = Estimate::of_request(&config(), 0, None, None);
+        assert_eq!((none.usage.input_uncached, none.usage.output), (0, 4096));
+        let one = Estimate::of_request(&config(), 1, Some(10), None);
+        assert_eq!((one.usage.input_uncached, one.usage.output), (1, 10));
+        let even = Estimate::of_request(&config(), 400, Some(0), None);
+        assert_eq!(even.usage.input_uncached, 100);
+        let odd = Estimate::of_request(&config(), 401, None, None);
+        assert_eq!(odd.usage.input_uncached, 101);
+        assert_eq!(odd.amount(LimitKind::Tokens), 101 + 4096);
+        assert_eq!(odd.amount(LimitKind::Budget), 0, "unpriced: no money held");
+    }
+
+    #[test]
+    fn cost_is_priced_like_a_charge() {
+        let price = Price {
+            input: Money::from_usd(1e-6).unwrap(),
+            output: Money::from_usd(4e-6).unwrap(),
+            cache_read: Money::ZERO,
+            cache_creation: Money::ZERO,
+        };
+        let estimate = Estimate::of_request(&config(), 4000, Some(500), Some(&price));
+        // 1000 prompt tokens at $1e-6 + 500 output at $4e-6 = $0.003.
+        assert_eq!(estimate.cost, Money::from_usd(0.003).unwrap());
+        assert_eq!(estimate.amount(LimitKind::Budget), estimate.cost.femto());
+        let huge = Estimate::of_request(&config(), u64::MAX, Some(u64::MAX), Some(&price));
+        assert_eq!(
+            huge.usage.total_tokens(),
+            u64::MAX,
+            "saturates, never wraps"
+        );
+    }
+}
