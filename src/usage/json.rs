@@ -198,6 +198,25 @@ impl JsonScanner {
                     }
                 },
                 State::Number => rest = self.number_run(rest, out),
+                // Runs of whitespace between tokens (pretty-printed bodies are full of
+                // indentation) in one loop instead of a dispatch per byte.
+                State::Start
+                | State::ArrayFirst
+                | State::ArrayElement
+                | State::ArrayNext
+                | State::KeyOrEnd
+                | State::Key
+                | State::Colon
+                | State::Value
+                | State::AfterValue
+                    if is_space(b) =>
+                {
+                    let run = rest
+                        .iter()
+                        .position(|&c| !is_space(c))
+                        .unwrap_or(rest.len());
+                    rest = rest.get(run..).unwrap_or_default();
+                }
                 State::Done | State::Error => return,
                 _ => {
                     self.step(b);
