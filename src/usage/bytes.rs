@@ -1,60 +1,155 @@
 //! Byte searches for the scanner's hot loops.
 //!
 //! Most of a long response is model text inside JSON strings or event framing, so finding
-//! the next interesting byte is where the instructions go. Built with wasm SIMD
-//! (`target-feature=+simd128`, set for wasm32 in `.cargo/config.toml`) each search tests
-//! sixteen bytes per step with a few vector instructions; otherwise (native tests, a build
-//! without the feature) eight per step with plain 64-bit arithmetic ("SWAR"). Both give
-//! the same answers; the SWAR versions are what the unit tests below check against naive
-//! searches, and the module's own tests (host-tests) run the SIMD ones.
+//! the next interesting byte is where the instructions go. In the wasm build each search
+//! tests sixteen bytes per step with a few wasm SIMD (simd128) instructions, enabled on
+//! these functions only (`#[target_feature]`, module `simd`); natively, eight per step with
+//! plain 64-bit arithmetic ("SWAR"). Both give the same answers: the unit tests below check
+//! the SWAR versions against naive searches, and the module's own tests (host-tests, the
+//! Envoy harness) run the SIMD ones over every fixture.
 
-#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+#[cfg(target_arch = "wasm32")]
 mod simd {
+    //! The vector searches. Only these functions use SIMD (`#[target_feature]`), not the
+    //! whole crate: `-C target-feature=+simd128` crate-wide let LLVM vectorize other code
+    //! too, and the module then answered differently in the test host (see README).
     use core::arch::wasm32::{
-        i8x16_bitmask, i8x16_eq, u8x16_splat, v128, v128_and, v128_any_true, v128_load, v128_or,
+        i8x16_all_true, i8x16_bitmask, i8x16_eq, u8x16_lt, u8x16_splat, v128, v128_and,
+        v128_any_true, v128_load, v128_or,
     };
 
     /// The sixteen bytes of `hay` from `at`, if there are that many.
-    #[inline(always)]
+    #[inline]
+    #[target_feature(enable = "simd128")]
     pub(super) fn load(hay: &[u8], at: usize) -> Option<v128> {
         let lanes = hay.get(at..at.checked_add(16)?)?;
         // SAFETY: `lanes` is 16 readable bytes; v128.load has no alignment requirement.
         Some(unsafe { v128_load(lanes.as_ptr().cast()) })
     }
 
-    #[inline(always)]
-    pub(super) fn eq(v: v128, byte: u8) -> v128 {
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn eq(v: v128, byte: u8) -> v128 {
         i8x16_eq(v, u8x16_splat(byte))
     }
 
     /// Index of the first set lane of a comparison mask, if any.
-    #[inline(always)]
-    pub(super) fn first(mask: v128) -> Option<usize> {
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn first(mask: v128) -> Option<usize> {
         if !v128_any_true(mask) {
             return None;
         }
         usize::try_from(i8x16_bitmask(mask).trailing_zeros()).ok()
     }
 
-    #[inline(always)]
-    pub(super) fn or(a: v128, b: v128) -> v128 {
-        v128_or(a, b)
+    /// See [`super::find_either`].
+    #[target_feature(enable = "simd128")]
+    pub(super) fn find_either(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+        let mut base: usize = 0;
+        while let Some(v) = load(hay, base) {
+            if let Some(lane) = first(v128_or(eq(v, a), eq(v, b))) {
+                return base.checked_add(lane);
+            }
+            base = base.wrapping_add(16);
+        }
+        let tail = hay.get(base..)?;
+        let pos = tail.iter().position(|&c| c == a || c == b)?;
+        base.checked_add(pos)
     }
 
-    #[inline(always)]
-    pub(super) fn and(a: v128, b: v128) -> v128 {
-        v128_and(a, b)
+    /// See [`super::find_structural`]: the first hit in whole sixteen-byte blocks, or where
+    /// the blocks ran out.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn find_structural(hay: &[u8]) -> Result<usize, usize> {
+        let mut base: usize = 0;
+        while let Some(v) = load(hay, base) {
+            // `[` and `]` are `{` and `}` without bit 5.
+            let folded = v128_or(v, u8x16_splat(0x20));
+            let hits = v128_or(eq(v, b'"'), v128_or(eq(folded, b'{'), eq(folded, b'}')));
+            if let Some(lane) = first(hits) {
+                return Ok(base.wrapping_add(lane));
+            }
+            base = base.wrapping_add(16);
+        }
+        Err(base)
+    }
+
+    /// Lanes where `v` has a byte below 0x0E and `w` (the next bytes) too, or `v` a `"` or
+    /// `\\` and `w` a `u` or `m`.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn event_hits(v: v128, w: v128) -> v128 {
+        let below = u8x16_splat(0x0E);
+        let control = v128_and(u8x16_lt(v, below), u8x16_lt(w, below));
+        let first = v128_or(eq(v, b'"'), eq(v, b'\\'));
+        let second = v128_or(eq(w, b'u'), eq(w, b'm'));
+        v128_or(control, v128_and(first, second))
+    }
+
+    /// The first block from `base` with an event hit, 64 bytes at a time (the pairs need one
+    /// more byte) then 16: its start, length and hit mask; or where whole blocks ran out.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn event_block(hay: &[u8], mut base: usize) -> Result<(usize, usize, u64), usize> {
+        let ptr = hay.as_ptr();
+        // The loop that runs over every byte of a stream.
+        while base.checked_add(65).is_some_and(|end| end <= hay.len()) {
+            // SAFETY: `base + 65 <= hay.len()`, so every load reads within `hay`;
+            // v128.load has no alignment requirement.
+            let (h0, h1, h2, h3) = unsafe {
+                let at = ptr.add(base);
+                (
+                    event_hits(v128_load(at.cast()), v128_load(at.add(1).cast())),
+                    event_hits(v128_load(at.add(16).cast()), v128_load(at.add(17).cast())),
+                    event_hits(v128_load(at.add(32).cast()), v128_load(at.add(33).cast())),
+                    event_hits(v128_load(at.add(48).cast()), v128_load(at.add(49).cast())),
+                )
+            };
+            if v128_any_true(v128_or(v128_or(h0, h1), v128_or(h2, h3))) {
+                let bits = |h: v128| u64::from(i8x16_bitmask(h));
+                let mask = bits(h0) | bits(h1) << 16 | bits(h2) << 32 | bits(h3) << 48;
+                return Ok((base, 64, mask));
+            }
+            base = base.wrapping_add(64);
+        }
+        // Near the end, sixteen bytes while seventeen are left.
+        if let (Some(v), Some(w)) = (load(hay, base), load(hay, base.wrapping_add(1))) {
+            return Ok((base, 16, u64::from(i8x16_bitmask(event_hits(v, w)))));
+        }
+        Err(base)
+    }
+
+    /// Whether `a` and `b` (the same length, at least 16) are the same bytes.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+        let len = a.len();
+        let same = |at: usize| match (load(a, at), load(b, at)) {
+            (Some(x), Some(y)) => i8x16_all_true(i8x16_eq(x, y)),
+            _ => false,
+        };
+        let mut at: usize = 0;
+        while at.checked_add(16).is_some_and(|end| end < len) {
+            if !same(at) {
+                return false;
+            }
+            at = at.wrapping_add(16);
+        }
+        // The last sixteen bytes, overlapping what was compared.
+        same(len.wrapping_sub(16))
     }
 }
 
 /// 0x01 in every byte lane.
+#[cfg(not(target_arch = "wasm32"))]
 const LO: u64 = 0x0101_0101_0101_0101;
 /// 0x80 in every byte lane.
+#[cfg(not(target_arch = "wasm32"))]
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Sets the high bit of each zero byte lane of `v`. Lanes above the first zero lane may
 /// also be flagged (borrows propagate upwards), but the lowest flagged lane is exact,
 /// which is all a forward search needs.
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn zero_lanes(v: u64) -> u64 {
     v.wrapping_sub(LO) & !v & HI
@@ -64,27 +159,13 @@ fn zero_lanes(v: u64) -> u64 {
 // Inlined so the searched-for bytes fold into constants at each call site.
 #[inline(always)]
 pub(crate) fn find_either(hay: &[u8], a: u8, b: u8) -> Option<usize> {
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        let mut base: usize = 0;
-        while let Some(v) = simd::load(hay, base) {
-            if let Some(lane) = simd::first(simd::or(simd::eq(v, a), simd::eq(v, b))) {
-                return base.checked_add(lane);
-            }
-            base = base.wrapping_add(16);
-        }
-        let tail = hay.get(base..)?;
-        let pos = tail.iter().position(|&c| c == a || c == b)?;
-        base.checked_add(pos)
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+    #[cfg(target_arch = "wasm32")]
+    return simd::find_either(hay, a, b);
+    #[cfg(not(target_arch = "wasm32"))]
     find_either_swar(hay, a, b)
 }
 
-#[cfg_attr(
-    all(target_arch = "wasm32", target_feature = "simd128"),
-    expect(dead_code, reason = "the SIMD build uses the vector search")
-)]
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn find_either_swar(hay: &[u8], a: u8, b: u8) -> Option<usize> {
     let pa = LO.wrapping_mul(u64::from(a));
@@ -137,59 +218,25 @@ impl<'a> EventHits<'a> {
     #[inline(always)]
     fn refill(&mut self) -> bool {
         let base = self.next;
-        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        #[cfg(target_arch = "wasm32")]
         {
-            use core::arch::wasm32::{
-                i8x16_bitmask, u8x16_lt, u8x16_splat, v128, v128_any_true, v128_load,
-            };
-            let hits = |v: v128, w: v128| {
-                let below = u8x16_splat(0x0E);
-                let control = simd::and(u8x16_lt(v, below), u8x16_lt(w, below));
-                let first = simd::or(simd::eq(v, b'"'), simd::eq(v, b'\\'));
-                let second = simd::or(simd::eq(w, b'u'), simd::eq(w, b'm'));
-                simd::or(control, simd::and(first, second))
-            };
-            // 64 bytes per block (the pairs need one more byte); blocks without a hit are
-            // passed in this loop, which is the one that runs over every byte.
-            let mut base = base;
-            let ptr = self.hay.as_ptr();
-            while base
-                .checked_add(65)
-                .is_some_and(|end| end <= self.hay.len())
-            {
-                // SAFETY: `base + 65 <= hay.len()`, so every load below reads within `hay`;
-                // v128.load has no alignment requirement.
-                let block = |k: usize| unsafe {
-                    let at = ptr.add(base).add(k);
-                    hits(v128_load(at.cast()), v128_load(at.add(1).cast()))
-                };
-                let (h0, h1, h2, h3) = (block(0), block(16), block(32), block(48));
-                if v128_any_true(simd::or(simd::or(h0, h1), simd::or(h2, h3))) {
-                    let bits = |h: v128, shift: u32| u64::from(i8x16_bitmask(h)) << shift;
+            match simd::event_block(self.hay, base) {
+                Ok((base, len, mask)) => {
                     self.base = base;
-                    self.mask = bits(h0, 0) | bits(h1, 16) | bits(h2, 32) | bits(h3, 48);
-                    self.next = base.wrapping_add(64);
-                    return true;
+                    self.mask = mask;
+                    self.next = base.wrapping_add(len);
+                    true
                 }
-                base = base.wrapping_add(64);
+                Err(base) => {
+                    let Some(rest) = self.hay.get(base..).filter(|rest| !rest.is_empty()) else {
+                        return false;
+                    };
+                    self.base = base;
+                    self.tail(rest)
+                }
             }
-            // Near the end, sixteen bytes at a time while seventeen are left.
-            if let (Some(v), Some(w)) = (
-                simd::load(self.hay, base),
-                simd::load(self.hay, base.wrapping_add(1)),
-            ) {
-                self.base = base;
-                self.mask = u64::from(i8x16_bitmask(hits(v, w)));
-                self.next = base.wrapping_add(16);
-                return true;
-            }
-            let Some(rest) = self.hay.get(base..).filter(|rest| !rest.is_empty()) else {
-                return false;
-            };
-            self.base = base;
-            self.tail(rest)
         }
-        #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
+        #[cfg(not(target_arch = "wasm32"))]
         {
             let Some(rest) = self.hay.get(base..).filter(|rest| !rest.is_empty()) else {
                 return false;
@@ -245,7 +292,7 @@ impl Iterator for EventHits<'_> {
             self.mask &= self.mask.wrapping_sub(1);
             let pos = self.base.wrapping_add(usize::try_from(bit).unwrap_or(0));
             // SIMD masks are exact; SWAR may flag lanes above a true hit, so those are checked.
-            let simd = cfg!(all(target_arch = "wasm32", target_feature = "simd128"));
+            let simd = cfg!(target_arch = "wasm32");
             if simd
                 || self
                     .hay
@@ -278,24 +325,9 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     if len != b.len() {
         return false;
     }
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    #[cfg(target_arch = "wasm32")]
     if len >= 16 {
-        use core::arch::wasm32::{i8x16_all_true, i8x16_eq};
-        let same = |at: usize| {
-            let (Some(x), Some(y)) = (simd::load(a, at), simd::load(b, at)) else {
-                return false;
-            };
-            i8x16_all_true(i8x16_eq(x, y))
-        };
-        let mut at: usize = 0;
-        while at.checked_add(16).is_some_and(|end| end < len) {
-            if !same(at) {
-                return false;
-            }
-            at = at.wrapping_add(16);
-        }
-        // The last sixteen bytes, overlapping what was compared.
-        return same(len.wrapping_sub(16));
+        return simd::same_bytes(a, b);
     }
     if len >= 8 {
         let mut at: usize = 0;
@@ -317,37 +349,15 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
 #[inline]
 pub(crate) fn find_structural(hay: &[u8]) -> Option<usize> {
     let is_structural = |c: &u8| matches!(c, b'"' | b'{' | b'}' | b'[' | b']');
-    let mut base: usize = 0;
-    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-    {
-        use core::arch::wasm32::{u8x16_splat, v128_or};
-        while let Some(v) = simd::load(hay, base) {
-            // `[` and `]` are `{` and `}` without bit 5.
-            let folded = v128_or(v, u8x16_splat(0x20));
-            let hits = simd::or(
-                simd::eq(v, b'"'),
-                simd::or(simd::eq(folded, b'{'), simd::eq(folded, b'}')),
-            );
-            if let Some(lane) = simd::first(hits) {
-                return base.checked_add(lane);
-            }
-            base = base.wrapping_add(16);
-        }
-    }
-    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
-    {
-        let quote = LO.wrapping_mul(u64::from(b'"'));
-        let open = LO.wrapping_mul(u64::from(b'{'));
-        let close = LO.wrapping_mul(u64::from(b'}'));
-        let bit5 = LO.wrapping_mul(0x20);
-        while let Some(v) = load8(base.checked_add(8).and_then(|end| hay.get(base..end))) {
-            let folded = v | bit5;
-            if zero_lanes(v ^ quote) | zero_lanes(folded ^ open) | zero_lanes(folded ^ close) != 0 {
-                break;
-            }
-            base = base.wrapping_add(8);
-        }
-    }
+    // Without SIMD a plain loop: in skipped containers the next one is usually a few bytes
+    // away, where eight-byte words cost more than they save (measured).
+    #[cfg(not(target_arch = "wasm32"))]
+    let base: usize = 0;
+    #[cfg(target_arch = "wasm32")]
+    let base = match simd::find_structural(hay) {
+        Ok(found) => return Some(found),
+        Err(base) => base,
+    };
     let tail = hay.get(base..)?;
     let pos = tail.iter().position(is_structural)?;
     base.checked_add(pos)

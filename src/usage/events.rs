@@ -57,6 +57,8 @@ impl EventFilter {
     /// One search finds both line ends and possible key starts. An event that begins and
     /// ends in this chunk is decided from the key starts seen on the way; one that began
     /// in an earlier chunk is decided from the carry when it ends ([`may_change`]).
+    // Lets the vector searches (bytes.rs) inline here.
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
     pub(crate) fn feed(&mut self, chunk: &[u8], json: &mut JsonScanner, out: &mut Collected) {
         let Some(&last) = chunk.last() else {
             return;
@@ -229,6 +231,7 @@ impl EventFilter {
 /// field names and comments included, only adds occurrences. An occurrence is harmless
 /// when its value cannot change anything: `null` (ignored for counts and model) or,
 /// for the model, the very name already found. Everything else is fed in full.
+#[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
 pub(crate) fn may_change(event: &[u8], found: &Collected) -> bool {
     let model = plain_model(found);
     EventHits::new(event).any(|hit| {
