@@ -2,13 +2,14 @@
 //! JSON scanner ([`SseFramer`]) only the events whose bytes could change what is found.
 //!
 //! A stream of small chunks (OpenAI chat, Anthropic, Responses deltas) is mostly events that
-//! carry neither usage nor a new model. Each event is framed with a byte search for line
-//! ends, then [`may_change`] looks for the only byte pairs through which an event can reach
-//! a tracked path: `"u` / `"m` (the start of a `usage`, `usageMetadata`, `model` or
-//! `modelVersion` key) and `\u` (a key spelled with escapes, which is the only way to write
-//! a letter escaped). An event without any, or where every `"usage` is `"usage":null` and
-//! every `"model` names the model already found, is passed over; any other event is fed
-//! to the framer exactly as before, so what is found is unchanged.
+//! carry neither usage nor a new model. One block search ([`EventHits`]) finds the blank
+//! lines that end events and the only byte pairs through which an event can reach a tracked
+//! path: `"u` / `"m` (the start of a `usage`, `usageMetadata`, `model` or `modelVersion`
+//! key) and `\u` (a key spelled with escapes, the only way to write a letter escaped); see
+//! [`may_change`] for why that suffices. An event without any, or where every `"usage` is
+//! `"usage":null` and every `"model` / `"modelVersion` is `null` or names the model
+//! already found, is passed over; any other event is fed to the framer exactly as before,
+//! so what is found is unchanged.
 //!
 //! An event is decided once it has ended (a blank line), so an event split across chunks
 //! is kept in a carry buffer of at most [`CARRY_MAX`] bytes, allocated once per stream when
@@ -31,9 +32,10 @@ pub(crate) struct EventFilter {
     carry: Vec<u8>,
     /// The current event outgrew the carry and is being fed to the framer as it comes.
     streaming: bool,
-    /// No byte of the current line seen yet (start of stream, or just after a line end).
+    /// The stream so far is empty or ends with a line end (a line end first in the next
+    /// chunk is then a blank line, unless it is the LF of a CRLF).
     line_start: bool,
-    /// The last byte seen was a CR ending a line: an LF next belongs to it.
+    /// The stream so far ends with a CR: an LF next belongs to it.
     after_cr: bool,
     /// Whether the model found so far can be compared raw (see [`plain_model`]); `None`
     /// when not worked out since the framer was last fed.
@@ -54,7 +56,7 @@ impl EventFilter {
 
     /// Scans the next chunk of the stream.
     ///
-    /// One search finds both line ends and possible key starts. An event that begins and
+    /// One search finds both blank lines and possible key starts. An event that begins and
     /// ends in this chunk is decided from the key starts seen on the way; one that began
     /// in an earlier chunk is decided from the carry when it ends ([`may_change`]).
     // Lets the vector searches (bytes.rs) inline here.
