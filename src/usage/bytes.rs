@@ -1,18 +1,155 @@
 //! Byte searches for the scanner's hot loops.
 //!
-//! Most of a long response is model text inside JSON strings, so finding the end of a
-//! string (and of an SSE line) is where the instructions go. Testing eight bytes per step
-//! with plain 64-bit arithmetic ("SWAR") keeps that well under one wasm instruction per
-//! byte per searched character, without SIMD, which Envoy's wasm runtimes may not enable.
+//! Most of a long response is model text inside JSON strings or event framing, so finding
+//! the next interesting byte is where the instructions go. In the wasm build each search
+//! tests sixteen bytes per step with a few wasm SIMD (simd128) instructions, enabled on
+//! these functions only (`#[target_feature]`, module `simd`); natively, eight per step with
+//! plain 64-bit arithmetic ("SWAR"). Both give the same answers: the unit tests below check
+//! the SWAR versions against naive searches, and the module's own tests (host-tests, the
+//! Envoy harness) run the SIMD ones over every fixture.
+
+#[cfg(target_arch = "wasm32")]
+mod simd {
+    //! The vector searches. Only these functions use SIMD (`#[target_feature]`), not the
+    //! whole crate: `-C target-feature=+simd128` crate-wide let LLVM vectorize other code
+    //! too, and the module then answered differently in the test host (see README).
+    use core::arch::wasm32::{
+        i8x16_all_true, i8x16_bitmask, i8x16_eq, u8x16_lt, u8x16_splat, v128, v128_and,
+        v128_any_true, v128_load, v128_or,
+    };
+
+    /// The sixteen bytes of `hay` from `at`, if there are that many.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    pub(super) fn load(hay: &[u8], at: usize) -> Option<v128> {
+        let lanes = hay.get(at..at.checked_add(16)?)?;
+        // SAFETY: `lanes` is 16 readable bytes; v128.load has no alignment requirement.
+        Some(unsafe { v128_load(lanes.as_ptr().cast()) })
+    }
+
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn eq(v: v128, byte: u8) -> v128 {
+        i8x16_eq(v, u8x16_splat(byte))
+    }
+
+    /// Index of the first set lane of a comparison mask, if any.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn first(mask: v128) -> Option<usize> {
+        if !v128_any_true(mask) {
+            return None;
+        }
+        usize::try_from(i8x16_bitmask(mask).trailing_zeros()).ok()
+    }
+
+    /// See [`super::find_either`].
+    #[target_feature(enable = "simd128")]
+    pub(super) fn find_either(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+        let mut base: usize = 0;
+        while let Some(v) = load(hay, base) {
+            if let Some(lane) = first(v128_or(eq(v, a), eq(v, b))) {
+                return base.checked_add(lane);
+            }
+            base = base.wrapping_add(16);
+        }
+        let tail = hay.get(base..)?;
+        let pos = tail.iter().position(|&c| c == a || c == b)?;
+        base.checked_add(pos)
+    }
+
+    /// See [`super::find_structural`]: the first hit in whole sixteen-byte blocks, or where
+    /// the blocks ran out.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn find_structural(hay: &[u8]) -> Result<usize, usize> {
+        let mut base: usize = 0;
+        while let Some(v) = load(hay, base) {
+            // `[` and `]` are `{` and `}` without bit 5.
+            let folded = v128_or(v, u8x16_splat(0x20));
+            let hits = v128_or(eq(v, b'"'), v128_or(eq(folded, b'{'), eq(folded, b'}')));
+            if let Some(lane) = first(hits) {
+                return Ok(base.wrapping_add(lane));
+            }
+            base = base.wrapping_add(16);
+        }
+        Err(base)
+    }
+
+    /// Lanes where `v` has a byte below 0x0E and `w` (the next bytes) too, or `v` a `"` or
+    /// `\\` and `w` a `u` or `m`.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn event_hits(v: v128, w: v128) -> v128 {
+        let below = u8x16_splat(0x0E);
+        let control = v128_and(u8x16_lt(v, below), u8x16_lt(w, below));
+        let first = v128_or(eq(v, b'"'), eq(v, b'\\'));
+        let second = v128_or(eq(w, b'u'), eq(w, b'm'));
+        v128_or(control, v128_and(first, second))
+    }
+
+    /// The first block from `base` with an event hit, 64 bytes at a time (the pairs need one
+    /// more byte) then 16: its start, length and hit mask; or where whole blocks ran out.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn event_block(hay: &[u8], mut base: usize) -> Result<(usize, usize, u64), usize> {
+        let ptr = hay.as_ptr();
+        // The loop that runs over every byte of a stream.
+        while base.checked_add(65).is_some_and(|end| end <= hay.len()) {
+            // SAFETY: `base + 65 <= hay.len()`, so every load reads within `hay`;
+            // v128.load has no alignment requirement.
+            let (h0, h1, h2, h3) = unsafe {
+                let at = ptr.add(base);
+                (
+                    event_hits(v128_load(at.cast()), v128_load(at.add(1).cast())),
+                    event_hits(v128_load(at.add(16).cast()), v128_load(at.add(17).cast())),
+                    event_hits(v128_load(at.add(32).cast()), v128_load(at.add(33).cast())),
+                    event_hits(v128_load(at.add(48).cast()), v128_load(at.add(49).cast())),
+                )
+            };
+            if v128_any_true(v128_or(v128_or(h0, h1), v128_or(h2, h3))) {
+                let bits = |h: v128| u64::from(i8x16_bitmask(h));
+                let mask = bits(h0) | bits(h1) << 16 | bits(h2) << 32 | bits(h3) << 48;
+                return Ok((base, 64, mask));
+            }
+            base = base.wrapping_add(64);
+        }
+        // Near the end, sixteen bytes while seventeen are left.
+        if let (Some(v), Some(w)) = (load(hay, base), load(hay, base.wrapping_add(1))) {
+            return Ok((base, 16, u64::from(i8x16_bitmask(event_hits(v, w)))));
+        }
+        Err(base)
+    }
+
+    /// Whether `a` and `b` (the same length, at least 16) are the same bytes.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+        let len = a.len();
+        let same = |at: usize| match (load(a, at), load(b, at)) {
+            (Some(x), Some(y)) => i8x16_all_true(i8x16_eq(x, y)),
+            _ => false,
+        };
+        let mut at: usize = 0;
+        while at.checked_add(16).is_some_and(|end| end < len) {
+            if !same(at) {
+                return false;
+            }
+            at = at.wrapping_add(16);
+        }
+        // The last sixteen bytes, overlapping what was compared.
+        same(len.wrapping_sub(16))
+    }
+}
 
 /// 0x01 in every byte lane.
+#[cfg(not(target_arch = "wasm32"))]
 const LO: u64 = 0x0101_0101_0101_0101;
 /// 0x80 in every byte lane.
+#[cfg(not(target_arch = "wasm32"))]
 const HI: u64 = 0x8080_8080_8080_8080;
 
 /// Sets the high bit of each zero byte lane of `v`. Lanes above the first zero lane may
 /// also be flagged (borrows propagate upwards), but the lowest flagged lane is exact,
 /// which is all a forward search needs.
+#[cfg(not(target_arch = "wasm32"))]
 #[inline(always)]
 fn zero_lanes(v: u64) -> u64 {
     v.wrapping_sub(LO) & !v & HI
@@ -22,6 +159,15 @@ fn zero_lanes(v: u64) -> u64 {
 // Inlined so the searched-for bytes fold into constants at each call site.
 #[inline(always)]
 pub(crate) fn find_either(hay: &[u8], a: u8, b: u8) -> Option<usize> {
+    #[cfg(target_arch = "wasm32")]
+    return simd::find_either(hay, a, b);
+    #[cfg(not(target_arch = "wasm32"))]
+    find_either_swar(hay, a, b)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+#[inline(always)]
+fn find_either_swar(hay: &[u8], a: u8, b: u8) -> Option<usize> {
     let pa = LO.wrapping_mul(u64::from(a));
     let pb = LO.wrapping_mul(u64::from(b));
     let mut chunks = hay.chunks_exact(8);
@@ -44,13 +190,177 @@ pub(crate) fn find_either(hay: &[u8], a: u8, b: u8) -> Option<usize> {
     base.checked_add(pos)
 }
 
+/// Every position in `hay` where two bytes below 0x0E meet (a blank line is two line ends
+/// in a row; the caller tells which pairs are) or a `"` or `\` is followed by `u` or `m`,
+/// in order. Blocks are tested a few vector instructions at a time and their hits taken
+/// from a bit mask, so a hit costs a few instructions rather than a new search.
+pub(crate) struct EventHits<'a> {
+    hay: &'a [u8],
+    /// Start of the block whose hits are in `mask`.
+    base: usize,
+    /// Start of the next block to test.
+    next: usize,
+    /// Bit `i`: byte `base + i` is a candidate (exact in the SIMD build; checked in `next`).
+    mask: u64,
+}
+
+impl<'a> EventHits<'a> {
+    pub(crate) fn new(hay: &'a [u8]) -> Self {
+        Self {
+            hay,
+            base: 0,
+            next: 0,
+            mask: 0,
+        }
+    }
+
+    /// Tests the next block; `false` when the bytes have run out.
+    #[inline(always)]
+    fn refill(&mut self) -> bool {
+        let base = self.next;
+        #[cfg(target_arch = "wasm32")]
+        {
+            match simd::event_block(self.hay, base) {
+                Ok((base, len, mask)) => {
+                    self.base = base;
+                    self.mask = mask;
+                    self.next = base.wrapping_add(len);
+                    true
+                }
+                Err(base) => {
+                    let Some(rest) = self.hay.get(base..).filter(|rest| !rest.is_empty()) else {
+                        return false;
+                    };
+                    self.base = base;
+                    self.tail(rest)
+                }
+            }
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            let Some(rest) = self.hay.get(base..).filter(|rest| !rest.is_empty()) else {
+                return false;
+            };
+            self.base = base;
+            let Some(window) = rest.get(..9) else {
+                return self.tail(rest);
+            };
+            let (Some(v), Some(w)) = (load8(window.get(..8)), load8(window.get(1..))) else {
+                return false;
+            };
+            let quote = LO.wrapping_mul(u64::from(b'"'));
+            let slash = LO.wrapping_mul(u64::from(b'\\'));
+            let u = LO.wrapping_mul(u64::from(b'u'));
+            let m = LO.wrapping_mul(u64::from(b'm'));
+            let below = LO.wrapping_mul(0x0E);
+            let control = (v.wrapping_sub(below) & !v) & (w.wrapping_sub(below) & !w) & HI;
+            let first = zero_lanes(v ^ quote) | zero_lanes(v ^ slash);
+            let second = zero_lanes(w ^ u) | zero_lanes(w ^ m);
+            let lanes = control | (first & second);
+            // One bit per lane: the high bit of lane i to bit i.
+            self.mask = ((lanes >> 7) & LO).wrapping_mul(0x0102_0408_1020_4080) >> 56;
+            self.next = base.wrapping_add(8);
+            true
+        }
+    }
+
+    /// The last few bytes (`rest`, from `base`), one at a time.
+    fn tail(&mut self, rest: &[u8]) -> bool {
+        let mut mask = 0u64;
+        for (i, &byte) in rest.iter().enumerate().take(64) {
+            let pair = [byte, rest.get(i.wrapping_add(1)).copied().unwrap_or(0xFF)];
+            mask |= u64::from(is_event_hit(&pair)) << i;
+        }
+        self.mask = mask;
+        self.next = self.base.saturating_add(rest.len().min(64));
+        true
+    }
+}
+
+impl Iterator for EventHits<'_> {
+    type Item = usize;
+
+    #[inline(always)]
+    fn next(&mut self) -> Option<usize> {
+        loop {
+            while self.mask == 0 {
+                if !self.refill() {
+                    return None;
+                }
+            }
+            let bit = self.mask.trailing_zeros();
+            self.mask &= self.mask.wrapping_sub(1);
+            let pos = self.base.wrapping_add(usize::try_from(bit).unwrap_or(0));
+            // SIMD masks are exact; SWAR may flag lanes above a true hit, so those are checked.
+            let simd = cfg!(target_arch = "wasm32");
+            if simd
+                || self
+                    .hay
+                    .get(pos..)
+                    .and_then(|p| p.get(..2))
+                    .is_some_and(is_event_hit)
+            {
+                return Some(pos);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn is_event_hit(pair: &[u8]) -> bool {
+    matches!(pair, [0..=0x0D, 0..=0x0D] | [b'"' | b'\\', b'u' | b'm'])
+}
+
+#[inline(always)]
+fn load8(bytes: Option<&[u8]>) -> Option<u64> {
+    let lanes = <[u8; 8]>::try_from(bytes?).ok()?;
+    Some(u64::from_le_bytes(lanes))
+}
+
+/// Whether `a` and `b` are the same bytes, compared a word (or vector) at a time: a
+/// short `memcmp` is a byte loop in wasm.
+#[inline]
+pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    let len = a.len();
+    if len != b.len() {
+        return false;
+    }
+    #[cfg(target_arch = "wasm32")]
+    if len >= 16 {
+        return simd::same_bytes(a, b);
+    }
+    if len >= 8 {
+        let mut at: usize = 0;
+        while at.checked_add(8).is_some_and(|end| end < len) {
+            if load8(a.get(at..at.wrapping_add(8))) != load8(b.get(at..at.wrapping_add(8))) {
+                return false;
+            }
+            at = at.wrapping_add(8);
+        }
+        let last = len.wrapping_sub(8);
+        return load8(a.get(last..)) == load8(b.get(last..));
+    }
+    a.iter().zip(b).all(|(x, y)| x == y)
+}
+
 /// Index of the first string quote or bracket in `hay`: the only bytes that matter while
 /// skipping a container whose contents are irrelevant (brackets inside strings must not
 /// count, so string starts matter too).
 #[inline]
 pub(crate) fn find_structural(hay: &[u8]) -> Option<usize> {
-    hay.iter()
-        .position(|&c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'))
+    let is_structural = |c: &u8| matches!(c, b'"' | b'{' | b'}' | b'[' | b']');
+    // Without SIMD a plain loop: in skipped containers the next one is usually a few bytes
+    // away, where eight-byte words cost more than they save (measured).
+    #[cfg(not(target_arch = "wasm32"))]
+    let base: usize = 0;
+    #[cfg(target_arch = "wasm32")]
+    let base = match simd::find_structural(hay) {
+        Ok(found) => return Some(found),
+        Err(base) => base,
+    };
+    let tail = hay.get(base..)?;
+    let pos = tail.iter().position(is_structural)?;
+    base.checked_add(pos)
 }
 
 #[cfg(test)]
@@ -64,6 +374,32 @@ mod tests {
                                      a in any::<u8>(), b in any::<u8>()) {
             let naive = hay.iter().position(|&c| c == a || c == b);
             prop_assert_eq!(find_either(&hay, a, b), naive);
+        }
+
+        #[test]
+        fn event_hits_are_every_position(hay in "[\"\\\\umx \n\r\t\u{0}]{0,200}") {
+            let hay = hay.as_bytes();
+            let naive: Vec<usize> = (0..hay.len())
+                .filter(|&i| matches!(
+                    &hay[i..],
+                    [0..=0x0D, 0..=0x0D, ..] | [b'"' | b'\\', b'u' | b'm', ..]
+                ))
+                .collect();
+            prop_assert_eq!(EventHits::new(hay).collect::<Vec<_>>(), naive);
+        }
+
+        #[test]
+        fn find_structural_matches_naive(
+            hay in proptest::collection::vec(prop::sample::select(b"\"{}[];: a[]{}\x02\x5b\x7b".to_vec()), 0..60),
+        ) {
+            let naive = hay.iter().position(|&c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'));
+            prop_assert_eq!(find_structural(&hay), naive);
+        }
+
+        #[test]
+        fn same_bytes_is_equality(a in proptest::collection::vec(0..3u8, 0..40),
+                                  b in proptest::collection::vec(0..3u8, 0..40)) {
+            prop_assert_eq!(same_bytes(&a, &b), a == b);
         }
 
         #[test]

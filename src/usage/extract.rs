@@ -149,6 +149,11 @@ impl Collected {
         self.max_output
     }
 
+    /// The model found so far, as its bytes.
+    pub(crate) fn model_bytes(&self) -> Option<&[u8]> {
+        self.model.bytes()
+    }
+
     pub(crate) fn model(&self) -> Option<String> {
         self.model.get().map(str::to_owned)
     }

@@ -169,6 +169,8 @@ impl JsonScanner {
     }
 
     /// Scans the next piece of the document.
+    // Lets the vector searches (bytes.rs) inline here.
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
     pub(crate) fn feed(&mut self, mut rest: &[u8], out: &mut Collected) {
         while let Some((&b, tail)) = rest.split_first() {
             match self.state {
@@ -198,6 +200,25 @@ impl JsonScanner {
                     }
                 },
                 State::Number => rest = self.number_run(rest, out),
+                // Runs of whitespace between tokens (pretty-printed bodies are full of
+                // indentation) in one loop instead of a dispatch per byte.
+                State::Start
+                | State::ArrayFirst
+                | State::ArrayElement
+                | State::ArrayNext
+                | State::KeyOrEnd
+                | State::Key
+                | State::Colon
+                | State::Value
+                | State::AfterValue
+                    if is_space(b) =>
+                {
+                    let run = rest
+                        .iter()
+                        .position(|&c| !is_space(c))
+                        .unwrap_or(rest.len());
+                    rest = rest.get(run..).unwrap_or_default();
+                }
                 State::Done | State::Error => return,
                 _ => {
                     self.step(b);
@@ -210,6 +231,7 @@ impl JsonScanner {
     /// Crosses skipped strings and containers in one tight loop, returning what follows
     /// them (empty if the chunk ran out first). Skipped bytes are most of a body, so this
     /// stays out of the general dispatch in `feed`.
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
     fn skip<'a>(&mut self, mut rest: &'a [u8]) -> &'a [u8] {
         loop {
             match self.state {

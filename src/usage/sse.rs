@@ -1,5 +1,6 @@
 //! Server-sent-event framing: splits the stream into lines and events and streams each
-//! event's `data` into the JSON scanner, without buffering lines or events.
+//! event's `data` into the JSON scanner, without buffering lines or events. It is fed only
+//! the events that `events.rs` cannot rule out (see [`SseFramer::skipped_event`]).
 //!
 //! Per the event-stream format: lines end in CRLF, LF or CR; a blank line ends an event;
 //! a line is `field:value` (one optional space after the colon), a lone `field`, or a
@@ -145,6 +146,15 @@ impl SseFramer {
                 }
             }
         }
+    }
+
+    /// Moves past an event that was not fed (its bytes cannot change what is found): the
+    /// state is what feeding it would have left, since it ended with a blank line; `cr`
+    /// says that blank line ended in a CR (an LF next belongs to it).
+    pub(crate) fn skipped_event(&mut self, cr: bool) {
+        self.line = Line::Start;
+        self.after_cr = cr;
+        self.has_data = false;
     }
 
     fn start_data(&mut self, json: &mut JsonScanner, out: &mut Collected) {

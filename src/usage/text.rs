@@ -104,6 +104,11 @@ impl ModelName {
         self.text.push_bytes(bytes);
     }
 
+    /// The name's bytes (valid UTF-8, checked by [`ModelName::set`]), without re-checking.
+    pub(crate) fn bytes(&self) -> Option<&[u8]> {
+        self.text.finish().filter(|bytes| !bytes.is_empty())
+    }
+
     pub(crate) fn get(&self) -> Option<&str> {
         let bytes = self.text.finish()?;
         if bytes.is_empty() {

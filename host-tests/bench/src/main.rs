@@ -19,12 +19,14 @@ use std::process::{Command, ExitCode};
 /// Module size budget.
 const MAX_MODULE_BYTES: u64 = 400 * 1024;
 
-/// The flags rustc enabled for wasm32-wasip1; wasm-opt refuses the module without them.
-const WASM_OPT_FEATURES: [&str; 4] = [
+/// The flags rustc enabled for wasm32-wasip1 (SIMD from `.cargo/config.toml`); wasm-opt
+/// refuses the module without them.
+const WASM_OPT_FEATURES: [&str; 5] = [
     "--enable-bulk-memory",
     "--enable-sign-ext",
     "--enable-nontrapping-float-to-int",
     "--enable-mutable-globals",
+    "--enable-simd",
 ];
 
 struct Args {
