@@ -24,6 +24,15 @@ impl Default for RequestSniffer {
 }
 
 impl RequestSniffer {
+    /// A sniffer for the model alone: it stops reading the body once the model is read
+    /// (sizes are still counted; output caps after the model are not seen).
+    pub fn model_only() -> Self {
+        Self {
+            scanner: UsageScanner::model_only(),
+            body_bytes: 0,
+        }
+    }
+
     pub fn feed(&mut self, chunk: &[u8]) {
         self.scanner.feed(chunk);
         let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
@@ -121,6 +130,29 @@ mod tests {
                     expected,
                     "{chunk_size}: {body:.80}"
                 );
+                assert_eq!(sniffer.body_bytes(), body.len() as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn a_model_only_sniffer_finds_the_model_wherever_it_is() {
+        let filler = "z".repeat(5_000);
+        let bodies = [
+            format!(
+                r#"{{"model":"gpt-4o-mini","messages":[{{"content":"{filler}"}}],"max_tokens":9}}"#
+            ),
+            format!(
+                r#"{{"messages":[{{"content":"{filler}","model":"no"}}],"model":"gpt-4o-mini"}}"#
+            ),
+        ];
+        for body in bodies {
+            for chunk_size in [1usize, 5, 4096] {
+                let mut sniffer = RequestSniffer::model_only();
+                for chunk in body.as_bytes().chunks(chunk_size) {
+                    sniffer.feed(chunk);
+                }
+                assert_eq!(sniffer.model().as_deref(), Some("gpt-4o-mini"));
                 assert_eq!(sniffer.body_bytes(), body.len() as u64);
             }
         }

@@ -215,7 +215,11 @@ impl Flow {
         }
 
         if !head.end_of_stream && (model.is_none() || policy.reservation.enabled) {
-            self.sniffer = Some(RequestSniffer::default());
+            self.sniffer = Some(if policy.reservation.enabled {
+                RequestSniffer::default()
+            } else {
+                RequestSniffer::model_only()
+            });
             self.content_length = header_text(head.headers, "content-length")
                 .and_then(|text| text.parse::<u64>().ok());
         }

@@ -139,6 +139,9 @@ pub(crate) struct JsonScanner {
     hex: u16,
     number: Number,
     literal: &'static [u8],
+    /// The document is done once a model has been read (a request body whose model is all
+    /// that is wanted): the rest is not scanned.
+    model_only: bool,
 }
 
 impl JsonScanner {
@@ -156,6 +159,15 @@ impl JsonScanner {
             hex: 0,
             number: Number::default(),
             literal: b"",
+            model_only: false,
+        }
+    }
+
+    /// A scanner that stops at the first model it reads.
+    pub(crate) fn model_only() -> Self {
+        Self {
+            model_only: true,
+            ..Self::new(false)
         }
     }
 
@@ -497,6 +509,10 @@ impl JsonScanner {
         } else {
             if let Some(name) = self.capture.finish() {
                 out.set_model(name);
+                if self.model_only {
+                    self.state = State::Done;
+                    return;
+                }
             }
             self.state = State::AfterValue;
         }

@@ -142,6 +142,15 @@ impl UsageScanner {
         }
     }
 
+    /// A scanner for a request body from which only the top-level `model` is wanted: it
+    /// stops reading at the model.
+    pub fn model_only() -> Self {
+        Self {
+            json: JsonScanner::model_only(),
+            ..Self::new(BodyFormat::Json)
+        }
+    }
+
     /// Scans the next chunk of the body. Chunks may be split at any byte.
     pub fn feed(&mut self, chunk: &[u8]) {
         match &mut self.sse {
