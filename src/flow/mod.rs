@@ -11,14 +11,12 @@
 
 use std::rc::Rc;
 
-use crate::accounting;
 use crate::admission::{self, Admission, Evaluation};
-use crate::config::{FailureMode, LimitId, LimitKind, Mode, Policy, VirtualKey};
-use crate::counter::{CounterError, Counters};
+use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
+use crate::counter::Counters;
 use crate::estimate::Estimate;
 use crate::identity::{identify, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
-use crate::money::Money;
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
 use crate::request_body::RequestSniffer;
 use crate::response_headers::emit_quota_headers;
@@ -574,222 +572,6 @@ impl Flow {
         self.refuse(refusals, counters, env)
     }
 
-    /// Refuses the request (enforce: returns the reply, after giving back the request's
-    /// slots), or logs and counts the would-be refusal (shadow: returns `None`, and the
-    /// request goes on as if admitted).
-    fn refuse(
-        &mut self,
-        rejections: Vec<Rejection>,
-        counters: &mut Counters<'_>,
-        env: &mut Env<'_>,
-    ) -> Option<LocalReply> {
-        let first = rejections.into_iter().next()?;
-        if self.policy.mode == Mode::Shadow {
-            log::info!(
-                "#{} shadow: would reject with {} {}: {}",
-                self.context_id,
-                first.kind.status(),
-                first.kind.as_str(),
-                first.message
-            );
-            env.metrics.add(Metric::ShadowRejected, 1);
-            return None;
-        }
-        if let Err(err) = self.give_back(counters, env) {
-            log::warn!(
-                "#{} could not give back request slots or reservations: {err}",
-                self.context_id
-            );
-            env.metrics.add(Metric::StoreFailures, 1);
-        }
-        log::info!(
-            "#{} rejected {} {}: {}",
-            self.context_id,
-            first.kind.status(),
-            first.kind.as_str(),
-            first.message
-        );
-        env.metrics.add(Metric::Rejected, 1);
-        env.metrics.add(Metric::RejectedBy(first.kind), 1);
-        self.flush_conflicts(counters, env);
-        self.stage = Stage::Replied;
-        Some(first.reply())
-    }
-
-    /// An unidentified request: refused, or (shadow) let through ungoverned.
-    fn refuse_or_bypass(
-        &mut self,
-        rejection: Rejection,
-        counters: &mut Counters<'_>,
-        env: &mut Env<'_>,
-        remove_headers: Vec<String>,
-    ) -> RequestAction {
-        match self.refuse(vec![rejection], counters, env) {
-            Some(reply) => RequestAction::Reply(reply),
-            None => {
-                self.stage = Stage::Bypass;
-                RequestAction::Continue { remove_headers }
-            }
-        }
-    }
-
-    /// A counter could not be read or written: `failure_mode` decides. Open: count it and
-    /// go on as if that check had passed (`None`; later checks still run). Closed: the reply.
-    fn store_failure(
-        &mut self,
-        err: CounterError,
-        counters: &mut Counters<'_>,
-        env: &mut Env<'_>,
-    ) -> Option<LocalReply> {
-        match self.policy.failure_mode {
-            FailureMode::Open => {
-                env.metrics.add(Metric::StoreFailures, 1);
-                log::warn!(
-                    "#{} counter unavailable ({err}); admitting (failure_mode open)",
-                    self.context_id
-                );
-                None
-            }
-            FailureMode::Closed => Some(self.unavailable(err, counters, env)),
-        }
-    }
-
-    /// Refuses with 503 `governance_unavailable`, giving back the request's slots.
-    fn unavailable(
-        &mut self,
-        err: CounterError,
-        counters: &mut Counters<'_>,
-        env: &mut Env<'_>,
-    ) -> LocalReply {
-        env.metrics.add(Metric::StoreFailures, 1);
-        log::error!(
-            "#{} counter unavailable ({err}); rejecting",
-            self.context_id
-        );
-        let rejection = Rejection::new(
-            RejectionKind::GovernanceUnavailable,
-            "governance counters are unavailable; try again shortly",
-        );
-        // Give back what was taken; a failing store may refuse this too.
-        let _ = self.give_back(counters, env);
-        env.metrics.add(Metric::Rejected, 1);
-        env.metrics
-            .add(Metric::RejectedBy(RejectionKind::GovernanceUnavailable), 1);
-        self.flush_conflicts(counters, env);
-        self.stage = Stage::Replied;
-        rejection.reply()
-    }
-
-    /// Gives back the request slots and reservations a refused request took.
-    fn give_back(
-        &mut self,
-        counters: &mut Counters<'_>,
-        env: &mut Env<'_>,
-    ) -> Result<(), CounterError> {
-        let slots = std::mem::take(&mut self.admission.slots);
-        let held = std::mem::take(&mut self.admission.held);
-        let slots_result = admission::release(&self.policy, counters, env.now, &slots);
-        accounting::give_back(&self.policy, counters, env.now, &held)?;
-        slots_result
-    }
-
-    /// Settles the response once: at the end of its body, or when the stream ended early.
-    fn charge(&mut self, env: &mut Env<'_>) {
-        let Stage::Admitted { model } = &self.stage else {
-            return;
-        };
-        if self.charged {
-            return;
-        }
-        self.charged = true;
-        let scanned = self
-            .scanner
-            .as_ref()
-            .map(|s| s.result())
-            .unwrap_or_default();
-        let policy = Rc::clone(&self.policy);
-        let from_response;
-        let priced_model = match model {
-            Some(model) => Some(model.as_str()),
-            None => {
-                from_response = split_provider(&policy, None, scanned.model.clone()).1;
-                from_response.as_deref()
-            }
-        };
-        let (usage, cost) = match (scanned.usage, self.estimate) {
-            (Some(usage), _) => (usage, None),
-            (None, estimate) => {
-                env.metrics.add(Metric::UsageMissing, 1);
-                // An upstream error is not billed by providers; any other response without
-                // usage (a stream cut short, usage not requested) may have produced output,
-                // so with reservations it is charged its estimate.
-                let failed = self.response_status.is_some_and(|status| status >= 400);
-                match estimate.filter(|_| !failed) {
-                    Some(estimate) => {
-                        log::debug!(
-                            "#{} response carried no usage; charging its estimate",
-                            self.context_id
-                        );
-                        (estimate.usage, Some(estimate.cost))
-                    }
-                    None => {
-                        log::debug!(
-                            "#{} response carried no usage; nothing charged",
-                            self.context_id
-                        );
-                        (crate::usage::Usage::default(), Some(Money::ZERO))
-                    }
-                }
-            }
-        };
-        let price = priced_model.and_then(|m| policy.pricing.lookup(m));
-        let cost = match (cost, price) {
-            (Some(cost), _) => cost,
-            (None, Some(price)) => price.cost(&usage),
-            (None, None) => {
-                if self
-                    .admission
-                    .chargeable
-                    .iter()
-                    .any(|id| is_budget(&policy, *id))
-                {
-                    env.metrics.add(Metric::PricingMissing, 1);
-                }
-                Money::ZERO
-            }
-        };
-        let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
-        let chargeable = &self.admission.chargeable;
-        let held = std::mem::take(&mut self.admission.held);
-        let tokens = u128::from(usage.total_tokens());
-        if let Err(err) = accounting::settle(
-            &policy,
-            &mut counters,
-            env.now,
-            chargeable,
-            &held,
-            tokens,
-            cost,
-        ) {
-            log::error!("#{} could not charge usage: {err}", self.context_id);
-            env.metrics.add(Metric::StoreFailures, 1);
-        }
-        let tokens = usage.prompt_tokens().saturating_add(usage.output);
-        if tokens > 0 {
-            env.metrics.add(Metric::TokensCharged, tokens);
-        }
-        if cost > Money::ZERO {
-            env.metrics.add_spend(cost);
-        }
-        self.flush_conflicts(&counters, env);
-        log::debug!(
-            "#{} charged {tokens} tokens and {} USD (model {})",
-            self.context_id,
-            cost,
-            priced_model.unwrap_or("unknown")
-        );
-    }
-
     fn flush_conflicts(&self, counters: &Counters<'_>, env: &mut Env<'_>) {
         let conflicts = counters.conflicts();
         if conflicts > 0 {
@@ -889,5 +671,7 @@ fn split_provider(
     (provider, Some(model))
 }
 
+mod refusal;
+mod settle;
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@
 
 use super::*;
 use crate::metrics::MemoryMetrics;
+use crate::money::Money;
 use crate::store::MemoryStore;
 
 const T0: i64 = 1_764_547_200_000_000_000; // 2025-12-01T00:00:00Z
