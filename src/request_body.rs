@@ -50,7 +50,7 @@ impl RequestSniffer {
     }
 
     pub fn model(&self) -> Option<String> {
-        self.scanner.result().model
+        self.scanner.model()
     }
 }
 

@@ -166,13 +166,27 @@ impl UsageScanner {
 
     /// Usage and model seen so far; call at end of body or when the stream ended early.
     pub fn result(&self) -> ScannedUsage {
+        // A JSON body's findings are read in place: copying them costs hundreds of
+        // instructions, on every request.
+        let finished;
         let found = match &self.sse {
-            Some(sse) => sse.finish(&self.json, &self.found),
-            None => self.found,
+            Some(sse) => {
+                finished = sse.finish(&self.json, &self.found);
+                &finished
+            }
+            None => &self.found,
         };
         ScannedUsage {
             usage: found.usage(),
             model: found.model(),
+        }
+    }
+
+    /// The model seen so far: [`UsageScanner::result`]'s model, without the usage.
+    pub fn model(&self) -> Option<String> {
+        match &self.sse {
+            Some(sse) => sse.finish(&self.json, &self.found).model(),
+            None => self.found.model(),
         }
     }
 }
