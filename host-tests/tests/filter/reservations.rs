@@ -368,3 +368,108 @@ fn the_decision_comes_with_the_last_byte_not_the_empty_end_frame() {
         estimate(&body, 600).0 as f64
     );
 }
+
+/// SPEC.md §8's guarantee through the real module, over random interleavings of requests
+/// admitted on two VMs, responses (with usage above or below the estimate, without usage,
+/// upstream errors) and clock moves across a one-minute budget window: after every step the
+/// window's spend exceeds the budget by no more than what actual costs exceeded their
+/// estimates (a response admitted in an earlier window counts whole), and what is held is
+/// exactly the estimates of the requests in flight admitted in this window.
+mod interleavings {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Start {
+            vm: usize,
+            cap: u64,
+        },
+        Finish {
+            n: usize,
+            output: Option<u64>,
+            failed: bool,
+        },
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0usize..2, prop::sample::select(vec![50u64, 200, 800]))
+                .prop_map(|(vm, cap)| Op::Start { vm, cap }),
+            4 => (any::<usize>(), prop::option::weighted(0.8, 0u64..1200), prop::bool::weighted(0.2))
+                .prop_map(|(n, output, failed)| Op::Finish { n, output, failed }),
+            1 => (1u64..45).prop_map(Op::Advance),
+        ]
+    }
+
+    struct Flight {
+        vm: usize,
+        stream: StreamId,
+        estimate: f64,
+        window: String,
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        #[test]
+        fn the_bound_holds_through_the_module(ops in prop::collection::vec(op(), 1..40)) {
+            let mut host = host_with(
+                &key_config(true, r#""budgets": [{"max_limit": 0.001, "reset_duration": "1m"}]"#),
+                2,
+            );
+            let mut in_flight: Vec<Flight> = Vec::new();
+            let mut excess: HashMap<String, f64> = HashMap::new();
+            let window_of = |host: &mut Host| counter(host, "k", "budget")["window_start"].to_string();
+            for op in ops {
+                match op {
+                    Op::Start { vm, cap } => {
+                        let body = capped_body(cap);
+                        let s = send(&mut host, vm, &body);
+                        match status(&mut host, vm, s) {
+                            0 => {
+                                let window = window_of(&mut host);
+                                in_flight.push(Flight { vm, stream: s, estimate: estimate(&body, cap).1, window });
+                            }
+                            402 => {}
+                            other => prop_assert!(false, "status {other}"),
+                        }
+                    }
+                    Op::Finish { n, output, failed } => {
+                        if in_flight.is_empty() {
+                            continue;
+                        }
+                        let flight = in_flight.remove(n % in_flight.len());
+                        let status_text = if failed { "500" } else { "200" };
+                        let actual = match output {
+                            Some(output) => {
+                                respond(&mut host, flight.vm, flight.stream, status_text, "application/json", &usage_json(20, output));
+                                20.0 * INPUT + output as f64 * OUTPUT
+                            }
+                            None => {
+                                respond(&mut host, flight.vm, flight.stream, status_text, "application/json", b"{\"choices\":[]}");
+                                if failed { 0.0 } else { flight.estimate }
+                            }
+                        };
+                        let window = window_of(&mut host);
+                        let over = if window == flight.window { (actual - flight.estimate).max(0.0) } else { actual };
+                        *excess.entry(window).or_default() += over;
+                    }
+                    Op::Advance(secs) => host.clock().advance(Duration::from_secs(secs)),
+                }
+                let budget = counter(&mut host, "k", "budget");
+                let window = budget["window_start"].to_string();
+                let spent = budget["used"].as_f64().unwrap_or(f64::NAN);
+                let allowed = 0.001 + excess.get(&window).copied().unwrap_or(0.0);
+                prop_assert!(spent <= allowed + 1e-12, "spent {spent} > {allowed}");
+                let held: f64 = in_flight.iter().filter(|f| f.window == window).map(|f| f.estimate).sum();
+                let reserved = budget["reserved"].as_f64().unwrap_or(f64::NAN);
+                prop_assert!((reserved - held).abs() < 1e-12, "reserved {reserved}, in flight {held}");
+            }
+        }
+    }
+}
