@@ -11,8 +11,9 @@
 #[cfg(target_arch = "wasm32")]
 mod simd {
     //! The vector searches. Only these functions use SIMD (`#[target_feature]`), not the
-    //! whole crate: `-C target-feature=+simd128` crate-wide let LLVM vectorize other code
-    //! too, and the module then answered differently in the test host (see README).
+    //! whole crate: with `-C target-feature=+simd128` crate-wide, rustc 1.95 (LLVM 22)
+    //! miscompiles the vectorized `identity::constant_time_eq` and the admin key is refused
+    //! (see README, Performance).
     use core::arch::wasm32::{
         i8x16_all_true, i8x16_bitmask, i8x16_eq, u8x16_lt, u8x16_splat, v128, v128_and,
         v128_any_true, v128_load, v128_or,
