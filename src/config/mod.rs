@@ -247,25 +247,27 @@ pub fn sha256_of(secret: &[u8]) -> [u8; 32] {
 mod tests;
 
 impl Policy {
-    /// The limits of `key`, its team and its customer, in that order (the levels that
-    /// admission checks at request headers).
+    /// The limits of `key`, of its team and of its customer, one slice per level in that
+    /// order (the levels that admission checks at request headers).
+    pub fn hierarchy_levels<'a>(&'a self, key: &'a VirtualKey) -> [&'a [LimitId]; 3] {
+        let team = key
+            .team
+            .and_then(|t| self.teams.get(t))
+            .map(|t| t.owner.limits.as_slice())
+            .unwrap_or_default();
+        let customer = key
+            .customer
+            .and_then(|c| self.customers.get(c))
+            .map(|c| c.limits.as_slice())
+            .unwrap_or_default();
+        [key.owner.limits.as_slice(), team, customer]
+    }
+
+    /// [`Policy::hierarchy_levels`] one limit after the other.
     pub fn hierarchy_limits<'a>(
         &'a self,
         key: &'a VirtualKey,
     ) -> impl Iterator<Item = LimitId> + 'a {
-        let team = key
-            .team
-            .and_then(|t| self.teams.get(t))
-            .map(|t| &t.owner.limits);
-        let customer = key
-            .customer
-            .and_then(|c| self.customers.get(c))
-            .map(|c| &c.limits);
-        key.owner
-            .limits
-            .iter()
-            .chain(team.into_iter().flatten())
-            .chain(customer.into_iter().flatten())
-            .copied()
+        self.hierarchy_levels(key).into_iter().flatten().copied()
     }
 }
