@@ -16,7 +16,7 @@ mod simd {
     //! (see README, Performance).
     use core::arch::wasm32::{
         i8x16_all_true, i8x16_bitmask, i8x16_eq, u8x16_lt, u8x16_splat, v128, v128_and,
-        v128_any_true, v128_load, v128_or,
+        v128_any_true, v128_load, v128_not, v128_or,
     };
 
     /// The sixteen bytes of `hay` from `at`, if there are that many.
@@ -69,6 +69,24 @@ mod simd {
             let folded = v128_or(v, u8x16_splat(0x20));
             let hits = v128_or(eq(v, b'"'), v128_or(eq(folded, b'{'), eq(folded, b'}')));
             if let Some(lane) = first(hits) {
+                return Ok(base.wrapping_add(lane));
+            }
+            base = base.wrapping_add(16);
+        }
+        Err(base)
+    }
+
+    /// See [`super::space_run`]: `Ok` with the run's length if a byte that ends it is in
+    /// the whole sixteen-byte blocks, else `Err` with where those blocks ran out.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn space_run(hay: &[u8]) -> Result<usize, usize> {
+        let mut base: usize = 0;
+        while let Some(v) = load(hay, base) {
+            let space = v128_or(
+                v128_or(eq(v, b' '), eq(v, b'\n')),
+                v128_or(eq(v, b'\r'), eq(v, b'\t')),
+            );
+            if let Some(lane) = first(v128_not(space)) {
                 return Ok(base.wrapping_add(lane));
             }
             base = base.wrapping_add(16);
@@ -344,6 +362,25 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// How many bytes `hay` starts with that are JSON whitespace (space, tab, CR, LF).
+/// Pretty-printed bodies put a run of them before almost every token.
+#[inline]
+pub(crate) fn space_run(hay: &[u8]) -> usize {
+    #[cfg(not(target_arch = "wasm32"))]
+    let base: usize = 0;
+    #[cfg(target_arch = "wasm32")]
+    let base = match simd::space_run(hay) {
+        Ok(run) => return run,
+        Err(base) => base,
+    };
+    let tail = hay.get(base..).unwrap_or_default();
+    let run = tail
+        .iter()
+        .position(|&c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        .unwrap_or(tail.len());
+    base.saturating_add(run)
+}
+
 /// Index of the first string quote or bracket in `hay`: the only bytes that matter while
 /// skipping a container whose contents are irrelevant (brackets inside strings must not
 /// count, so string starts matter too).
@@ -395,6 +432,13 @@ mod tests {
         ) {
             let naive = hay.iter().position(|&c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'));
             prop_assert_eq!(find_structural(&hay), naive);
+        }
+
+        #[test]
+        fn space_run_matches_naive(hay in "[ \t\n\rx\u{0b}\u{0c}]{0,60}") {
+            let hay = hay.as_bytes();
+            let naive = hay.iter().take_while(|&&c| matches!(c, b' ' | b'\t' | b'\n' | b'\r')).count();
+            prop_assert_eq!(space_run(hay), naive);
         }
 
         #[test]

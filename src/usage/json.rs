@@ -11,9 +11,9 @@
 //! Values are committed as soon as they are complete (a number at its first following
 //! byte, a string at its closing quote), so a body cut short keeps what it had shown.
 
-use super::bytes::{find_either, find_structural};
+use super::bytes::{find_either, find_structural, space_run};
 use super::extract::{child, Collected, Node, Target};
-use super::text::Capture;
+use super::text::{Capture, KEY_MAX_BYTES, MODEL_MAX_BYTES};
 
 /// Deepest tracked object: root > `response` > `usage` > `input_tokens_details`.
 const MAX_TRACKED: usize = 4;
@@ -33,7 +33,7 @@ enum State {
     KeyOrEnd,
     /// After `,` in a tracked object: a key.
     Key,
-    /// Inside a key or model string being decoded into `capture`.
+    /// Inside a key or model string being decoded (into `key` or `model`).
     Capture,
     /// After `\` in a captured string.
     CaptureEscape,
@@ -65,51 +65,44 @@ enum State {
 #[derive(Debug, Clone, Copy, Default)]
 struct Number {
     value: u64,
-    digits: bool,
-    leading_zero: bool,
     usable: bool,
 }
 
 impl Number {
+    /// A number whose first byte is `first` (a digit or `-`).
     fn start(first: u8) -> Self {
-        let mut n = Self {
-            usable: true,
-            ..Self::default()
-        };
-        n.push(first);
-        n
+        let digit = first.wrapping_sub(b'0');
+        Self {
+            value: u64::from(digit),
+            // A minus sign: not a token count.
+            usable: digit <= 9,
+        }
     }
 
-    // Called per digit of every number at a tracked level; a call costs more than it.
+    // Called per digit of every counted number; a call costs more than it.
     #[inline(always)]
     fn push(&mut self, b: u8) {
-        if b.is_ascii_digit() {
-            if self.leading_zero {
-                self.usable = false;
-            }
-            if !self.digits && b == b'0' {
-                self.leading_zero = true;
-            }
-            self.digits = true;
-            let digit = u64::from(b.wrapping_sub(b'0'));
-            // Bound first instead of `checked_mul`, which wasm32 lowers to a 128-bit multiply.
-            let next = if self.value <= u64::MAX / 10 {
-                self.value.wrapping_mul(10).checked_add(digit)
-            } else {
-                None
-            };
-            match next {
-                Some(v) => self.value = v,
-                None => self.usable = false,
-            }
-        } else {
-            // Sign, fraction or exponent: not a token count.
+        let digit = b.wrapping_sub(b'0');
+        // Sign, fraction or exponent: not a token count. A usable number began with a
+        // digit, so a value still 0 here is a leading zero (`01`), which JSON forbids.
+        if digit > 9 || self.value == 0 {
             self.usable = false;
+            return;
+        }
+        // Bound first instead of `checked_mul`, which wasm32 lowers to a 128-bit multiply.
+        let next = if self.value <= u64::MAX / 10 {
+            self.value.wrapping_mul(10).checked_add(u64::from(digit))
+        } else {
+            None
+        };
+        match next {
+            Some(v) => self.value = v,
+            None => self.usable = false,
         }
     }
 
     fn get(&self) -> Option<u64> {
-        (self.usable && self.digits).then_some(self.value)
+        self.usable.then_some(self.value)
     }
 }
 
@@ -119,6 +112,29 @@ fn is_number_byte(b: u8) -> bool {
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
+/// A model string has ended: keeps it if it is usable (`name`), and says what comes next.
+fn after_model(name: Option<&[u8]>, out: &mut Collected, model_only: bool) -> State {
+    if let Some(name) = name {
+        out.set_model(name);
+        if model_only {
+            return State::Done;
+        }
+    }
+    State::AfterValue
+}
+
+/// `rest` after the whitespace it starts with. The first two bytes are tested alone:
+/// compact bodies have no whitespace, pretty-printed ones one space after each `:`, and a
+/// vector search costs more than those tests.
+#[inline(always)]
+fn after_space(rest: &[u8]) -> &[u8] {
+    match rest {
+        [first, ..] if !is_space(*first) => rest,
+        [_, second, ..] if !is_space(*second) => rest.get(1..).unwrap_or_default(),
+        _ => rest.get(space_run(rest)..).unwrap_or_default(),
+    }
 }
 
 /// Streaming scanner for one JSON document; [`JsonScanner::reset`] readies it for the next.
@@ -134,7 +150,11 @@ pub(crate) struct JsonScanner {
     skip_depth: u32,
     /// What the value after the current key is.
     target: Target,
-    capture: Capture,
+    /// The key being decoded when it is not whole in one chunk or has escapes.
+    key: Capture<KEY_MAX_BYTES>,
+    /// The model being decoded in the same case; allocated the first time it happens,
+    /// since a model is nearly always read in place from the chunk (`whole_model`).
+    model: Option<Box<Capture<MODEL_MAX_BYTES>>>,
     capturing_key: bool,
     hex: u16,
     number: Number,
@@ -154,7 +174,8 @@ impl JsonScanner {
             in_array: false,
             skip_depth: 0,
             target: Target::Skip,
-            capture: Capture::default(),
+            key: Capture::default(),
+            model: None,
             capturing_key: false,
             hex: 0,
             number: Number::default(),
@@ -191,7 +212,7 @@ impl JsonScanner {
                 State::Capture => {
                     let at = find_either(rest, b'"', b'\\').unwrap_or(rest.len());
                     let (run, from) = rest.split_at_checked(at).unwrap_or((rest, &[]));
-                    self.capture.push_bytes(run);
+                    self.push_bytes(run);
                     let Some((&special, after)) = from.split_first() else {
                         return;
                     };
@@ -211,9 +232,29 @@ impl JsonScanner {
                         rest = tail;
                     }
                 },
+                // The same for a model name, taken straight from the chunk.
+                State::Value if b == b'"' && self.target == Target::Model => {
+                    match self.whole_model(tail, out) {
+                        Some(after) => rest = after,
+                        None => {
+                            self.step(b);
+                            rest = tail;
+                        }
+                    }
+                }
                 State::Number => rest = self.number_run(rest, out),
-                // Runs of whitespace between tokens (pretty-printed bodies are full of
-                // indentation) in one loop instead of a dispatch per byte.
+                // The separators of a tracked object, with the whitespace a pretty-printed
+                // body puts after them, without going round the loop once more for it.
+                State::Colon if b == b':' => {
+                    self.state = State::Value;
+                    rest = after_space(tail);
+                }
+                State::AfterValue if b == b',' => {
+                    self.state = State::Key;
+                    rest = after_space(tail);
+                }
+                // Other runs of whitespace between tokens (pretty-printed bodies are full of
+                // indentation) in one search instead of a dispatch per byte.
                 State::Start
                 | State::ArrayFirst
                 | State::ArrayElement
@@ -225,11 +266,7 @@ impl JsonScanner {
                 | State::AfterValue
                     if is_space(b) =>
                 {
-                    let run = rest
-                        .iter()
-                        .position(|&c| !is_space(c))
-                        .unwrap_or(rest.len());
-                    rest = rest.get(run..).unwrap_or_default();
+                    rest = after_space(rest);
                 }
                 State::Done | State::Error => return,
                 _ => {
@@ -257,7 +294,11 @@ impl JsonScanner {
                     };
                     rest = after;
                     if special == b'\\' {
-                        self.state = State::SkipEscape;
+                        // The escaped byte cannot end the string; `\uXXXX` digits are plain.
+                        match rest.split_first() {
+                            Some((_, escaped)) => rest = escaped,
+                            None => self.state = State::SkipEscape,
+                        }
                     } else if self.skip_depth == 0 {
                         self.state = State::AfterValue;
                         return rest;
@@ -325,7 +366,7 @@ impl JsonScanner {
             },
             State::KeyOrEnd | State::Key => match b {
                 b'"' => {
-                    self.capture.clear();
+                    self.key.clear();
                     self.capturing_key = true;
                     self.state = State::Capture;
                 }
@@ -351,7 +392,7 @@ impl JsonScanner {
                         return;
                     }
                 };
-                self.capture.push_bytes(&[unescaped]);
+                self.push_bytes(&[unescaped]);
                 self.state = State::Capture;
             }
             State::CaptureHex(read) => {
@@ -363,7 +404,7 @@ impl JsonScanner {
                 let digit = u16::try_from(digit).unwrap_or(0);
                 self.hex = self.hex.wrapping_shl(4) | digit;
                 if read >= 3 {
-                    self.capture.push_unit(self.hex);
+                    self.push_unit(self.hex);
                     self.state = State::Capture;
                 } else {
                     self.state = State::CaptureHex(read.saturating_add(1));
@@ -410,7 +451,7 @@ impl JsonScanner {
                 self.state = State::Skip;
             }
             (b'"', Target::Model) => {
-                self.capture.clear();
+                self.model.get_or_insert_with(Box::default).clear();
                 self.capturing_key = false;
                 self.state = State::Capture;
             }
@@ -472,7 +513,8 @@ impl JsonScanner {
     }
 
     /// `after_quote` follows a key's opening quote. If the key ends in it without an
-    /// escape, looks it up and returns what follows the closing quote.
+    /// escape, looks it up and returns what follows the closing quote (and the colon and
+    /// whitespace after it, if they are there).
     fn whole_key<'a>(&mut self, after_quote: &'a [u8]) -> Option<&'a [u8]> {
         let at = find_either(after_quote, b'"', b'\\')?;
         let (key, from) = after_quote.split_at_checked(at)?;
@@ -481,13 +523,30 @@ impl JsonScanner {
             return None;
         }
         self.target = self.lookup(Some(key));
-        self.state = State::Colon;
-        Some(after)
+        // The colon nearly always follows at once: taken here, it saves a round of `feed`.
+        match after.split_first() {
+            Some((b':', value)) => {
+                self.state = State::Value;
+                Some(after_space(value))
+            }
+            _ => {
+                self.state = State::Colon;
+                Some(after)
+            }
+        }
     }
 
     /// Continues a number through as many of its bytes as `rest` holds, committing it at
     /// the first byte after it; returns the bytes from that one on.
     fn number_run<'a>(&mut self, mut rest: &'a [u8], out: &mut Collected) -> &'a [u8] {
+        if !matches!(self.target, Target::Count(_)) {
+            // Not counted: only its end matters.
+            let Some(end) = rest.iter().position(|&b| !is_number_byte(b)) else {
+                return &[];
+            };
+            self.state = State::AfterValue;
+            return rest.get(end..).unwrap_or_default();
+        }
         while let Some((&b, tail)) = rest.split_first() {
             if !is_number_byte(b) {
                 if let (Target::Count(field), Some(n)) = (self.target, self.number.get()) {
@@ -504,17 +563,43 @@ impl JsonScanner {
 
     fn end_capture(&mut self, out: &mut Collected) {
         if self.capturing_key {
-            self.target = self.lookup(self.capture.finish());
+            self.target = self.lookup(self.key.finish());
             self.state = State::Colon;
         } else {
-            if let Some(name) = self.capture.finish() {
-                out.set_model(name);
-                if self.model_only {
-                    self.state = State::Done;
-                    return;
-                }
-            }
-            self.state = State::AfterValue;
+            let name = self.model.as_deref().and_then(Capture::finish);
+            self.state = after_model(name, out, self.model_only);
+        }
+    }
+
+    /// `after_quote` follows a model's opening quote. If the string ends in it without an
+    /// escape, takes it in place and returns what follows the closing quote.
+    fn whole_model<'a>(&mut self, after_quote: &'a [u8], out: &mut Collected) -> Option<&'a [u8]> {
+        let at = find_either(after_quote, b'"', b'\\')?;
+        let (name, from) = after_quote.split_at_checked(at)?;
+        let (&quote, after) = from.split_first()?;
+        if quote != b'"' {
+            return None;
+        }
+        let usable = name.len() <= MODEL_MAX_BYTES;
+        self.state = after_model(usable.then_some(name), out, self.model_only);
+        Some(after)
+    }
+
+    /// Appends decoded bytes to the string being captured.
+    fn push_bytes(&mut self, run: &[u8]) {
+        if self.capturing_key {
+            self.key.push_bytes(run);
+        } else if let Some(model) = self.model.as_deref_mut() {
+            model.push_bytes(run);
+        }
+    }
+
+    /// Appends a `\uXXXX` code unit to the string being captured.
+    fn push_unit(&mut self, unit: u16) {
+        if self.capturing_key {
+            self.key.push_unit(unit);
+        } else if let Some(model) = self.model.as_deref_mut() {
+            model.push_unit(unit);
         }
     }
 }

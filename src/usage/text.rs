@@ -1,14 +1,20 @@
-//! Fixed-capacity buffer for the few strings the scanner must read: object keys on the
+//! Fixed-capacity buffers for the few strings the scanner must read: object keys on the
 //! tracked paths and the model name. Anything longer than the cap cannot be a key we look
 //! for and is not a plausible model name, so it is marked unusable instead of growing.
 
 /// Longest model name kept, in bytes (after unescaping). Longer names are ignored.
 pub const MODEL_MAX_BYTES: usize = 256;
 
-/// A string being decoded from JSON, bounded to [`MODEL_MAX_BYTES`].
+/// Longest object key decoded, in bytes: the longest key on a tracked path
+/// (`cache_creation_input_tokens`, 27) fits; a longer one is unusable, which is right,
+/// since it cannot be one we look for. Small, because every scanner carries one and
+/// building or moving a scanner copies it.
+pub(crate) const KEY_MAX_BYTES: usize = 32;
+
+/// A string being decoded from JSON, bounded to `N` bytes.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Capture {
-    buf: [u8; MODEL_MAX_BYTES],
+pub(crate) struct Capture<const N: usize> {
+    buf: [u8; N],
     len: usize,
     /// Too long, or an unpaired UTF-16 surrogate: the string is unusable.
     bad: bool,
@@ -16,10 +22,10 @@ pub(crate) struct Capture {
     high: Option<u16>,
 }
 
-impl Default for Capture {
+impl<const N: usize> Default for Capture<N> {
     fn default() -> Self {
         Self {
-            buf: [0; MODEL_MAX_BYTES],
+            buf: [0; N],
             len: 0,
             bad: false,
             high: None,
@@ -27,7 +33,7 @@ impl Default for Capture {
     }
 }
 
-impl Capture {
+impl<const N: usize> Capture<N> {
     pub(crate) fn clear(&mut self) {
         self.len = 0;
         self.bad = false;
@@ -91,7 +97,7 @@ impl Capture {
 /// A model name that was read in full: 1..=[`MODEL_MAX_BYTES`] bytes of valid UTF-8.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct ModelName {
-    text: Capture,
+    text: Capture<MODEL_MAX_BYTES>,
 }
 
 impl ModelName {

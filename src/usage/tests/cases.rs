@@ -96,6 +96,11 @@ fn unusable_model_strings_are_ignored() {
         (format!(r#"{{"model":"{long}"}}"#), None),
         (format!(r#"{{"model":"{exact}"}}"#), Some(exact.as_str())),
         (r#"{"model":"a","model":""}"#.to_owned(), Some("a")),
+        (format!(r#"{{"model":"a","model":"{long}"}}"#), Some("a")),
+        (
+            format!(r#"{{"model":"a","model":"\u006d{long}"}}"#),
+            Some("a"),
+        ),
         (r#"{"model":"a","model":"\ud800"}"#.to_owned(), Some("a")),
         (r#"{"model":"\udc00x"}"#.to_owned(), None),
         (r#"{"model":"\ud800\u0041"}"#.to_owned(), None),
@@ -306,4 +311,15 @@ fn top_level_array_of_responses_is_read_element_by_element() {
         Some(usage(1, 0, 0, 0))
     );
     assert_eq!(scan_json(r#"[[{"usage":{"input_tokens":1}}]]"#).usage, None);
+}
+
+#[test]
+fn keys_longer_than_any_tracked_key_are_skipped() {
+    // Decoded byte by byte (an escape), longer than the key buffer: not `usage`, even
+    // though it starts like it.
+    let body = r#"{"\u0075sage_with_a_name_longer_than_thirty_two":{"prompt_tokens":5},"usage":{"prompt_tokens":2}}"#;
+    assert_eq!(scan_json(body).usage, Some(usage(2, 0, 0, 0)));
+    // The longest tracked key, escaped, still counts.
+    let body = r#"{"usage":{"input_tokens":1,"\u0063ache_creation_input_tokens":7}}"#;
+    assert_eq!(scan_json(body).usage, Some(usage(1, 0, 7, 0)));
 }
