@@ -362,6 +362,12 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// Whether `b` is JSON whitespace (space, tab, LF, CR).
+#[inline(always)]
+pub(crate) fn is_space(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+}
+
 /// How many bytes `hay` starts with that are JSON whitespace (space, tab, CR, LF).
 /// Pretty-printed bodies put a run of them before almost every token.
 #[inline]
@@ -376,7 +382,7 @@ pub(crate) fn space_run(hay: &[u8]) -> usize {
     let tail = hay.get(base..).unwrap_or_default();
     let run = tail
         .iter()
-        .position(|&c| !matches!(c, b' ' | b'\t' | b'\n' | b'\r'))
+        .position(|&c| !is_space(c))
         .unwrap_or(tail.len());
     base.saturating_add(run)
 }

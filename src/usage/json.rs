@@ -11,7 +11,7 @@
 //! Values are committed as soon as they are complete (a number at its first following
 //! byte, a string at its closing quote), so a body cut short keeps what it had shown.
 
-use super::bytes::{find_either, find_structural, space_run};
+use super::bytes::{find_either, find_structural, is_space, space_run};
 use super::extract::{child, Collected, Node, Target};
 use super::text::{Capture, KEY_MAX_BYTES, MODEL_MAX_BYTES};
 
@@ -110,8 +110,17 @@ fn is_number_byte(b: u8) -> bool {
     matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
 }
 
-fn is_space(b: u8) -> bool {
-    matches!(b, b' ' | b'\t' | b'\n' | b'\r')
+/// A string's bytes and what follows its closing quote, when `after_quote` (what follows
+/// its opening quote) holds it whole and it has no escape: such a string is its own
+/// decoded text and needs no copy.
+#[inline(always)]
+fn whole_string(after_quote: &[u8]) -> Option<(&[u8], &[u8])> {
+    let at = find_either(after_quote, b'"', b'\\')?;
+    let (text, from) = after_quote.split_at_checked(at)?;
+    match from.split_first()? {
+        (b'"', after) => Some((text, after)),
+        _ => None,
+    }
 }
 
 /// A model string has ended: keeps it if it is usable (`name`), and says what comes next.
@@ -516,12 +525,7 @@ impl JsonScanner {
     /// escape, looks it up and returns what follows the closing quote (and the colon and
     /// whitespace after it, if they are there).
     fn whole_key<'a>(&mut self, after_quote: &'a [u8]) -> Option<&'a [u8]> {
-        let at = find_either(after_quote, b'"', b'\\')?;
-        let (key, from) = after_quote.split_at_checked(at)?;
-        let (&quote, after) = from.split_first()?;
-        if quote != b'"' {
-            return None;
-        }
+        let (key, after) = whole_string(after_quote)?;
         self.target = self.lookup(Some(key));
         // The colon nearly always follows at once: taken here, it saves a round of `feed`.
         match after.split_first() {
@@ -574,12 +578,7 @@ impl JsonScanner {
     /// `after_quote` follows a model's opening quote. If the string ends in it without an
     /// escape, takes it in place and returns what follows the closing quote.
     fn whole_model<'a>(&mut self, after_quote: &'a [u8], out: &mut Collected) -> Option<&'a [u8]> {
-        let at = find_either(after_quote, b'"', b'\\')?;
-        let (name, from) = after_quote.split_at_checked(at)?;
-        let (&quote, after) = from.split_first()?;
-        if quote != b'"' {
-            return None;
-        }
+        let (name, after) = whole_string(after_quote)?;
         let usable = name.len() <= MODEL_MAX_BYTES;
         self.state = after_model(usable.then_some(name), out, self.model_only);
         Some(after)
