@@ -1,7 +1,7 @@
 //! Settling a request (SPEC.md §4 and §8): its response's usage charged to the limits that
 //! admitted it, and the estimates it held given back, one CAS per counter.
 
-use crate::admission::Held;
+use crate::admission::{take_back, Held};
 use crate::config::{LimitId, LimitKind, Policy};
 use crate::counter::{Change, CounterError, Counters};
 use crate::money::Money;
@@ -34,7 +34,7 @@ pub fn settle(
         }
         counters.update(limit, now, |record| {
             let mut changed = false;
-            if let Some(hold) = hold.filter(|h| h.window_start == record.window_start) {
+            if let Some(hold) = hold.filter(|h| record.window_holds(h.taken_at)) {
                 record.reserved = record.reserved.saturating_sub(hold.amount);
                 changed = hold.amount > 0;
             }
@@ -52,13 +52,28 @@ pub fn settle(
     Ok(())
 }
 
-/// Gives back holds without charging anything (a refused request).
+/// Gives back holds without charging anything (a refused request), with the starts they
+/// made.
 pub fn give_back(
     policy: &Policy,
     counters: &mut Counters<'_>,
     now: i64,
     held: &[Held],
 ) -> Result<(), CounterError> {
-    let limits: Vec<LimitId> = held.iter().map(|h| h.limit).collect();
-    settle(policy, counters, now, &limits, held, 0, Money::ZERO)
+    for hold in held {
+        let Some(limit) = policy.limits.get(hold.limit) else {
+            continue;
+        };
+        take_back(
+            counters,
+            limit,
+            now,
+            hold.taken_at,
+            hold.first_use,
+            |record| {
+                record.reserved = record.reserved.saturating_sub(hold.amount);
+            },
+        )?;
+    }
+    Ok(())
 }

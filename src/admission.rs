@@ -7,12 +7,14 @@
 //! admitted while used + reserved < max. With reservations (SPEC.md §8), [`reserve`] then
 //! holds the request's estimate on each of them, checking `used + reserved + estimate <= max`
 //! and adding the estimate in the same CAS. A request refused at any step gives back the
-//! slots and reservations it took, so it leaves every counter as it was.
+//! slots and reservations it took, and the window starts its writes opened, so it leaves
+//! every counter as it was. Token limits and budgets that were never used are only read
+//! here; [`start_unused`] opens their windows once the admission stands.
 
 use chrono::{DateTime, SecondsFormat};
 
 use crate::config::{Limit, LimitId, LimitKind, Policy};
-use crate::counter::{Change, CounterError, Counters, Record, Updated};
+use crate::counter::{Change, CounterError, Counters, FirstUse, Record, Updated};
 use crate::estimate::Estimate;
 use crate::money::Money;
 use crate::rejection::{Rejection, RejectionKind};
@@ -21,7 +23,10 @@ use crate::rejection::{Rejection, RejectionKind};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Slot {
     pub limit: LimitId,
-    pub window_start: i64,
+    /// When it was taken: it counts in the window that holds this instant.
+    pub taken_at: i64,
+    /// What taking it did to the counter's first use (undone with it).
+    pub first_use: FirstUse,
 }
 
 /// An estimate held on a token limit or budget in a counter's window, until the request
@@ -29,8 +34,11 @@ pub struct Slot {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Held {
     pub limit: LimitId,
-    pub window_start: i64,
+    /// When it was taken: it counts in the window that holds this instant.
+    pub taken_at: i64,
     pub amount: u128,
+    /// What holding it did to the counter's first use (undone with it).
+    pub first_use: FirstUse,
 }
 
 /// A counter as admission saw it (after this request's slot), for the response headers.
@@ -49,6 +57,9 @@ pub struct Admission {
     pub chargeable: Vec<LimitId>,
     /// Reservations this request holds (SPEC.md §8).
     pub held: Vec<Held>,
+    /// Token limits and budgets never used when they were checked (at `.1`): their windows
+    /// open when the admission stands ([`start_unused`]).
+    pub unused: Vec<(LimitId, i64)>,
 }
 
 /// Whether the first refusal ends the check (enforce) or all levels are evaluated (shadow).
@@ -82,20 +93,24 @@ pub fn check(
             let (record, refused) = match kind {
                 LimitKind::Requests => {
                     let taken = take_slot(counters, limit, now)?;
+                    if taken.written {
+                        admission.slots.push(Slot {
+                            limit: id,
+                            taken_at: now,
+                            first_use: taken.first_use,
+                        });
+                    }
                     (taken.record, !taken.written)
                 }
                 LimitKind::Tokens | LimitKind::Budget => {
                     admission.chargeable.push(id);
-                    let record = counters.read_or_start(limit, now)?;
+                    let (record, used_before) = counters.peek(limit, now)?;
+                    if !used_before {
+                        admission.unused.push((id, now));
+                    }
                     (record, committed(&record) >= limit.max)
                 }
             };
-            if kind == LimitKind::Requests && !refused {
-                admission.slots.push(Slot {
-                    limit: id,
-                    window_start: record.window_start,
-                });
-            }
             admission.seen.push(Seen { limit: id, record });
             if refused {
                 refusals.push(refusal(limit, &record, now, None));
@@ -143,8 +158,9 @@ pub fn reserve(
             if updated.written {
                 admission.held.push(Held {
                     limit: id,
-                    window_start: updated.record.window_start,
+                    taken_at: now,
                     amount,
+                    first_use: updated.first_use,
                 });
             }
             match admission.seen.iter_mut().find(|s| s.limit == id) {
@@ -189,8 +205,8 @@ fn take_slot(
     })
 }
 
-/// Gives back request slots, each only in the window it was taken in: after a rollover the
-/// new window never contained it.
+/// Gives back request slots, each only in the window it was taken in (after a rollover the
+/// new window never contained it), and takes back the start of a counter a slot started.
 pub fn release(
     policy: &Policy,
     counters: &mut Counters<'_>,
@@ -201,14 +217,60 @@ pub fn release(
         let Some(limit) = policy.limits.get(slot.limit) else {
             continue;
         };
-        counters.update(limit, now, |record| {
-            if record.window_start == slot.window_start && record.used > 0 {
+        take_back(
+            counters,
+            limit,
+            now,
+            slot.taken_at,
+            slot.first_use,
+            |record| {
                 record.used = record.used.saturating_sub(1);
-                Change::Write(())
-            } else {
-                Change::Keep(())
-            }
-        })?;
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Takes back one use a refused request made of a counter at `taken_at`: `undo` removes it
+/// from the record if the window still holds it, and what the use did to the counter's
+/// first use is taken back too.
+pub fn take_back(
+    counters: &mut Counters<'_>,
+    limit: &Limit,
+    now: i64,
+    taken_at: i64,
+    first_use: FirstUse,
+    mut undo: impl FnMut(&mut Record),
+) -> Result<(), CounterError> {
+    let updated = counters.update(limit, now, |record| {
+        let before = *record;
+        if record.window_holds(taken_at) {
+            undo(record);
+        }
+        if let Err(err) = record.undo_first_use(limit, first_use, taken_at, now) {
+            return Change::Keep(Err(err));
+        }
+        if *record == before {
+            Change::Keep(Ok(()))
+        } else {
+            Change::Undo(Ok(()))
+        }
+    })?;
+    updated.value
+}
+
+/// Opens the windows of the token limits and budgets that were unused when this admission
+/// checked them, now that it stands (a rolling window begins at first use, and a refused
+/// request is no use). A counter something else started meanwhile is left alone.
+pub fn start_unused(
+    policy: &Policy,
+    counters: &mut Counters<'_>,
+    unused: &[(LimitId, i64)],
+) -> Result<(), CounterError> {
+    for &(id, at) in unused {
+        if let Some(limit) = policy.limits.get(id) {
+            counters.start_if_unused(limit, at)?;
+        }
     }
     Ok(())
 }

@@ -1,7 +1,12 @@
 //! Reads what the filter needs from a request's JSON body as the body streams through: the
-//! top-level `"model"`, and for reservation estimates (SPEC.md §8) the body's size and its
-//! output cap (`max_tokens`, `max_completion_tokens`, `max_output_tokens`,
+//! top-level `"model"`, and for reservation estimates the body's size and its output cap
+//! (`max_tokens`, `max_completion_tokens`, `max_output_tokens`,
 //! `generationConfig.maxOutputTokens`).
+//!
+//! The model is the LAST top-level `"model"` member, as the upstream's JSON parser reads a
+//! body that names it twice, so it is known only once the body has been read whole; a
+//! duplicate can never slip a blocked or unpriced model past the rules. Members named
+//! `model` inside messages, tools or any other nested object never count.
 //!
 //! The request is never held back for this: each frame is scanned and passed on. The
 //! scanner is the response-usage scanner in JSON mode, with the same bounded state.
@@ -14,6 +19,18 @@ pub struct RequestSniffer {
     body_bytes: u64,
 }
 
+/// The model a request body names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyModel {
+    /// No top-level `"model"` member (or not a JSON object).
+    Absent,
+    /// The last top-level `"model"`.
+    Named(String),
+    /// The last top-level `"model"` is not a name the filter can read: not a string, empty,
+    /// longer than the longest model name kept, or not UTF-8.
+    Unreadable,
+}
+
 impl Default for RequestSniffer {
     fn default() -> Self {
         Self {
@@ -24,15 +41,6 @@ impl Default for RequestSniffer {
 }
 
 impl RequestSniffer {
-    /// A sniffer for the model alone: it stops reading the body once the model is read
-    /// (sizes are still counted; output caps after the model are not seen).
-    pub fn model_only() -> Self {
-        Self {
-            scanner: UsageScanner::model_only(),
-            body_bytes: 0,
-        }
-    }
-
     pub fn feed(&mut self, chunk: &[u8]) {
         self.scanner.feed(chunk);
         let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
@@ -49,8 +57,15 @@ impl RequestSniffer {
         self.scanner.requested_output_tokens()
     }
 
-    pub fn model(&self) -> Option<String> {
-        self.scanner.model()
+    /// The model named so far; final once the whole body has been fed.
+    pub fn model(&self) -> BodyModel {
+        if self.scanner.model_unreadable() {
+            return BodyModel::Unreadable;
+        }
+        match self.scanner.model() {
+            Some(name) => BodyModel::Named(name),
+            None => BodyModel::Absent,
+        }
     }
 }
 
@@ -70,8 +85,8 @@ mod tests {
                 sniffer.feed(chunk);
             }
             assert_eq!(
-                sniffer.model().as_deref(),
-                Some("gpt-4o-mini"),
+                sniffer.model(),
+                BodyModel::Named("gpt-4o-mini".into()),
                 "chunk size {chunk_size}"
             );
         }
@@ -135,33 +150,80 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_model_only_sniffer_finds_the_model_wherever_it_is() {
-        let filler = "z".repeat(5_000);
-        let bodies = [
-            format!(
-                r#"{{"model":"gpt-4o-mini","messages":[{{"content":"{filler}"}}],"max_tokens":9}}"#
-            ),
-            format!(
-                r#"{{"messages":[{{"content":"{filler}","model":"no"}}],"model":"gpt-4o-mini"}}"#
-            ),
-        ];
-        for body in bodies {
-            for chunk_size in [1usize, 5, 4096] {
-                let mut sniffer = RequestSniffer::model_only();
-                for chunk in body.as_bytes().chunks(chunk_size) {
-                    sniffer.feed(chunk);
-                }
-                assert_eq!(sniffer.model().as_deref(), Some("gpt-4o-mini"));
-                assert_eq!(sniffer.body_bytes(), body.len() as u64);
-            }
+    fn sniff(body: &str, chunk_size: usize) -> RequestSniffer {
+        let mut sniffer = RequestSniffer::default();
+        for chunk in body.as_bytes().chunks(chunk_size) {
+            sniffer.feed(chunk);
         }
+        assert_eq!(sniffer.body_bytes(), body.len() as u64);
+        sniffer
     }
 
     #[test]
-    fn no_model_in_a_non_json_body() {
-        let mut sniffer = RequestSniffer::default();
-        sniffer.feed(b"model=gpt-4o");
-        assert_eq!(sniffer.model(), None);
+    fn the_last_top_level_model_counts_and_nested_ones_never() {
+        let filler = "z".repeat(5_000);
+        let named = |name: &str| BodyModel::Named(name.to_string());
+        let long = "m".repeat(crate::usage::MODEL_MAX_BYTES + 1);
+        let cases = [
+            (
+                format!(
+                    r#"{{"model":"gpt-4o-mini","messages":[{{"content":"{filler}"}}],"max_tokens":9}}"#
+                ),
+                named("gpt-4o-mini"),
+            ),
+            (
+                format!(
+                    r#"{{"messages":[{{"content":"{filler}","model":"no"}}],"model":"gpt-4o-mini"}}"#
+                ),
+                named("gpt-4o-mini"),
+            ),
+            (
+                format!(
+                    r#"{{"model":"gpt-4o-mini","messages":[{{"content":"{filler}"}}],"model":"gpt-4.1"}}"#
+                ),
+                named("gpt-4.1"),
+            ),
+            (
+                r#"{"model":"gpt-4.1","messages":[],"model":"gpt-4o-mini","tools":[{"model":"x"}]}"#
+                    .to_string(),
+                named("gpt-4o-mini"),
+            ),
+            (r#"{"model":"gpt-4.1"}"#.to_string(), named("gpt-4.1")),
+            (
+                format!(r#"{{"model":"ok","x":"{filler}","model":null}}"#),
+                BodyModel::Unreadable,
+            ),
+            (
+                r#"{"model":"ok","model":["gpt-4.1"]}"#.to_string(),
+                BodyModel::Unreadable,
+            ),
+            (
+                r#"{"model":"ok","model":7}"#.to_string(),
+                BodyModel::Unreadable,
+            ),
+            (
+                r#"{"model":"ok","model":""}"#.to_string(),
+                BodyModel::Unreadable,
+            ),
+            (
+                format!(r#"{{"model":"ok","model":"{long}"}}"#),
+                BodyModel::Unreadable,
+            ),
+            (format!(r#"{{"model":"{long}","model":"ok"}}"#), named("ok")),
+            (
+                format!(r#"{{"messages":[{{"content":"{filler}"}}]}}"#),
+                BodyModel::Absent,
+            ),
+            ("model=gpt-4o".to_string(), BodyModel::Absent),
+        ];
+        for (body, expected) in cases {
+            for chunk_size in [1usize, 5, 4096, 1 << 20] {
+                assert_eq!(
+                    sniff(&body, chunk_size).model(),
+                    expected,
+                    "{chunk_size}: {body:.90}"
+                );
+            }
+        }
     }
 }

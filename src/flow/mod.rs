@@ -18,7 +18,7 @@ use crate::estimate::Estimate;
 use crate::identity::{identify, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
-use crate::request_body::RequestSniffer;
+use crate::request_body::{BodyModel, RequestSniffer};
 use crate::response_headers::emit_quota_headers;
 use crate::store::CasStore;
 use crate::usage::{BodyFormat, UsageScanner};
@@ -32,8 +32,6 @@ pub struct Env<'a> {
     pub store: &'a dyn CasStore,
     pub now: i64,
     pub metrics: &'a mut dyn MetricsSink,
-    /// Unique per VM: see [`Counters::new`].
-    pub creator_tag: u64,
 }
 
 /// The request as seen at its headers.
@@ -127,7 +125,7 @@ impl Flow {
         env: &mut Env<'_>,
     ) -> RequestAction {
         let policy = Rc::clone(&self.policy);
-        let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
+        let mut counters = Counters::new(env.store, &policy.guard_key);
         if usage_endpoint::is_usage_request(&policy, head.method, head.path) {
             self.stage = Stage::Replied;
             let reply = usage_endpoint::reply(&policy, head.headers, &counters, env.now);
@@ -215,11 +213,7 @@ impl Flow {
         }
 
         if !head.end_of_stream && (model.is_none() || policy.reservation.enabled) {
-            self.sniffer = Some(if policy.reservation.enabled {
-                RequestSniffer::default()
-            } else {
-                RequestSniffer::model_only()
-            });
+            self.sniffer = Some(RequestSniffer::default());
             self.content_length = header_text(head.headers, "content-length")
                 .and_then(|text| text.parse::<u64>().ok());
         }
@@ -274,17 +268,31 @@ impl Flow {
                 provider,
                 judged,
             } => {
-                let (key, provider, judged) = (*key, provider.clone(), *judged);
-                let model = self.sniffer.as_ref().and_then(RequestSniffer::model);
-                if model.is_none() && !body_complete {
+                // The last top-level "model" counts, so the model is known at the body's end.
+                if !body_complete {
                     return pass;
                 }
+                let (key, provider, judged) = (*key, provider.clone(), *judged);
+                let body_model = self
+                    .sniffer
+                    .as_ref()
+                    .map_or(BodyModel::Absent, RequestSniffer::model);
                 if !self.policy.reservation.enabled {
                     self.sniffer = None;
                 }
                 let policy = Rc::clone(&self.policy);
+                let mut counters = Counters::new(env.store, &policy.guard_key);
+                let model = match body_model {
+                    BodyModel::Named(model) => Some(model),
+                    BodyModel::Absent => None,
+                    BodyModel::Unreadable => {
+                        if let Some(reply) = self.unreadable_model(key, &mut counters, env) {
+                            return RequestAction::Reply(reply);
+                        }
+                        None
+                    }
+                };
                 let (provider, model) = split_provider(&policy, provider, model);
-                let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
                 // A provider from the header was judged at request headers
                 // (`Judged::Provider`); one named by the model's prefix is judged now.
                 self.resolve_target(
@@ -300,7 +308,7 @@ impl Flow {
             Stage::AwaitingBody { model } if body_complete => {
                 let model = model.clone();
                 let policy = Rc::clone(&self.policy);
-                let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
+                let mut counters = Counters::new(env.store, &policy.guard_key);
                 self.admit(model, true, &mut counters, env)
             }
             _ => pass,
@@ -381,6 +389,37 @@ impl Flow {
         self.charge(env);
     }
 
+    /// The body's last top-level `"model"` cannot be read as a name. Where a rule depends on
+    /// the model (an allow-list, a provider config, or a budget that needs a price) the
+    /// request is refused, since the upstream would run a model nobody judged; otherwise it
+    /// goes on as a request that names no model.
+    fn unreadable_model(
+        &mut self,
+        key_index: usize,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> Option<LocalReply> {
+        let policy = Rc::clone(&self.policy);
+        let key = policy.keys.get(key_index)?;
+        let budget_applies = policy.require_pricing
+            && policy
+                .hierarchy_limits(key)
+                .any(|id| is_budget(&policy, id));
+        if key.allowed_models.is_none() && key.provider_configs.is_none() && !budget_applies {
+            return None;
+        }
+        let rejection = Rejection::new(
+            RejectionKind::ModelBlocked,
+            format!(
+                "the request's model cannot be read: the last top-level \"model\" must be a \
+                 string of 1 to {} bytes (virtual key '{}')",
+                crate::usage::MODEL_MAX_BYTES,
+                key.owner.id
+            ),
+        );
+        self.refuse(vec![rejection], counters, env)
+    }
+
     fn evaluation(&self) -> Evaluation {
         match self.policy.mode {
             Mode::Enforce => Evaluation::StopAtFirst,
@@ -404,15 +443,26 @@ impl Flow {
         let key = policy.keys.get(key_index)?;
         let config = provider.and_then(|p| key.provider_config(p));
         let mut refusals = Vec::new();
-        if let Some(provider) = provider.filter(|_| check_provider) {
-            if key.provider_configs.is_some() && config.is_none() {
-                refusals.push(Rejection::new(
+        if check_provider && key.provider_configs.is_some() {
+            match provider {
+                Some(provider) if config.is_none() => refusals.push(Rejection::new(
                     RejectionKind::ProviderBlocked,
                     format!(
                         "provider '{provider}' is not allowed for virtual key '{}'",
                         key.owner.id
                     ),
-                ));
+                )),
+                // Per-provider limits would be sidestepped by not saying the provider.
+                None if model.is_some() => refusals.push(Rejection::new(
+                    RejectionKind::ProviderBlocked,
+                    format!(
+                        "the provider of this request could not be determined, and virtual key '{}' \
+                         allows only its configured providers: send the '{}' header or name the \
+                         model as '<provider>/<model>'",
+                        key.owner.id, policy.provider_header
+                    ),
+                )),
+                _ => {}
             }
         }
         if let Some(model) = model {
@@ -528,6 +578,12 @@ impl Flow {
             if let Some(reply) = self.reserve(model.as_deref(), counters, env) {
                 return RequestAction::Reply(reply);
             }
+        }
+        let unused = std::mem::take(&mut self.admission.unused);
+        if let Err(err) = admission::start_unused(&self.policy, counters, &unused) {
+            // The charge at the response's end starts the window then: not worth a refusal.
+            log::warn!("#{} could not start a window: {err}", self.context_id);
+            env.metrics.add(Metric::StoreFailures, 1);
         }
         self.stage = Stage::Admitted { model };
         env.metrics.add(Metric::Admitted, 1);

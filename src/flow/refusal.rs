@@ -71,13 +71,31 @@ impl Flow {
     }
 
     /// A counter could not be read or written: `failure_mode` decides. Open: count it and
-    /// go on as if that check had passed (`None`; later checks still run). Closed: the reply.
+    /// go on as if that check had passed (`None`; later checks still run). Closed: the reply,
+    /// except in shadow mode, which never refuses: there the would-be 503 is logged and
+    /// counted as a shadow rejection.
     pub(super) fn store_failure(
         &mut self,
         err: CounterError,
         counters: &mut Counters<'_>,
         env: &mut Env<'_>,
     ) -> Option<LocalReply> {
+        if self.policy.mode == Mode::Shadow {
+            env.metrics.add(Metric::StoreFailures, 1);
+            if self.policy.failure_mode == FailureMode::Closed {
+                env.metrics.add(Metric::ShadowRejected, 1);
+                log::warn!(
+                    "#{} shadow: would reject with 503 governance_unavailable: counter unavailable ({err})",
+                    self.context_id
+                );
+            } else {
+                log::warn!(
+                    "#{} counter unavailable ({err}); admitting (failure_mode open)",
+                    self.context_id
+                );
+            }
+            return None;
+        }
         match self.policy.failure_mode {
             FailureMode::Open => {
                 env.metrics.add(Metric::StoreFailures, 1);

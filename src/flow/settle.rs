@@ -76,7 +76,7 @@ impl Flow {
                 Money::ZERO
             }
         };
-        let mut counters = Counters::new(env.store, env.creator_tag, &policy.guard_key);
+        let mut counters = Counters::new(env.store, &policy.guard_key);
         let chargeable = &self.admission.chargeable;
         let held = std::mem::take(&mut self.admission.held);
         let tokens = u128::from(usage.total_tokens());

@@ -61,7 +61,6 @@ impl Sim {
             store: &self.store,
             now: self.now,
             metrics: &mut self.metrics,
-            creator_tag: 7,
         }
     }
 
@@ -131,7 +130,7 @@ impl Sim {
             .iter()
             .find(|l| l.owner_id == owner_id && l.kind == kind)
             .expect("limit");
-        let counters = Counters::new(&self.store, 1, &self.policy.guard_key);
+        let counters = Counters::new(&self.store, &self.policy.guard_key);
         counters.read(limit, self.now).unwrap()
     }
 
@@ -311,13 +310,20 @@ fn provider_and_model_rules() {
     );
     let mut sim = Sim::new(&config);
     assert_eq!(
-        sim.exchange(Some("sk"), &chat("gpt-4o"), "{}").error_type(),
+        sim.exchange(Some("sk"), &chat("openai/gpt-4o"), "{}")
+            .error_type(),
         "model_blocked"
     );
+    // With provider configs, a request whose provider cannot be told is refused.
+    let unknown = sim.exchange(Some("sk"), &chat("gpt-4o-mini"), "{}");
+    assert_eq!(unknown.error_type(), "provider_blocked");
+    let body = String::from_utf8_lossy(&unknown.reply.as_ref().unwrap().body).to_string();
+    assert!(body.contains("could not be determined"), "{body}");
+    // "gemini" is no provider this configuration names, so the prefix tells nothing.
     assert_eq!(
         sim.exchange(Some("sk"), &chat("gemini/gemini-2.5-flash"), "{}")
             .error_type(),
-        "model_blocked"
+        "provider_blocked"
     );
     assert_eq!(
         sim.exchange(Some("sk"), &chat("openai/gpt-4o-mini"), &usage_body(1, 1))
@@ -351,7 +357,7 @@ fn rules_known_at_headers_come_before_limits() {
     );
     let mut sim = Sim::new(&config);
     assert_eq!(
-        sim.exchange(Some("sk"), &chat("gpt-4o-mini"), &usage_body(1, 1))
+        sim.exchange(Some("sk"), &chat("openai/gpt-4o-mini"), &usage_body(1, 1))
             .status(),
         200
     );
@@ -396,4 +402,5 @@ fn shadow_counts_a_blocked_provider_once() {
     assert_eq!(sim.metrics.get("admitted"), 1);
 }
 
+mod refusals;
 mod reservations;

@@ -1,14 +1,12 @@
 //! The root context: compiles the configuration once per `on_configure` and hands it to
 //! every stream.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use super::host::{now_nanos, EnvoyMetrics, SharedData};
+use super::host::{EnvoyMetrics, SharedData};
 use super::stream::GovernanceStream;
 use crate::config::{self, Policy};
 use crate::counter::Counters;
@@ -17,9 +15,6 @@ pub struct GovernanceRoot {
     context_id: u32,
     policy: Option<Rc<Policy>>,
     metrics: Rc<EnvoyMetrics>,
-    /// Unique to this VM, so a counter's creator can tell its own first write from another
-    /// worker's (shared data has no create-if-absent).
-    creator_tag: u64,
 }
 
 impl GovernanceRoot {
@@ -28,7 +23,6 @@ impl GovernanceRoot {
             context_id,
             policy: None,
             metrics: Rc::new(EnvoyMetrics::default()),
-            creator_tag: 0,
         }
     }
 }
@@ -52,10 +46,9 @@ impl RootContext for GovernanceRoot {
                 return false;
             }
         };
-        self.creator_tag = random_tag(now_nanos(), self.context_id);
         self.metrics = EnvoyMetrics::define(&policy.namespace);
         let store = SharedData;
-        let mut counters = Counters::new(&store, self.creator_tag, &policy.guard_key);
+        let mut counters = Counters::new(&store, &policy.guard_key);
         for limit in &policy.limits {
             if let Err(err) = counters.ensure_exists(limit) {
                 // Not fatal: the first request that touches the counter creates it, checking
@@ -86,7 +79,6 @@ impl RootContext for GovernanceRoot {
             Rc::clone(policy),
             context_id,
             Rc::clone(&self.metrics),
-            self.creator_tag,
         )))
     }
 
@@ -107,11 +99,4 @@ fn follow_envoy_log_level() {
         Err(_) => log::LevelFilter::Info,
     };
     log::set_max_level(level);
-}
-
-fn random_tag(now: i64, context_id: u32) -> u64 {
-    let mut hasher = RandomState::new().build_hasher();
-    hasher.write_i64(now);
-    hasher.write_u32(context_id);
-    hasher.finish()
 }

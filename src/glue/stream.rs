@@ -18,23 +18,16 @@ use crate::rejection::LocalReply;
 pub struct GovernanceStream {
     flow: Flow,
     metrics: MetricsHandle,
-    creator_tag: u64,
     /// Whether a usage endpoint is configured (the only reader of `:method`).
     usage_endpoint: bool,
 }
 
 impl GovernanceStream {
-    pub fn new(
-        policy: Rc<Policy>,
-        context_id: u32,
-        metrics: Rc<EnvoyMetrics>,
-        creator_tag: u64,
-    ) -> Self {
+    pub fn new(policy: Rc<Policy>, context_id: u32, metrics: Rc<EnvoyMetrics>) -> Self {
         Self {
             usage_endpoint: policy.usage_endpoint.is_some(),
             flow: Flow::new(policy, context_id),
             metrics: MetricsHandle(metrics),
-            creator_tag,
         }
     }
 
@@ -44,7 +37,6 @@ impl GovernanceStream {
             store: &store,
             now: now_nanos(),
             metrics: &mut self.metrics,
-            creator_tag: self.creator_tag,
         };
         f(&mut self.flow, &mut env)
     }

@@ -115,6 +115,9 @@ pub(crate) struct Collected {
     gemini_cached: Option<u64>,
     max_output: Option<u64>,
     model: ModelName,
+    /// The last top-level `model` member was not a usable name (not a string, empty, too
+    /// long, not UTF-8). A response keeps its earlier name; a request is judged on it.
+    model_unreadable: bool,
 }
 
 impl Collected {
@@ -142,7 +145,16 @@ impl Collected {
     }
 
     pub(crate) fn set_model(&mut self, bytes: &[u8]) {
-        self.model.set(bytes);
+        self.model_unreadable = !self.model.set(bytes);
+    }
+
+    pub(crate) fn set_model_unreadable(&mut self) {
+        self.model_unreadable = true;
+    }
+
+    /// Whether the last `model` member seen could not be read as a name.
+    pub(crate) fn model_unreadable(&self) -> bool {
+        self.model_unreadable
     }
 
     pub(crate) fn max_output(&self) -> Option<u64> {

@@ -123,13 +123,12 @@ fn whole_string(after_quote: &[u8]) -> Option<(&[u8], &[u8])> {
     }
 }
 
-/// A model string has ended: keeps it if it is usable (`name`), and says what comes next.
-fn after_model(name: Option<&[u8]>, out: &mut Collected, model_only: bool) -> State {
-    if let Some(name) = name {
-        out.set_model(name);
-        if model_only {
-            return State::Done;
-        }
+/// A model string has ended: keeps it if it is usable (`name`), or notes that the last
+/// model named is not one the filter can read.
+fn after_model(name: Option<&[u8]>, out: &mut Collected) -> State {
+    match name {
+        Some(name) => out.set_model(name),
+        None => out.set_model_unreadable(),
     }
     State::AfterValue
 }
@@ -168,9 +167,6 @@ pub(crate) struct JsonScanner {
     hex: u16,
     number: Number,
     literal: &'static [u8],
-    /// The document is done once a model has been read (a request body whose model is all
-    /// that is wanted): the rest is not scanned.
-    model_only: bool,
 }
 
 impl JsonScanner {
@@ -189,15 +185,6 @@ impl JsonScanner {
             hex: 0,
             number: Number::default(),
             literal: b"",
-            model_only: false,
-        }
-    }
-
-    /// A scanner that stops at the first model it reads.
-    pub(crate) fn model_only() -> Self {
-        Self {
-            model_only: true,
-            ..Self::new(false)
         }
     }
 
@@ -278,6 +265,12 @@ impl JsonScanner {
                     rest = after_space(rest);
                 }
                 State::Done | State::Error => return,
+                // A model member whose value is not a string (a string took the arm above).
+                State::Value if self.target == Target::Model => {
+                    out.set_model_unreadable();
+                    self.step(b);
+                    rest = tail;
+                }
                 _ => {
                     self.step(b);
                     rest = tail;
@@ -571,7 +564,7 @@ impl JsonScanner {
             self.state = State::Colon;
         } else {
             let name = self.model.as_deref().and_then(Capture::finish);
-            self.state = after_model(name, out, self.model_only);
+            self.state = after_model(name, out);
         }
     }
 
@@ -580,7 +573,7 @@ impl JsonScanner {
     fn whole_model<'a>(&mut self, after_quote: &'a [u8], out: &mut Collected) -> Option<&'a [u8]> {
         let (name, after) = whole_string(after_quote)?;
         let usable = name.len() <= MODEL_MAX_BYTES;
-        self.state = after_model(usable.then_some(name), out, self.model_only);
+        self.state = after_model(usable.then_some(name), out);
         Some(after)
     }
 

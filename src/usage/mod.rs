@@ -144,16 +144,6 @@ impl UsageScanner {
         }
     }
 
-    /// A scanner for a request body from which only the top-level `model` is wanted: it
-    /// stops reading at the model.
-    pub fn model_only() -> Self {
-        Self {
-            json: JsonScanner::model_only(),
-            sse: None,
-            found: Collected::default(),
-        }
-    }
-
     /// Scans the next chunk of the body. Chunks may be split at any byte.
     pub fn feed(&mut self, chunk: &[u8]) {
         match &mut self.sse {
@@ -183,6 +173,12 @@ impl UsageScanner {
             usage: found.usage(),
             model: found.model(),
         }
+    }
+
+    /// Whether the last top-level `model` of a JSON body could not be read as a name (what
+    /// a request is judged on: the upstream's parser takes the last member).
+    pub fn model_unreadable(&self) -> bool {
+        self.sse.is_none() && self.found.model_unreadable()
     }
 
     /// The model seen so far: [`UsageScanner::result`]'s model, without the usage.

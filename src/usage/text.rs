@@ -101,13 +101,15 @@ pub(crate) struct ModelName {
 }
 
 impl ModelName {
-    /// Keeps `bytes` if they are a usable model name; otherwise keeps the previous one.
-    pub(crate) fn set(&mut self, bytes: &[u8]) {
+    /// Keeps `bytes` if they are a usable model name (then `true`); otherwise keeps the
+    /// previous one.
+    pub(crate) fn set(&mut self, bytes: &[u8]) -> bool {
         if bytes.is_empty() || core::str::from_utf8(bytes).is_err() {
-            return;
+            return false;
         }
         self.text.clear();
         self.text.push_bytes(bytes);
+        true
     }
 
     /// The name's bytes (valid UTF-8, checked by [`ModelName::set`]), without re-checking.

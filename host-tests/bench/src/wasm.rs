@@ -178,6 +178,16 @@ pub fn run(opts: &Opts, report: &mut Report) {
             (reserving as f64 / typical.max(1) as f64 - 1.0) * 100.0
         ),
     );
+    let (large_body, large_fuel) = large_request_body_fuel(&opts.wasm);
+    report.figure(
+        "request_body_3mib_fuel",
+        thousands(large_fuel),
+        &format!(
+            "request-body callbacks of a {}-byte chat request naming its model first, in 64 KiB frames: {:.2} fuel/byte (read whole: the last top-level model counts)",
+            thousands(large_body as u64),
+            large_fuel as f64 / large_body.max(1) as f64
+        ),
+    );
     println!(
         "  module compiled + started in {:.2}s (cranelift opt none)",
         compile.as_secs_f64()
@@ -436,6 +446,30 @@ fn reservation_fuel(wasm: &Path) -> u64 {
         exchange(vm, &req, &resp);
     }
     average(vm, &req, &resp, MEASURED)
+}
+
+/// Fuel of the request-body callbacks for a 3 MiB chat request whose model comes first
+/// (its size and that fuel): the whole body is read, since a later model would count.
+fn large_request_body_fuel(wasm: &Path) -> (usize, u64) {
+    let filler = "lorem ipsum dolor sit amet ".repeat(3 * 1024 * 1024 / 27);
+    let body = format!(
+        r#"{{"model":"gpt-4o-mini","messages":[{{"role":"user","content":"{filler}"}}],"max_tokens":256}}"#
+    );
+    let req = workload::request(&body);
+    let resp = workload::response();
+    let mut host = build(wasm, &workload::config(5), 1);
+    let vm = host.vm(0);
+    exchange(vm, &req, &resp);
+    vm.reset_fuel_by_callback();
+    let ex = vm.exchange_chunked(&req, &resp, 64 * 1024);
+    assert_eq!(ex.client.status, 200, "the 3 MiB request was not admitted");
+    let fuel = vm
+        .fuel_by_callback()
+        .iter()
+        .filter(|(name, _, _)| *name == "on_request_body")
+        .map(|(_, _, fuel)| *fuel)
+        .sum();
+    (body.len(), fuel)
 }
 
 /// Mean fuel of the typical request on `wasm` (5 keys, after warm-up).

@@ -135,7 +135,7 @@ fn model_config() -> String {
 fn provider_and_model_rules_with_prefix_header_and_gemini_path() {
     let mut host = host(&model_config());
     let vm = host.vm(0);
-    let blocked = vm.exchange(&chat("sk", "gpt-4o"), &openai_json(1, 1));
+    let blocked = vm.exchange(&chat("sk", "openai/gpt-4o"), &openai_json(1, 1));
     assert_eq!(
         (blocked.client.status, error_type(&blocked).as_str()),
         (403, "model_blocked")
@@ -175,7 +175,8 @@ fn provider_and_model_rules_with_prefix_header_and_gemini_path() {
     let ex = vm.exchange(&gemini, &Response::ok(fixture("gemini-generate.json")));
     assert_eq!(ex.client.status, 200);
     let gemini_blocked = Request::post("/v1beta/models/gemini-2.0-pro:generateContent", "{}")
-        .header("x-goog-api-key", "sk");
+        .header("x-goog-api-key", "sk")
+        .header("x-bf-provider", "gemini");
     let ex = vm.exchange(&gemini_blocked, &Response::ok("{}"));
     assert_eq!(error_type(&ex), "model_blocked");
     assert!(
@@ -221,8 +222,9 @@ fn provider_config_request_limit_applies_once_the_model_is_known() {
 fn a_large_request_body_streams_through_and_the_model_after_it_is_found() {
     let mut host = host(&model_config());
     let filler = "a".repeat(5 * 1024 * 1024);
-    let body =
-        format!(r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o"}}"#);
+    let body = format!(
+        r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"openai/gpt-4o"}}"#
+    );
     let request = Request::post("/v1/chat/completions", body.clone()).header("x-bf-vk", "sk");
     let ex = host
         .vm(0)
@@ -238,8 +240,9 @@ fn a_large_request_body_streams_through_and_the_model_after_it_is_found() {
         "upstream never got it whole"
     );
 
-    let allowed =
-        format!(r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"gpt-4o-mini"}}"#);
+    let allowed = format!(
+        r#"{{"messages":[{{"role":"user","content":"{filler}"}}],"model":"openai/gpt-4o-mini"}}"#
+    );
     let request = Request::post("/v1/chat/completions", allowed.clone()).header("x-bf-vk", "sk");
     let ex = host
         .vm(0)
@@ -250,6 +253,159 @@ fn a_large_request_body_streams_through_and_the_model_after_it_is_found() {
     );
     assert_eq!(ex.upstream.body.len(), allowed.len());
     assert!(ex.upstream.complete);
+}
+
+/// A budget of $10 a day; `allowed` models only; reservations as given.
+fn last_model_config(allowed: &str, reservations: bool) -> String {
+    config(&format!(
+        r#""reservation": {{"enabled": {reservations}}},
+        "virtual_keys":[{{"id":"k","value":"sk","allowed_models":[{allowed}],
+          "budgets":[{{"max_limit":10,"reset_duration":"1d"}}]}}]"#
+    ))
+}
+
+fn post(body: &str) -> Request {
+    Request::post("/v1/chat/completions", body.to_string()).header("x-bf-vk", "sk")
+}
+
+#[test]
+fn the_last_top_level_model_of_the_body_is_the_one_judged_and_priced() {
+    let messages = r#""messages":[{"role":"user","content":"Say \"model\":\"gpt-4.1\" twice","model":"gpt-4.1"}]"#;
+    for reservations in [false, true] {
+        for chunk in [1usize, 7, 64, 1 << 20] {
+            let what = format!("reservations {reservations}, chunks of {chunk}");
+            // Only gpt-4o-mini allowed: a later gpt-4.1 is what upstream would run.
+            let mut host = host_with(&last_model_config(r#""gpt-4o-mini""#, reservations), 2);
+            let smuggled = format!(r#"{{"model":"gpt-4o-mini",{messages},"model":"gpt-4.1"}}"#);
+            let ex = host
+                .vm(1)
+                .exchange_chunked(&post(&smuggled), &openai_json(1000, 1000), chunk);
+            assert_eq!(
+                (ex.client.status, error_type(&ex).as_str()),
+                (403, "model_blocked"),
+                "{what}"
+            );
+            assert!(
+                body_json(&ex)["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("'gpt-4.1'")),
+                "{what}"
+            );
+            assert!(
+                !ex.upstream.complete,
+                "{what}: never reached upstream whole"
+            );
+            // The other way round the last model is allowed; nested `model`s never count.
+            let last_allowed = format!(
+                r#"{{"model":"gpt-4.1",{messages},"tools":[{{"model":"gpt-4.1"}}],"model":"gpt-4o-mini"}}"#
+            );
+            let ex =
+                host.vm(0)
+                    .exchange_chunked(&post(&last_allowed), &openai_json(1000, 1000), chunk);
+            assert_eq!(ex.client.status, 200, "{what}");
+            // Priced as gpt-4o-mini: 1000 × 1.5e-7 + 1000 × 6e-7 = $0.00075.
+            let spent = used(&mut host, "k", "budget");
+            assert!((spent - 0.00075).abs() < 1e-12, "{what}: spent {spent}");
+
+            // Both allowed: priced as the last one, whatever came first.
+            let mut host = host_with(
+                &last_model_config(r#""gpt-4o-mini","gpt-4.1*""#, reservations),
+                2,
+            );
+            let ex = host
+                .vm(1)
+                .exchange_chunked(&post(&smuggled), &openai_json(1000, 1000), chunk);
+            assert_eq!(ex.client.status, 200, "{what}");
+            // gpt-4.1: 1000 × 2e-6 + 1000 × 8e-6 = $0.01.
+            let spent = used(&mut host, "k", "budget");
+            assert!((spent - 0.01).abs() < 1e-12, "{what}: spent {spent}");
+        }
+    }
+}
+
+#[test]
+fn a_last_model_that_cannot_be_read_is_refused_where_model_rules_apply() {
+    let long = "m".repeat(300);
+    let bodies = [
+        r#"{"model":"gpt-4o-mini","messages":[],"model":null}"#.to_string(),
+        r#"{"model":"gpt-4o-mini","messages":[],"model":["gpt-4.1"]}"#.to_string(),
+        r#"{"model":"gpt-4o-mini","messages":[],"model":42}"#.to_string(),
+        format!(r#"{{"model":"gpt-4o-mini","messages":[],"model":"gpt-4.1-{long}"}}"#),
+    ];
+    let mut host = host_with(&last_model_config(r#""gpt-4o-mini""#, false), 2);
+    for (i, body) in bodies.iter().enumerate() {
+        let ex = host.vm(i % 2).exchange(&post(body), &openai_json(1, 1));
+        assert_eq!(
+            (ex.client.status, error_type(&ex).as_str()),
+            (403, "model_blocked"),
+            "{body:.80}"
+        );
+        assert!(
+            body_json(&ex)["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("cannot be read")),
+            "{body:.80}"
+        );
+    }
+    // Without any rule that depends on the model, such a body just goes upstream.
+    let mut open = host_with(&config(r#""virtual_keys":[{"id":"k","value":"sk"}]"#), 1);
+    let first = bodies.first().map(String::as_str).unwrap_or_default();
+    let ex = open.vm(0).exchange(&post(first), &openai_json(1, 1));
+    assert_eq!(ex.client.status, 200);
+}
+
+#[test]
+fn a_key_with_provider_configs_refuses_a_request_whose_provider_cannot_be_told() {
+    for reservations in [false, true] {
+        let config = config(&format!(
+            r#""reservation": {{"enabled": {reservations}}},
+            "virtual_keys":[{{"id":"k","value":"sk",
+              "provider_configs":[{{"provider":"openai",
+                 "rate_limit":{{"request_max_limit":1,"request_reset_duration":"1h"}}}}]}}]"#
+        ));
+        let mut host = host_with(&config, 2);
+        let what = format!("reservations {reservations}");
+        // No provider header, no known provider prefix: the openai limit would be sidestepped.
+        for vm in 0..2 {
+            let ex = host
+                .vm(vm)
+                .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+            assert_eq!(
+                (ex.client.status, error_type(&ex).as_str()),
+                (403, "provider_blocked"),
+                "{what}"
+            );
+            let message = body_json(&ex)["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            assert!(
+                message.contains("could not be determined") && message.contains("x-bf-provider"),
+                "{what}: {message}"
+            );
+            assert!(!ex.upstream.complete, "{what}");
+        }
+        // Told by the header or the prefix, the provider config's limit applies.
+        let ex = host.vm(0).exchange(
+            &chat("sk", "gpt-4o-mini").header("x-bf-provider", "openai"),
+            &openai_json(1, 1),
+        );
+        assert_eq!(ex.client.status, 200, "{what}");
+        let ex = host
+            .vm(1)
+            .exchange(&chat("sk", "openai/gpt-4o-mini"), &openai_json(1, 1));
+        assert_eq!(
+            (ex.client.status, error_type(&ex).as_str()),
+            (429, "request_limited"),
+            "{what}"
+        );
+        // A request naming neither a model nor a provider (listing models) is not judged.
+        let list = Request::get("/v1/models").header("x-bf-vk", "sk");
+        let ex = host
+            .vm(0)
+            .exchange(&list, &Response::ok(r#"{"object":"list","data":[]}"#));
+        assert_eq!(ex.client.status, 200, "{what}");
+    }
 }
 
 #[test]

@@ -101,7 +101,7 @@ pub fn json_field(obj: &str, name: &str) -> Option<String> {
     rest.get(..end).map(|v| v.trim().to_string())
 }
 
-/// A counter's stored record (layout in `src/counter.rs`, version 1, 72 bytes).
+/// A counter's stored record (layout in `src/counter.rs`, version 2, 72 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoredRecord {
     /// A window is open.
@@ -116,12 +116,14 @@ pub struct StoredRecord {
     pub used: u128,
     /// Reserved amount.
     pub reserved: u128,
+    /// Earliest use by another request than the anchor's, ns (0: none).
+    pub second_use: i64,
 }
 
-/// Decodes a stored record; panics on anything but a version-1 record.
+/// Decodes a stored record; panics on anything but a version-2 record.
 pub fn decode_record(bytes: &[u8]) -> StoredRecord {
     assert_eq!(bytes.len(), 72, "record length");
-    assert_eq!(bytes.first(), Some(&1), "record version");
+    assert_eq!(bytes.first(), Some(&2), "record version");
     let take = |at: usize, n: usize| bytes.get(at..at + n).expect("inside the record");
     let i64_at = |at: usize| i64::from_le_bytes(take(at, 8).try_into().expect("8 bytes"));
     let u128_at = |at: usize| u128::from_le_bytes(take(at, 16).try_into().expect("16 bytes"));
@@ -132,6 +134,7 @@ pub fn decode_record(bytes: &[u8]) -> StoredRecord {
         window_end: i64_at(24),
         used: u128_at(32),
         reserved: u128_at(48),
+        second_use: i64_at(64),
     }
 }
 

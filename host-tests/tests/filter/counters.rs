@@ -183,7 +183,7 @@ fn corrupted_counter_fails_closed_or_open_and_never_traps() {
     let mut good_req = sd.get(VM_ID, &req_key).expect("stored").0;
     let mut good_tok = sd.get(VM_ID, &tok_key).expect("stored").0;
     let mut wrong_version = good_req.clone();
-    wrong_version[0] = 2;
+    wrong_version[0] = 3;
     let mut bad_flags = good_req.clone();
     bad_flags[1] = 0x80;
     let corruptions: Vec<(&str, &[u8], Vec<u8>)> = vec![

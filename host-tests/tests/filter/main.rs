@@ -15,4 +15,5 @@ mod configuration;
 mod counters;
 mod key_cache;
 mod operating;
+mod refusals;
 mod reservations;

@@ -23,7 +23,7 @@ fn hierarchy_config(extra: &str) -> String {
 fn quota_headers_show_the_tightest_limit_of_each_kind() {
     let mut host = host(&hierarchy_config(""));
     let vm = host.vm(0);
-    let ex = vm.exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(100, 100));
+    let ex = vm.exchange(&chat("sk-1", "openai/gpt-4o-mini"), &openai_json(100, 100));
     assert_eq!(ex.client.status, 200);
     assert_eq!(
         header(&ex, "x-ratelimit-limit-requests"),
@@ -45,7 +45,7 @@ fn quota_headers_show_the_tightest_limit_of_each_kind() {
     host.clock().advance(std::time::Duration::from_secs(15));
     let ex = host
         .vm(0)
-        .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(1, 1));
+        .exchange(&chat("sk-1", "openai/gpt-4o-mini"), &openai_json(1, 1));
     assert_eq!(header(&ex, "x-ratelimit-remaining-requests"), Some("1"));
     assert_eq!(header(&ex, "x-ratelimit-reset-requests"), Some("45s"));
     assert_eq!(header(&ex, "x-ratelimit-remaining-tokens"), Some("800"));
@@ -58,7 +58,7 @@ fn response_headers_can_be_turned_off() {
     let mut host = host(&hierarchy_config(r#""response_headers":false,"#));
     let ex = host
         .vm(0)
-        .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(1, 1));
+        .exchange(&chat("sk-1", "openai/gpt-4o-mini"), &openai_json(1, 1));
     assert_eq!(ex.client.status, 200);
     assert_eq!(header(&ex, "x-ratelimit-limit-requests"), None);
     assert_eq!(header(&ex, "x-budget-limit-usd"), None);
@@ -68,7 +68,7 @@ fn response_headers_can_be_turned_off() {
 fn the_usage_endpoint_answers_itself_by_key_by_admin_or_401() {
     let mut host = host(&hierarchy_config(""));
     host.vm(0)
-        .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(100, 20));
+        .exchange(&chat("sk-1", "openai/gpt-4o-mini"), &openai_json(100, 20));
     let vm = host.vm(0);
     let own = vm.exchange(
         &Request::get("/governance/usage").header("x-bf-vk", "sk-1"),
@@ -149,7 +149,7 @@ fn shadow_mode_counts_would_be_rejections_but_never_rejects() {
     let mut host = host(&hierarchy_config(r#""mode":"shadow","#));
     let vm = host.vm(0);
     for _ in 0..5 {
-        let ex = vm.exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(10, 10));
+        let ex = vm.exchange(&chat("sk-1", "openai/gpt-4o-mini"), &openai_json(10, 10));
         assert_eq!(ex.client.status, 200);
         assert!(ex.upstream.headers.is_some());
     }
@@ -172,11 +172,46 @@ fn shadow_mode_counts_would_be_rejections_but_never_rejects() {
 }
 
 #[test]
+fn shadow_mode_never_refuses_even_when_counters_fail_and_failure_mode_is_closed() {
+    let config = config(
+        r#""mode":"shadow","failure_mode":"closed",
+        "virtual_keys":[{"id":"k","value":"sk",
+          "rate_limit":{"request_max_limit":100,"request_reset_duration":"1h",
+                        "token_max_limit":1000,"token_reset_duration":"1h"}}]"#,
+    );
+    let mut host = host_with(&config, 2);
+    let sd = host.shared_data();
+    let counter_keys: Vec<Vec<u8>> = sd
+        .keys("governance")
+        .into_iter()
+        .filter(|k| k.starts_with(b"governance:virtual_key:k:"))
+        .collect();
+    assert_eq!(counter_keys.len(), 2);
+    for key in &counter_keys {
+        sd.overwrite_raw("governance", key, b"unreadable");
+    }
+    for vm in 0..2 {
+        let ex = host
+            .vm(vm)
+            .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(10, 10));
+        assert_eq!(ex.client.status, 200, "shadow never refuses");
+        assert!(ex.upstream.complete, "forwarded whole");
+        assert!(!host.vm(vm).is_failed());
+    }
+    assert!(metric(&host, "store_failures") >= 2);
+    assert_eq!(metric(&host, "shadow_rejected"), 2, "one would-be 503 each");
+    assert_eq!(metric(&host, "rejected"), 0);
+    assert!(host
+        .vm(0)
+        .has_log("shadow: would reject with 503 governance_unavailable"));
+}
+
+#[test]
 fn envoy_counters_and_log_lines() {
     let mut host = host_with(&hierarchy_config(""), 2);
     for i in 0..5 {
         host.vm(i % 2)
-            .exchange(&chat("sk-1", "gpt-4o-mini"), &openai_json(10, 10));
+            .exchange(&chat("sk-1", "openai/gpt-4o-mini"), &openai_json(10, 10));
     }
     host.vm(0)
         .exchange(&chat("sk-bad", "gpt-4o-mini"), &openai_json(1, 1));

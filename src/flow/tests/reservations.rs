@@ -420,7 +420,7 @@ mod interleavings {
             let policy = Rc::clone(&sim.policy);
             let limit = policy.limits.iter().find(|l| l.kind == LimitKind::Budget).unwrap();
             let window_now = |sim: &Sim| {
-                Counters::new(&sim.store, 1, &sim.policy.guard_key).read(limit, sim.now).unwrap().window_start
+                Counters::new(&sim.store, &sim.policy.guard_key).read(limit, sim.now).unwrap().window_start
             };
             // In flight: (request, its estimate, the window it was admitted in).
             let mut in_flight: Vec<(InFlight, u128, i64)> = Vec::new();
