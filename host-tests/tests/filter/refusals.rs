@@ -1,6 +1,6 @@
-//! A refused request leaves no trace: every counter it
-//! touched is exactly as before it, window start included, on every level and kind, with and
-//! without reservations, on several worker VMs.
+//! A refused request leaves no trace: every counter it touched is exactly as before it,
+//! window start included, on every level and kind, with and without reservations, on
+//! several worker VMs.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
