@@ -62,7 +62,9 @@
 
 mod abi;
 mod callbacks;
+mod callouts;
 mod error;
+mod events;
 mod exchange;
 mod host;
 mod state;
@@ -75,6 +77,7 @@ pub use abi::metrics::{MetricKind, Metrics};
 pub use abi::shared_data::{SetError, SharedData, SharedDataEvent, SharedDataOp};
 pub use abi::time::Clock;
 pub use abi::Status;
+pub use callouts::{Callout, CalloutAnswer, CalloutResponse, Clusters, Responder};
 pub use error::HostError;
 pub use exchange::{Exchange, Request, Response};
 pub use host::{Host, HostBuilder};
@@ -86,5 +89,8 @@ pub use vm::Vm;
 pub const GOVERNANCE_WASM: &str = env!("GOVERNANCE_WASM");
 /// Path of the host's own probe guest, for host paths the filter does not exercise.
 pub const PROBE_GUEST_WASM: &str = env!("PROBE_GUEST_WASM");
+/// Path of the raw-ABI probe guest (no SDK), which logs exactly what the host passes around
+/// callouts, queues and paused streams; the real-Envoy harness runs the same module.
+pub const ABI_PROBE_GUEST_WASM: &str = env!("ABI_PROBE_GUEST_WASM");
 /// Path of the benchmark's floor guest: the filter's hostcalls without its policy.
 pub const FLOOR_GUEST_WASM: &str = env!("FLOOR_GUEST_WASM");
