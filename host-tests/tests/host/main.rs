@@ -1,6 +1,7 @@
 //! Tests of the host itself (not of the filter), driven mostly by the probe guest.
 
 mod callout_parity;
+mod callouts;
 mod common;
 mod failure;
 mod lifecycle;
