@@ -128,7 +128,7 @@ pub enum CalloutAnswer {
     /// The connection breaks after the response started: Envoy calls back with no headers,
     /// no body, and `proxy_get_status` = (11, "reset"); the response maps are unavailable.
     Reset,
-    /// Nobody listens at the endpoint: Envoy answers `503` itself (see [`crate::callouts`]).
+    /// Nobody listens at the endpoint: Envoy answers `503` itself (see the crate docs).
     ConnectionRefused,
     /// The upstream never answers: only the call's timeout (if any) ends it (with a `504`).
     Never,
@@ -148,6 +148,7 @@ impl CalloutAnswer {
 }
 
 /// Decides how a cluster answers each call; it may keep state (count calls, fail the n-th).
+/// It runs inside the guest's `proxy_http_call`, so it must not block.
 pub type Responder = Box<dyn FnMut(&Callout) -> CalloutAnswer + Send>;
 
 #[derive(Default)]

@@ -5,7 +5,8 @@
 //!
 //! Stream commands (`x-probe`): `dispatch=<cluster>` (repeatable), `timeout=<ms>` (default
 //! 1000), `dispatch-without=<header>`, `dispatch-at-last-body`, `on-answer=reply` (answer the
-//! client with the last answer's status and body instead of resuming), `enqueue=<queue>`,
+//! client with the last answer's status and body instead of resuming), `on-answer=close`
+//! (reset the stream instead), `enqueue=<queue>`,
 //! `late-callout-read`. Root configuration: `queue=<name>`, `charge-to=<cluster>`.
 
 use super::{log, Probe, Root};
@@ -124,7 +125,9 @@ impl Probe {
         if self.pending > 0 {
             return;
         }
-        if self.has("on-answer=reply") {
+        if self.has("on-answer=close") {
+            self.reset_http_request();
+        } else if self.has("on-answer=reply") {
             let code = if answer_status == 0 {
                 503
             } else {

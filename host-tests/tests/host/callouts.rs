@@ -361,3 +361,14 @@ fn callout_builder_declares_clusters() {
     assert!(ex.has_log("dispatch b -> Err(BadArgument)"));
     assert!(ex.has_log("dispatch a -> Ok(4)"));
 }
+
+#[test]
+fn a_close_from_the_answer_resets_the_stream() {
+    let mut host = host_with("", |_| ok_answer("{}"));
+    let vm = host.vm(0);
+    let s = send_request(vm, "dispatch=limitador,on-answer=close");
+    let view = vm.stream(s);
+    assert!(view.finished);
+    assert!(view.client.reset);
+    assert_eq!(view.upstream.headers, None);
+}
