@@ -1,13 +1,14 @@
 //! Header maps: the [`Headers`] type, the proxy-wasm pair encoding, and the header hostcalls
-//! with Envoy's availability rules (a map is reachable only inside its own callback).
+//! with Envoy's availability rules (a map is reachable only inside its own callback; a callout
+//! answer's maps only while `proxy_on_http_call_response` runs).
 
 use super::{guard, memory, HostResult, Status};
 use crate::state::{Access, HttpCtx, VmState, REQ_TRAILERS, RESP_TRAILERS};
+use wasmtime::{Caller, Linker};
 
 /// `MapType` of the callout answer's headers and trailers.
 const CALLOUT_HEADERS: usize = 6;
 const CALLOUT_TRAILERS: usize = 7;
-use wasmtime::{Caller, Linker};
 
 /// An ordered header list; duplicates are separate entries, like an Envoy header map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
