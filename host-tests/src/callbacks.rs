@@ -15,6 +15,8 @@ pub(crate) struct Exports {
     pub vm_start: F<(i32, i32), i32>,
     pub configure: F<(i32, i32), i32>,
     pub tick: F<i32, ()>,
+    pub queue_ready: F<(i32, i32), ()>,
+    pub http_call_response: F<(i32, i32, i32, i32, i32), ()>,
     pub request_headers: F<(i32, i32, i32), i32>,
     pub request_body: F<(i32, i32, i32), i32>,
     pub request_trailers: F<(i32, i32), i32>,
@@ -47,8 +49,6 @@ impl Exports {
         inst: &Instance,
     ) -> Result<Exports, HostError> {
         // Exports the host never calls here but cpp-host still type-checks.
-        typed::<(i32, i32), ()>(store, inst, "proxy_on_queue_ready")?;
-        typed::<(i32, i32, i32, i32, i32), ()>(store, inst, "proxy_on_http_call_response")?;
         typed::<i32, i32>(store, inst, "proxy_on_new_connection")?;
         typed::<(i32, i32, i32), i32>(store, inst, "proxy_on_downstream_data")?;
         typed::<(i32, i32, i32), i32>(store, inst, "proxy_on_upstream_data")?;
@@ -60,6 +60,8 @@ impl Exports {
             vm_start: typed(store, inst, "proxy_on_vm_start")?,
             configure: typed(store, inst, "proxy_on_configure")?,
             tick: typed(store, inst, "proxy_on_tick")?,
+            queue_ready: typed(store, inst, "proxy_on_queue_ready")?,
+            http_call_response: typed(store, inst, "proxy_on_http_call_response")?,
             request_headers: typed(store, inst, "proxy_on_request_headers")?,
             request_body: typed(store, inst, "proxy_on_request_body")?,
             request_trailers: typed(store, inst, "proxy_on_request_trailers")?,

@@ -1,9 +1,11 @@
 //! The high-level API: one whole request/response through a VM, framed as Envoy frames an
-//! HTTP/1.1 exchange (headers, one data frame, then an empty end-of-stream frame).
+//! HTTP/1.1 exchange (headers, one data frame, then an empty end-of-stream frame). While the
+//! stream waits for the plugin's callouts, the exchange moves the host clock to the next answer
+//! or timeout and delivers it, as time would pass for a real client.
 
 use crate::abi::headers::Headers;
 use crate::abi::log::LogEntry;
-use crate::stream::{ClientView, StreamId, UpstreamView};
+use crate::stream::{ClientView, StreamId, StreamView, UpstreamView};
 use crate::vm::Vm;
 
 /// A downstream request.
@@ -134,7 +136,23 @@ impl Exchange {
 }
 
 impl Vm {
+    /// Sends one side's frames back to back, as one read: callout answers and queue
+    /// notifications wait until the whole side was sent.
     fn send_side(
+        &mut self,
+        s: StreamId,
+        chunk: usize,
+        response: bool,
+        headers: &Headers,
+        body: &[u8],
+        trailers: Option<&Headers>,
+    ) {
+        self.batching = true;
+        self.send_frames(s, chunk, response, headers, body, trailers);
+        self.batching = false;
+    }
+
+    fn send_frames(
         &mut self,
         s: StreamId,
         chunk: usize,
@@ -165,9 +183,11 @@ impl Vm {
         }
     }
 
-    /// Runs one whole exchange: the request goes through the plugin; if the upstream receives
-    /// the complete request it answers `response`, which goes back through the plugin. Each
-    /// body is one data frame followed by an empty end-of-stream frame (or the trailers).
+    /// Runs one whole exchange: the request goes through the plugin; once the upstream has the
+    /// whole request it answers `response`, which goes back through the plugin. Each body is one
+    /// data frame followed by an empty end-of-stream frame (or the trailers). Callout answers
+    /// are delivered as they come due; while the stream waits for them, the host clock is moved
+    /// to the next one (or to the call's timeout).
     pub fn exchange(&mut self, request: &Request, response: &Response) -> Exchange {
         self.exchange_chunked(request, response, usize::MAX)
     }
@@ -190,8 +210,9 @@ impl Vm {
             &request.body,
             request.trailers.as_ref(),
         );
+        self.wait_for_callouts(s, |v| v.finished || upstream_has_request(v));
         let view = self.stream(s);
-        if !view.finished && view.upstream.complete {
+        if !view.finished && upstream_has_request(&view) {
             self.send_side(
                 s,
                 chunk,
@@ -200,6 +221,7 @@ impl Vm {
                 &response.body,
                 response.trailers.as_ref(),
             );
+            self.wait_for_callouts(s, |v| v.finished);
         }
         let view = self.stream(s);
         Exchange {
@@ -211,4 +233,45 @@ impl Vm {
             logs: self.logs().get(logs_before..).unwrap_or(&[]).to_vec(),
         }
     }
+}
+
+/// Rounds of "move the clock to the next answer" one wait may take before calling the stream
+/// stalled (a plugin that keeps dispatching new calls never lets it finish).
+const MAX_WAIT_ROUNDS: usize = 10_000;
+
+impl Vm {
+    /// Until `done` holds for stream `s`: delivers what is due, then moves the host clock to
+    /// this VM's next callout answer or timeout. Stops when nothing more can come.
+    fn wait_for_callouts(&mut self, s: StreamId, done: impl Fn(&StreamView) -> bool) {
+        for _ in 0..MAX_WAIT_ROUNDS {
+            self.run_due();
+            if done(&self.stream(s)) {
+                return;
+            }
+            let Some(at) = self.next_due_nanos() else {
+                return;
+            };
+            let clock = self.clock();
+            let wait = at.saturating_sub(clock.monotonic_nanos());
+            clock.advance(std::time::Duration::from_nanos(
+                u64::try_from(wait).unwrap_or(0),
+            ));
+        }
+    }
+}
+
+/// True once the upstream has the whole request: its end passed the filter, or, for a body
+/// framed by `content-length`, all of its bytes did. An HTTP/1.1 upstream answers then, even
+/// while the filter still holds the empty end-of-stream frame (measured with Envoy 1.40).
+fn upstream_has_request(view: &StreamView) -> bool {
+    let up = &view.upstream;
+    if up.complete {
+        return true;
+    }
+    let length = up
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("content-length"))
+        .and_then(|v| v.trim().parse::<usize>().ok());
+    length.is_some_and(|n| n > 0 && up.body.len() >= n)
 }

@@ -3,9 +3,10 @@
 
 use crate::abi::log::{LogEntry, LogLevel};
 use crate::abi::metrics::Metrics;
-use crate::abi::misc::Queues;
+use crate::abi::queues::Queues;
 use crate::abi::shared_data::SharedData;
 use crate::abi::time::Clock;
+use crate::callouts::{Callout, CalloutAnswer, Clusters};
 use crate::error::HostError;
 use crate::state::VmState;
 use crate::vm::Vm;
@@ -40,6 +41,7 @@ pub(crate) struct HostShared {
     pub shared_data: SharedData,
     pub metrics: Metrics,
     pub queues: Arc<Mutex<Queues>>,
+    pub clusters: Clusters,
     /// (generation, plugin configuration bytes) currently accepted.
     pub plugin: Mutex<(u64, Vec<u8>)>,
 }
@@ -55,10 +57,10 @@ impl HostShared {
 
 /// Builds a [`Host`]. Defaults: vm_id `""`, plugin name `"governance"`, root id `""`, one
 /// worker, clock at 2026-01-01T00:00:00Z, fail-closed, 1 MiB buffer limit, log level Info,
-/// `allow_on_headers_stop_iteration` off, empty plugin and VM configuration.
-#[derive(Clone)]
+/// `allow_on_headers_stop_iteration` off, empty plugin and VM configuration, no clusters.
 pub struct HostBuilder {
     process: Option<Process>,
+    clusters: Vec<ClusterSetup>,
     wasm: PathBuf,
     bytes: Option<Vec<u8>>,
     plugin_config: Vec<u8>,
@@ -74,6 +76,14 @@ struct Process {
     shared_data: SharedData,
     metrics: Metrics,
     queues: Arc<Mutex<Queues>>,
+    clusters: Clusters,
+}
+
+/// A cluster declared on the builder, applied to the process's clusters at build time.
+enum ClusterSetup {
+    Waiting(String),
+    NoEndpoints(String),
+    Responding(String, crate::callouts::Responder),
 }
 
 /// 2026-01-01T00:00:00Z in Unix nanoseconds, the default clock start.
@@ -84,6 +94,7 @@ impl HostBuilder {
     pub fn new(wasm: impl Into<PathBuf>) -> Self {
         HostBuilder {
             process: None,
+            clusters: Vec::new(),
             wasm: wasm.into(),
             bytes: None,
             plugin_config: Vec::new(),
@@ -116,7 +127,32 @@ impl HostBuilder {
             shared_data: other.shared.shared_data.clone(),
             metrics: other.shared.metrics.clone(),
             queues: other.shared.queues.clone(),
+            clusters: other.shared.clusters.clone(),
         });
+        self
+    }
+    /// Declares an upstream cluster whose callouts wait until the test answers them
+    /// ([`Vm::answer_callout`]). Calls to an undeclared cluster fail with BadArgument.
+    pub fn cluster(mut self, name: &str) -> Self {
+        self.clusters.push(ClusterSetup::Waiting(name.to_string()));
+        self
+    }
+    /// Declares a cluster whose callouts `responder` answers (it sees each call's record).
+    pub fn cluster_responding(
+        mut self,
+        name: &str,
+        responder: impl FnMut(&Callout) -> CalloutAnswer + Send + 'static,
+    ) -> Self {
+        self.clusters.push(ClusterSetup::Responding(
+            name.to_string(),
+            Box::new(responder),
+        ));
+        self
+    }
+    /// Declares a cluster with no endpoints: `proxy_http_call` fails with InternalFailure.
+    pub fn cluster_without_endpoints(mut self, name: &str) -> Self {
+        self.clusters
+            .push(ClusterSetup::NoEndpoints(name.to_string()));
         self
     }
     /// Plugin configuration (the `configuration` StringValue), given to `on_configure`.
@@ -197,7 +233,17 @@ impl HostBuilder {
             shared_data: SharedData::default(),
             metrics: Metrics::default(),
             queues: Arc::new(Mutex::new(Queues::default())),
+            clusters: Clusters::default(),
         });
+        for setup in self.clusters {
+            match setup {
+                ClusterSetup::Waiting(name) => process.clusters.declare(&name),
+                ClusterSetup::NoEndpoints(name) => {
+                    process.clusters.declare_without_endpoints(&name)
+                }
+                ClusterSetup::Responding(name, r) => process.clusters.set_responder(&name, r),
+            }
+        }
         let shared = Arc::new(HostShared {
             engine,
             module,
@@ -207,6 +253,7 @@ impl HostBuilder {
             shared_data: process.shared_data,
             metrics: process.metrics,
             queues: process.queues,
+            clusters: process.clusters,
             plugin: Mutex::new((1, self.plugin_config)),
         });
         let canary_logs = run_canary(&shared, &shared.current_plugin().1)?;
@@ -339,5 +386,35 @@ impl Host {
     /// Logs of the last canary run (its on_configure side effects are real).
     pub fn canary_logs(&self) -> &[LogEntry] {
         &self.canary_logs
+    }
+    /// The upstream clusters (change responders while the host runs, e.g. to take the
+    /// service behind a cluster down and bring it back).
+    pub fn clusters(&self) -> Clusters {
+        self.shared.clusters.clone()
+    }
+    /// Delivers everything due on every owned VM (callout answers and timeouts at the current
+    /// clock, queue notifications), until none has anything left. Returns how many.
+    pub fn run_due(&mut self) -> usize {
+        let mut total = 0;
+        loop {
+            let delivered: usize = self.vms.iter_mut().map(Vm::run_due).sum();
+            if delivered == 0 && !self.vms.iter().any(Vm::has_due) {
+                return total;
+            }
+            total += delivered;
+        }
+    }
+    /// Advances the clock by `by`, then [`Host::run_due`] (ticks are fired separately, with
+    /// [`Vm::fire_due_ticks`]).
+    pub fn advance(&mut self, by: std::time::Duration) -> usize {
+        self.shared.clock.advance(by);
+        self.run_due()
+    }
+    /// Every callout the owned VMs dispatched, VM by VM, oldest first.
+    pub fn callouts(&self) -> Vec<Callout> {
+        self.vms
+            .iter()
+            .flat_map(|vm| vm.callouts().iter().cloned())
+            .collect()
     }
 }

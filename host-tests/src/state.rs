@@ -4,6 +4,7 @@ use crate::abi::headers::Headers;
 use crate::abi::log::LogEntry;
 use crate::abi::metrics::MetricKind;
 use crate::abi::shared_data::SharedDataEvent;
+use crate::events::{AnswerInView, CalloutBook, Mailbox};
 use crate::host::HostShared;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -85,6 +86,8 @@ pub(crate) struct RootCtx {
     pub next_tick_nanos: i64,
     /// on_done returned false: waiting for `proxy_done`.
     pub pending_done: bool,
+    /// What `proxy_get_status` reports: (code, message) of the last failed callout.
+    pub status: (u32, String),
 }
 
 /// A host action a guest queued during a callback; Envoy runs these after the callback returns.
@@ -154,6 +157,12 @@ pub(crate) struct VmState {
     pub label: String,
     /// V8 caps a VM's linear memory at 1 GiB; growing beyond fails like there.
     pub limits: StoreLimits,
+    /// HTTP callouts: tokens, history, calls waiting for an answer.
+    pub callouts: CalloutBook,
+    /// The answer readable while `proxy_on_http_call_response` runs.
+    pub answering: Option<AnswerInView>,
+    /// Events other VMs (or this one) posted to this VM.
+    pub mailbox: Mailbox,
 }
 
 impl VmState {
@@ -182,6 +191,9 @@ impl VmState {
             limits: StoreLimitsBuilder::new()
                 .memory_size(MAX_MEMORY_BYTES)
                 .build(),
+            callouts: CalloutBook::default(),
+            answering: None,
+            mailbox: Mailbox::default(),
         }
     }
 
@@ -195,5 +207,11 @@ impl VmState {
     pub(crate) fn effective_root(&self) -> u32 {
         let ctx = self.effective_ctx;
         self.root_of.get(&ctx).copied().unwrap_or(ctx)
+    }
+
+    /// The callout answer, if one is being delivered to the effective context's root.
+    pub(crate) fn answer_in_view(&self) -> Option<&AnswerInView> {
+        let root = self.effective_root();
+        self.answering.as_ref().filter(|a| a.root == root)
     }
 }

@@ -44,6 +44,9 @@ pub struct Vm {
     next_ctx: u32,
     pub(crate) streams: HashMap<StreamId, StreamDriver>,
     pub(crate) next_stream: u64,
+    /// While set, stream events do not deliver due callout answers and queue notifications
+    /// (the exchange sends a whole request as one read, as it arrives in Envoy).
+    pub(crate) batching: bool,
 }
 
 impl Vm {
@@ -102,6 +105,7 @@ impl Vm {
             next_ctx: 1,
             streams: HashMap::new(),
             next_stream: 1,
+            batching: false,
         })
     }
 
@@ -209,6 +213,7 @@ impl Vm {
         if old != 0 {
             self.retire_root(old);
         }
+        self.run_due();
         Ok(())
     }
 
@@ -237,6 +242,7 @@ impl Vm {
             }
             self.run_deferred();
         }
+        self.run_due();
         fired
     }
 
@@ -312,6 +318,14 @@ impl Vm {
     /// The shared-data store this VM uses.
     pub fn shared_data(&self) -> crate::SharedData {
         self.store.data().shared.shared_data.clone()
+    }
+    /// The upstream clusters of this VM's process.
+    pub fn clusters(&self) -> crate::Clusters {
+        self.store.data().shared.clusters.clone()
+    }
+    /// This VM's label ("worker 0", "extra worker", ...), as in [`crate::Callout::vm`].
+    pub fn label(&self) -> &str {
+        &self.store.data().label
     }
     /// Installs a hook run after each shared-data hostcall of this VM (lock released), and
     /// restarts the per-op call counts. The hook may drive other VMs it owns.

@@ -10,12 +10,16 @@
 
 pub mod client;
 pub mod mock;
+pub mod probe;
 pub mod runner;
 pub mod wire;
 
 pub use client::{Client, Connection, Request, Response};
 pub use mock::{MockUpstream, MockUsage, RecordedRequest};
-pub use runner::{envoy_bin, validate, validate_config, Envoy, EnvoyConfig, HarnessError, Stack};
+pub use runner::{
+    envoy_bin, validate, validate_config, Envoy, EnvoyConfig, HarnessError, Stack,
+    ABI_PROBE_GUEST_WASM,
+};
 
 /// Runs `f(0..n)` on `n` threads at once (all released together) and returns the results
 /// in index order. For bursts of concurrent requests in tests.

@@ -30,6 +30,10 @@ pub const LISTENER_TEMPLATE: &str = include_str!("../../../envoy/listener.yaml.t
 /// The governance filter compiled to wasm32-wasip1 by this crate's build script.
 pub const GOVERNANCE_WASM: &str = env!("GOVERNANCE_WASM");
 
+/// The raw-ABI probe guest (`host-tests/abi-probe-guest`), built by this crate's build script:
+/// it logs exactly what Envoy passes around callouts, shared queues and paused streams.
+pub const ABI_PROBE_GUEST_WASM: &str = env!("ABI_PROBE_GUEST_WASM");
+
 /// The module tests load: `$ENVOY_HARNESS_WASM` if set (to try a prebuilt module), else
 /// [`GOVERNANCE_WASM`].
 pub fn default_wasm() -> PathBuf {

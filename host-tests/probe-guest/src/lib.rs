@@ -1,10 +1,13 @@
 //! Probe guest for the host's own tests: exercises host paths the filter does not.
 //!
 //! Root behaviour comes from the plugin configuration (space-separated words: `reject`,
-//! `tick=<ms>`, `tick-resume`, `seed=<key>`, `metrics`, `trap-tick`, `done-later`). HTTP
-//! behaviour comes from the request header `x-probe` (comma-separated commands, see
-//! `Probe::run_*`). Init behaviour comes from the environment variable `PROBE_INIT`.
-//! Raw `extern` imports are used where the exact host status matters.
+//! `tick=<ms>`, `tick-resume`, `seed=<key>`, `metrics`, `trap-tick`, `done-later`, and the
+//! queue words of `callouts.rs`). HTTP behaviour comes from the request header `x-probe`
+//! (comma-separated commands, see `Probe::request_headers_cmds` and `callouts.rs`). Init
+//! behaviour comes from the environment variable `PROBE_INIT`. Raw `extern` imports are used
+//! where the exact host status matters.
+
+mod callouts;
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -115,6 +118,9 @@ impl Root {
 }
 
 impl Context for Root {
+    fn on_http_call_response(&mut self, token: u32, nh: usize, bl: usize, nt: usize) {
+        self.answer(token, nh, bl, nt);
+    }
     fn on_done(&mut self) -> bool {
         log(&format!("root on_done id={}", self.id));
         !self.has("done-later")
@@ -146,6 +152,7 @@ impl RootContext for Root {
         if self.has("metrics") {
             let _ = hostcalls::define_metric(MetricType::Counter, "probe.configured");
         }
+        self.register_queue();
         !self.has("reject")
     }
     fn on_tick(&mut self) {
@@ -167,7 +174,12 @@ impl RootContext for Root {
         Some(Box::new(Probe {
             id,
             cmds: Vec::new(),
+            pending: 0,
+            held: false,
         }))
+    }
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        self.queue_ready(queue_id);
     }
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
@@ -177,6 +189,10 @@ impl RootContext for Root {
 struct Probe {
     id: u32,
     cmds: Vec<String>,
+    /// Callouts not answered yet.
+    pending: u32,
+    /// The request is paused until they are.
+    held: bool,
 }
 
 impl Probe {
@@ -347,6 +363,9 @@ impl Probe {
         if let Some(ms) = self.arg("tick-period").and_then(|v| v.parse().ok()) {
             let _ = hostcalls::set_tick_period(Duration::from_millis(ms));
         }
+        if self.dispatch_from_headers() {
+            return Action::Pause;
+        }
         if self.has("pause-until-tick") {
             PAUSED.with(|p| p.borrow_mut().push(self.id));
             return Action::Pause;
@@ -358,7 +377,11 @@ impl Probe {
     }
 }
 
-impl Context for Probe {}
+impl Context for Probe {
+    fn on_http_call_response(&mut self, token: u32, nh: usize, bl: usize, nt: usize) {
+        self.answer(token, nh, bl, nt);
+    }
+}
 
 impl HttpContext for Probe {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
@@ -372,6 +395,10 @@ impl HttpContext for Probe {
     fn on_http_request_body(&mut self, size: usize, eos: bool) -> Action {
         if self.has("trap-req-body") {
             panic!("probe trap in request body");
+        }
+        log(&format!("req-body size={size} eos={eos}"));
+        if self.hold_body(eos) {
+            return Action::Pause;
         }
         if self.has("read-req-header-in-body") {
             self.late_reads("body");
@@ -432,6 +459,7 @@ impl HttpContext for Probe {
         if self.has("trap-resp-headers") {
             panic!("probe trap in response headers");
         }
+        self.late_callout_read();
         if self.has("sdk-late-read") {
             let _ = self.get_http_request_header("x-probe");
         }
@@ -483,5 +511,6 @@ impl HttpContext for Probe {
             log(&format!("log-trailers status={s}"));
         }
         self.props("prop-log");
+        self.enqueue_from_log();
     }
 }

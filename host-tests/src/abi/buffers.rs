@@ -7,22 +7,30 @@ use wasmtime::{Caller, Linker};
 
 const REQUEST_BODY: i32 = 0;
 const RESPONSE_BODY: i32 = 1;
+const CALLOUT_BODY: i32 = 4;
 const VM_CONFIGURATION: i32 = 6;
 const PLUGIN_CONFIGURATION: i32 = 7;
 
 /// The current bytes of buffer `kind`, or the status Envoy returns when it is unavailable.
 fn current(state: &mut VmState, kind: i32) -> Result<Vec<u8>, Status> {
     match kind {
+        // Envoy always has a body buffer object: outside a body callback, and while a body is
+        // not held, it reads as empty (Ok), from stream and root contexts alike.
         REQUEST_BODY | RESPONSE_BODY => {
             let idx = usize::from(kind == RESPONSE_BODY);
-            state
+            Ok(state
                 .http_mut()
                 .and_then(|h| h.body.get(idx).cloned().flatten())
-                .ok_or(Status::NotFound)
+                .unwrap_or_default())
         }
+        CALLOUT_BODY => state
+            .answer_in_view()
+            .and_then(|a| a.response.as_ref())
+            .map(|r| r.body.clone())
+            .ok_or(Status::NotFound),
         VM_CONFIGURATION => Ok(state.shared.settings.vm_config.clone()),
         PLUGIN_CONFIGURATION => state.plugin_config.clone().ok_or(Status::NotFound),
-        2..=5 | 8 => Err(Status::NotFound),
+        2 | 3 | 5 | 8 => Err(Status::NotFound),
         _ => Err(Status::BadArgument),
     }
 }
@@ -114,11 +122,14 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                         .and_then(Option::as_mut);
                     match slot {
                         Some(buf) => Ok(apply_set(buf, start as u32, size as u32, &data).code()),
-                        None => Ok(Status::NotFound.code()),
+                        // No body in reach: Envoy's empty buffer object refuses writes.
+                        None => Ok(Status::BadArgument.code()),
                     }
                 }
-                VM_CONFIGURATION | PLUGIN_CONFIGURATION => Ok(Status::BadArgument.code()),
-                2..=5 | 8 => Ok(Status::NotFound.code()),
+                CALLOUT_BODY | VM_CONFIGURATION | PLUGIN_CONFIGURATION => {
+                    Ok(Status::BadArgument.code())
+                }
+                2 | 3 | 5 | 8 => Ok(Status::NotFound.code()),
                 _ => Ok(Status::BadArgument.code()),
             }
         },

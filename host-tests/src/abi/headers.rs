@@ -1,9 +1,14 @@
 //! Header maps: the [`Headers`] type, the proxy-wasm pair encoding, and the header hostcalls
-//! with Envoy's availability rules (a map is reachable only inside its own callback).
+//! with Envoy's availability rules (a map is reachable only inside its own callback; a callout
+//! answer's maps only while `proxy_on_http_call_response` runs).
 
 use super::{guard, memory, HostResult, Status};
 use crate::state::{Access, HttpCtx, VmState, REQ_TRAILERS, RESP_TRAILERS};
 use wasmtime::{Caller, Linker};
+
+/// `MapType` of the callout answer's headers and trailers.
+const CALLOUT_HEADERS: usize = 6;
+const CALLOUT_TRAILERS: usize = 7;
 
 /// An ordered header list; duplicates are separate entries, like an Envoy header map.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -162,20 +167,44 @@ enum Lookup<'a> {
 }
 
 /// Finds map `map` for reading (`write == false`) or writing, applying Envoy's rules.
-fn lookup(http: Option<&mut HttpCtx>, map: i32, write: bool) -> Lookup<'_> {
+fn lookup(st: &mut VmState, map: i32, write: bool) -> Lookup<'_> {
     let Ok(idx) = usize::try_from(map) else {
         return Lookup::Status(Status::BadArgument);
     };
-    if idx > 7 {
-        return Lookup::Status(Status::BadArgument);
+    match idx {
+        0..=3 => stream_map(st.http_mut(), idx, write),
+        CALLOUT_HEADERS | CALLOUT_TRAILERS => callout_map(st, idx),
+        // gRPC metadata exists only inside gRPC callbacks, which never run here.
+        _ => Lookup::Status(Status::BadArgument),
     }
+}
+
+/// Maps 6 and 7: the callout answer's headers and trailers, reachable only while
+/// `proxy_on_http_call_response` runs (from any context of that root). Trailers exist only if
+/// the answer had some; after a reset neither exists.
+fn callout_map(st: &mut VmState, idx: usize) -> Lookup<'_> {
+    let root = st.effective_root();
+    let Some(response) = st
+        .answering
+        .as_mut()
+        .filter(|a| a.root == root)
+        .and_then(|a| a.response.as_mut())
+    else {
+        return Lookup::Status(Status::BadArgument);
+    };
+    let map = if idx == CALLOUT_HEADERS {
+        Some(&mut response.headers)
+    } else {
+        response.trailers.as_mut()
+    };
+    map.map_or(Lookup::Status(Status::BadArgument), Lookup::Map)
+}
+
+/// Maps 0..=3 of the effective stream context.
+fn stream_map(http: Option<&mut HttpCtx>, idx: usize, write: bool) -> Lookup<'_> {
     let Some(h) = http else {
         return Lookup::Status(Status::BadArgument);
     };
-    if idx > 3 {
-        // gRPC / HTTP-call maps exist only inside their callout callbacks, which never run here.
-        return Lookup::Status(Status::BadArgument);
-    }
     let trailer_side = match idx {
         REQ_TRAILERS => Some(0),
         RESP_TRAILERS => Some(1),
@@ -221,7 +250,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let Some(key) = read_str(&c, kp, kl) else {
                 return Ok(Status::InvalidMemoryAccess.code());
             };
-            let value = match lookup(c.data_mut().http_mut(), map, false) {
+            let value = match lookup(c.data_mut(), map, false) {
                 Lookup::Status(s) => return Ok(s.code()),
                 Lookup::Map(m) => match m.get_bytes(&key) {
                     Some(v) => v.to_vec(),
@@ -239,7 +268,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             if !(0..=7).contains(&map) {
                 return Ok(Status::BadArgument.code());
             }
-            let bytes = match lookup(c.data_mut().http_mut(), map, false) {
+            let bytes = match lookup(c.data_mut(), map, false) {
                 Lookup::Map(m) if !m.is_empty() => encode_pairs(&m.0),
                 _ => Vec::new(),
             };
@@ -255,7 +284,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 return Ok(Status::InvalidMemoryAccess.code());
             };
             let pairs = decode_pairs(&raw);
-            match lookup(c.data_mut().http_mut(), map, true) {
+            match lookup(c.data_mut(), map, true) {
                 Lookup::Status(s) => Ok(s.code()),
                 Lookup::Map(m) => {
                     m.0.clear();
@@ -289,7 +318,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
                 let (Some(k), Ok(v)) = (read_str(&c, kp, kl), memory::read(&c, vp, vl)) else {
                     return Ok(Status::InvalidMemoryAccess.code());
                 };
-                match lookup(c.data_mut().http_mut(), map, true) {
+                match lookup(c.data_mut(), map, true) {
                     Lookup::Status(s) => Ok(s.code()),
                     Lookup::Map(m) => {
                         edit(m, &k, &v);
@@ -307,7 +336,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
             let Some(k) = read_str(&c, kp, kl) else {
                 return Ok(Status::InvalidMemoryAccess.code());
             };
-            match lookup(c.data_mut().http_mut(), map, true) {
+            match lookup(c.data_mut(), map, true) {
                 Lookup::Status(s) => Ok(s.code()),
                 Lookup::Map(m) => {
                     m.remove(&k);
@@ -321,7 +350,7 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_get_header_map_size",
         |mut c: Caller<'_, VmState>, map: i32, ret: i32| -> HostResult {
             guard(&c, "proxy_get_header_map_size")?;
-            let size = match lookup(c.data_mut().http_mut(), map, false) {
+            let size = match lookup(c.data_mut(), map, false) {
                 Lookup::Status(s) => return Ok(s.code()),
                 Lookup::Map(m) => m.byte_size() as u32,
             };

@@ -2,12 +2,14 @@
 //! area, plus the guest-memory helpers they share.
 
 pub(crate) mod buffers;
+pub(crate) mod callouts;
 pub(crate) mod headers;
 pub(crate) mod log;
 pub(crate) mod memory;
 pub(crate) mod metrics;
 pub(crate) mod misc;
 pub(crate) mod properties;
+pub(crate) mod queues;
 pub(crate) mod reply;
 pub(crate) mod shared_data;
 pub(crate) mod time;
@@ -38,6 +40,8 @@ pub enum Status {
     CasMismatch = 8,
     /// Host-side failure.
     InternalFailure = 10,
+    /// A callout's connection broke (`proxy_get_status` after a reset).
+    BrokenConnection = 11,
     /// Not implemented by Envoy.
     Unimplemented = 12,
 }
@@ -81,6 +85,8 @@ pub(crate) fn link_all(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
     shared_data::link(linker)?;
     metrics::link(linker)?;
     reply::link(linker)?;
+    callouts::link(linker)?;
+    queues::link(linker)?;
     misc::link(linker)?;
     wasi::link(linker, "wasi_snapshot_preview1")?;
     wasi::link(linker, "wasi_unstable")?;

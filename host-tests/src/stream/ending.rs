@@ -120,6 +120,9 @@ impl Vm {
             if side.holding {
                 let held = std::mem::take(&mut side.held);
                 side.buffer.extend_from_slice(&held);
+                for (frame, _) in std::mem::take(&mut side.held_later) {
+                    side.buffer.extend_from_slice(&frame);
+                }
                 side.holding = false;
             }
             self.flush(d, dir);

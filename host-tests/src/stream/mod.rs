@@ -34,6 +34,8 @@ pub(super) struct Side {
     pub(super) hold_limited: bool,
     pub(super) held: Vec<u8>,
     pub(super) held_eos: bool,
+    /// Frames that arrived once `held` reached the watermark (Envoy leaves them unread).
+    pub(super) held_later: Vec<(Vec<u8>, bool)>,
     pub(super) held_trailers: Option<Headers>,
     pub(super) buffer: Vec<u8>,
     pub(super) body_stopped: bool,
@@ -140,6 +142,9 @@ impl Vm {
         f(self, &mut d);
         self.run_deferred_with(Some(&mut d));
         self.streams.insert(id, d);
+        if !self.batching {
+            self.run_due();
+        }
     }
 
     /// Downstream sends request headers (`end_stream` for a body-less request).
@@ -361,10 +366,14 @@ impl Vm {
                 let limit = self.store.data().shared.settings.buffer_limit;
                 let side = d.side(dir);
                 side.holding = true;
-                side.held.extend_from_slice(data);
-                side.held_eos |= eos;
-                if side.hold_limited && side.held.len() > limit {
-                    self.too_large(d, dir);
+                if side.hold_limited {
+                    side.held.extend_from_slice(data);
+                    side.held_eos |= eos;
+                    if side.held.len() > limit {
+                        self.too_large(d, dir);
+                    }
+                } else {
+                    hold_to_watermark(side, data, eos, limit.saturating_mul(2));
                 }
             }
             _ => self.deliver_body(d, dir, data, eos),
@@ -378,7 +387,7 @@ impl Vm {
         data: &[u8],
         eos: bool,
     ) {
-        let mut buf = std::mem::take(&mut d.side(dir).buffer);
+        let mut buf = self.take_buffer(d, dir);
         buf.extend_from_slice(data);
         let len = buf.len() as i32;
         if let Some(http) = self.http(d.ctx) {
@@ -426,7 +435,7 @@ impl Vm {
         }
         let act = match out {
             Outcome::Trapped | Outcome::Skipped => {
-                d.side(dir).buffer = buf;
+                self.park_buffer(d, dir, buf);
                 return self.on_trap(d, dir);
             }
             // The plugin's own reply wins over the buffer limit: stop without the check.
@@ -451,8 +460,11 @@ impl Vm {
             }
             Act::NoBuffer => {}
             _ => {
-                side.buffer = buf;
-                if act == Act::Buffer && side.buffer.len() > limit {
+                let too_large = act == Act::Buffer && buf.len() > limit;
+                // Held bytes stay reachable (and writable) from the plugin's other callbacks,
+                // e.g. a callout answer delivered to this context, until they pass.
+                self.park_buffer(d, dir, buf);
+                if too_large {
                     self.too_large(d, dir);
                 }
             }
@@ -476,7 +488,7 @@ impl Vm {
             }
         }
         if d.bypass {
-            let buf = std::mem::take(&mut d.side(dir).buffer);
+            let buf = self.take_buffer(d, dir);
             Self::target_body(d, dir).extend_from_slice(&buf);
             self.complete(d, dir);
             self.maybe_finish(d);
@@ -531,14 +543,39 @@ impl Vm {
         ) {
             self.forward_headers(d, dir);
         }
+        let buf = self.take_buffer(d, dir);
         let side = d.side(dir);
         side.body_stopped = false;
         side.trailers_stopped = false;
-        let buf = std::mem::take(&mut side.buffer);
         let ended = side.eos_in;
         Self::target_body(d, dir).extend_from_slice(&buf);
         if ended {
             self.complete(d, dir);
+        }
+    }
+
+    /// The body bytes Envoy holds for side `dir`: parked in the context while the plugin holds
+    /// the body (so its other callbacks can read them), or on the driver.
+    pub(super) fn take_buffer(&mut self, d: &mut StreamDriver, dir: usize) -> Vec<u8> {
+        let buf = std::mem::take(&mut d.side(dir).buffer);
+        let parked = self
+            .http(d.ctx)
+            .and_then(|h| h.body.get_mut(dir))
+            .and_then(Option::take);
+        match parked {
+            Some(mut p) => {
+                p.extend_from_slice(&buf);
+                p
+            }
+            None => buf,
+        }
+    }
+
+    /// Keeps `buf` as side `dir`'s held body: in the context when there is one.
+    pub(super) fn park_buffer(&mut self, d: &mut StreamDriver, dir: usize, buf: Vec<u8>) {
+        match self.http(d.ctx).and_then(|h| h.body.get_mut(dir)) {
+            Some(slot) => *slot = Some(buf),
+            None => d.side(dir).buffer = buf,
         }
     }
 
@@ -554,12 +591,16 @@ impl Vm {
                 if side.holding || side.held_trailers.is_some() =>
             {
                 let held = std::mem::take(&mut side.held);
-                let held_eos = side.held_eos;
+                let later = std::mem::take(&mut side.held_later);
+                let held_eos = side.held_eos && later.is_empty();
                 let trailers = side.held_trailers.take();
                 let holding = std::mem::replace(&mut side.holding, false);
                 self.forward_headers(d, dir);
                 if holding {
                     self.deliver_body(d, dir, &held, held_eos);
+                }
+                for (frame, eos) in later {
+                    self.body_in(d, dir, &frame, eos);
                 }
                 if let Some(t) = trailers {
                     self.trailers_in(d, dir, t);
@@ -568,5 +609,23 @@ impl Vm {
             _ => self.flush(d, dir),
         }
         self.maybe_finish(d);
+    }
+}
+
+/// Holds one frame that arrived while the headers are stopped with a watermark: Envoy keeps
+/// reading until about `watermark` bytes are held (measured: 2 MiB for a 1 MiB buffer limit),
+/// then stops reading; what the client sends after that stays in the socket and arrives, frame
+/// by frame, once the stream resumes.
+fn hold_to_watermark(side: &mut Side, data: &[u8], eos: bool, watermark: usize) {
+    let room = watermark.saturating_sub(side.held.len());
+    if !side.held_later.is_empty() {
+        side.held_later.push((data.to_vec(), eos));
+    } else if data.len() <= room {
+        side.held.extend_from_slice(data);
+        side.held_eos |= eos;
+    } else {
+        let (now, later) = data.split_at(room);
+        side.held.extend_from_slice(now);
+        side.held_later.push((later.to_vec(), eos));
     }
 }

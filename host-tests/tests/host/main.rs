@@ -1,5 +1,7 @@
 //! Tests of the host itself (not of the filter), driven mostly by the probe guest.
 
+mod callout_parity;
+mod callouts;
 mod common;
 mod failure;
 mod lifecycle;
@@ -9,4 +11,5 @@ mod misc;
 mod properties;
 mod shared_data;
 mod time;
+mod transcripts;
 mod wasm;
