@@ -13,6 +13,7 @@ pub mod counter;
 pub mod decimal;
 pub mod duration;
 pub mod estimate;
+pub mod fleet;
 pub mod flow;
 pub mod identity;
 pub mod metrics;

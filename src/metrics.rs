@@ -16,6 +16,16 @@ pub enum Metric {
     PricingMissing,
     TokensCharged,
     SpendMicroUsd,
+    /// Calls made to Limitador (fleet mode).
+    FleetCalls,
+    /// Requests Limitador's counters refused.
+    FleetRefused,
+    /// Requests decided while Limitador could not be asked.
+    FleetUnavailable,
+    /// Charges still undelivered to Limitador after their retries.
+    FleetChargesFailed,
+    /// Expected limits found missing or different in Limitador.
+    FleetLimitsMismatch,
 }
 
 impl Metric {
@@ -31,6 +41,11 @@ impl Metric {
             Metric::PricingMissing,
             Metric::TokensCharged,
             Metric::SpendMicroUsd,
+            Metric::FleetCalls,
+            Metric::FleetRefused,
+            Metric::FleetUnavailable,
+            Metric::FleetChargesFailed,
+            Metric::FleetLimitsMismatch,
         ];
         all.extend(
             RejectionKind::ALL
@@ -52,11 +67,16 @@ impl Metric {
             Metric::PricingMissing => 6,
             Metric::TokensCharged => 7,
             Metric::SpendMicroUsd => 8,
+            Metric::FleetCalls => 9,
+            Metric::FleetRefused => 10,
+            Metric::FleetUnavailable => 11,
+            Metric::FleetChargesFailed => 12,
+            Metric::FleetLimitsMismatch => 13,
             Metric::RejectedBy(kind) => RejectionKind::ALL
                 .iter()
                 .position(|k| *k == kind)
                 .unwrap_or(0)
-                .saturating_add(9),
+                .saturating_add(14),
         }
     }
 
@@ -73,6 +93,11 @@ impl Metric {
             Metric::PricingMissing => "pricing_missing".to_string(),
             Metric::TokensCharged => "tokens_charged".to_string(),
             Metric::SpendMicroUsd => "spend_micro_usd".to_string(),
+            Metric::FleetCalls => "fleet.calls".to_string(),
+            Metric::FleetRefused => "fleet.refused".to_string(),
+            Metric::FleetUnavailable => "fleet.unavailable".to_string(),
+            Metric::FleetChargesFailed => "fleet.charges_failed".to_string(),
+            Metric::FleetLimitsMismatch => "fleet.limits_mismatch".to_string(),
         }
     }
 }

@@ -155,7 +155,8 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
     }
 
     let guard_key = format!("{}:cas-guard", wire.namespace).into_bytes();
-    Ok(Policy {
+    let wire_fleet = wire.fleet;
+    let mut policy = Policy {
         guard_key,
         namespace: wire.namespace,
         mode: wire.mode,
@@ -176,7 +177,12 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         key_by_hash,
         key_cache: Default::default(),
         providers,
-    })
+        fleet: None,
+    };
+    if let Some(wire_fleet) = wire_fleet {
+        policy.fleet = Some(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy)?);
+    }
+    Ok(policy)
 }
 
 fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {

@@ -94,6 +94,8 @@ pub struct Policy {
     /// The namespace's guard key, whose version makes counter creation atomic
     /// (see [`crate::counter::Counters`]).
     pub guard_key: Vec<u8>,
+    /// Fleet mode: counters in Limitador ([`crate::fleet`]); `None`: shared data only.
+    pub fleet: Option<crate::fleet::FleetPolicy>,
 }
 
 /// SPEC.md §8: reserve an estimate before admitting, settle after the response.

@@ -43,6 +43,8 @@ pub struct WireConfig {
     pub virtual_keys: Vec<WireVirtualKey>,
     #[serde(default)]
     pub reservation: Option<WireReservation>,
+    #[serde(default)]
+    pub fleet: Option<crate::fleet::WireFleet>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -15,6 +15,7 @@ use crate::admission::{self, Admission, Evaluation};
 use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
 use crate::counter::Counters;
 use crate::estimate::Estimate;
+use crate::fleet::protocol::Call;
 use crate::identity::{identify, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
@@ -32,6 +33,20 @@ pub struct Env<'a> {
     pub store: &'a dyn CasStore,
     pub now: i64,
     pub metrics: &'a mut dyn MetricsSink,
+    /// Where charges for Limitador go (fleet mode): the VM's root context sends them.
+    pub outbox: &'a mut dyn Outbox,
+}
+
+/// Takes calls that must reach Limitador even if the stream is gone (fleet charges).
+pub trait Outbox {
+    fn send(&mut self, call: Call);
+}
+
+/// An outbox that drops everything (no fleet mode).
+pub struct NoOutbox;
+
+impl Outbox for NoOutbox {
+    fn send(&mut self, _call: Call) {}
 }
 
 /// The request as seen at its headers.
@@ -52,6 +67,12 @@ pub enum RequestAction {
     Continue { remove_headers: Vec<String> },
     /// Answer locally; nothing (more) reaches upstream.
     Reply(LocalReply),
+    /// Make these calls to Limitador (fleet mode) and hold the request, after removing these
+    /// request headers, until every answer has been given to [`Flow::on_call_answer`].
+    Call {
+        remove_headers: Vec<String>,
+        calls: Vec<Call>,
+    },
 }
 
 #[derive(Debug)]
@@ -73,6 +94,8 @@ enum Stage {
     AwaitingBody { model: Option<String> },
     /// Admitted; the response is charged to `admission.chargeable`.
     Admitted { model: Option<String> },
+    /// Waiting for Limitador's answers (fleet mode).
+    Calling { model: Option<String> },
 }
 
 /// What the request headers already judged of SPEC.md §3 step 3.
@@ -101,6 +124,10 @@ pub struct Flow {
     /// The response's `:status`, once its headers were seen.
     response_status: Option<u16>,
     charged: bool,
+    /// The key and provider, once resolved (fleet mode checks every level at once).
+    target: Option<(usize, Option<String>)>,
+    /// Fleet mode's part of the request.
+    fleet: fleet::Progress,
 }
 
 impl Flow {
@@ -116,6 +143,8 @@ impl Flow {
             estimate: None,
             response_status: None,
             charged: false,
+            target: None,
+            fleet: fleet::Progress::default(),
         }
     }
 
@@ -194,22 +223,30 @@ impl Flow {
         // One allocation: collecting the chained iterator costs several times more, on
         // every request.
         let levels = policy.hierarchy_levels(key).concat();
-        let refusals = match admission::check(
-            &policy,
-            &mut counters,
-            env.now,
-            &levels,
-            self.evaluation(),
-            &mut self.admission,
-        ) {
-            Ok(refusals) => refusals,
-            Err(err) => match self.store_failure(err, &mut counters, env) {
-                Some(reply) => return RequestAction::Reply(reply),
-                None => Vec::new(),
-            },
-        };
-        if let Some(reply) = self.refuse(refusals, &mut counters, env) {
-            return RequestAction::Reply(reply);
+        if policy.fleet.is_some() {
+            // Every level is asked in one round once the request is known; a counter
+            // remembered exhausted refuses now, before anything goes upstream.
+            if let Some(reply) = self.remembered_refusal(&levels, &mut counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        } else {
+            let refusals = match admission::check(
+                &policy,
+                &mut counters,
+                env.now,
+                &levels,
+                self.evaluation(),
+                &mut self.admission,
+            ) {
+                Ok(refusals) => refusals,
+                Err(err) => match self.store_failure(err, &mut counters, env) {
+                    Some(reply) => return RequestAction::Reply(reply),
+                    None => Vec::new(),
+                },
+            };
+            if let Some(reply) = self.refuse(refusals, &mut counters, env) {
+                return RequestAction::Reply(reply);
+            }
         }
 
         if !head.end_of_stream && (model.is_none() || policy.reservation.enabled) {
@@ -230,6 +267,10 @@ impl Flow {
             );
             return match action {
                 RequestAction::Continue { .. } => RequestAction::Continue { remove_headers },
+                RequestAction::Call { calls, .. } => RequestAction::Call {
+                    remove_headers,
+                    calls,
+                },
                 reply => reply,
             };
         }
@@ -420,6 +461,11 @@ impl Flow {
         self.refuse(vec![rejection], counters, env)
     }
 
+    /// Whether the request is held for Limitador's answers (fleet mode).
+    pub fn is_calling(&self) -> bool {
+        matches!(self.stage, Stage::Calling { .. })
+    }
+
     fn evaluation(&self) -> Evaluation {
         match self.policy.mode {
             Mode::Enforce => Evaluation::StopAtFirst,
@@ -534,7 +580,8 @@ impl Flow {
             .keys
             .get(key_index)
             .and_then(|key| key.provider_config(provider.as_deref()?));
-        if let Some(config) = config {
+        self.target = Some((key_index, provider.clone()));
+        if let Some(config) = config.filter(|_| policy.fleet.is_none()) {
             let refusals = match admission::check(
                 &policy,
                 counters,
@@ -567,18 +614,31 @@ impl Flow {
         counters: &mut Counters<'_>,
         env: &mut Env<'_>,
     ) -> RequestAction {
+        if self.policy.reservation.enabled && !body_complete {
+            self.stage = Stage::AwaitingBody { model };
+            self.flush_conflicts(counters, env);
+            return RequestAction::Continue {
+                remove_headers: Vec::new(),
+            };
+        }
+        if self.policy.fleet.is_some() {
+            return self.fleet_round(model, counters, env);
+        }
         if self.policy.reservation.enabled {
-            if !body_complete {
-                self.stage = Stage::AwaitingBody { model };
-                self.flush_conflicts(counters, env);
-                return RequestAction::Continue {
-                    remove_headers: Vec::new(),
-                };
-            }
             if let Some(reply) = self.reserve(model.as_deref(), counters, env) {
                 return RequestAction::Reply(reply);
             }
         }
+        self.admitted(model, counters, env)
+    }
+
+    /// The request stands: windows of counters it found unused open now.
+    fn admitted(
+        &mut self,
+        model: Option<String>,
+        counters: &mut Counters<'_>,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
         let unused = std::mem::take(&mut self.admission.unused);
         if let Err(err) = admission::start_unused(&self.policy, counters, &unused) {
             // The charge at the response's end starts the window then: not worth a refusal.
@@ -602,16 +662,8 @@ impl Flow {
         counters: &mut Counters<'_>,
         env: &mut Env<'_>,
     ) -> Option<LocalReply> {
-        let sniffer = self.sniffer.take()?;
+        let estimate = self.estimate(model)?;
         let policy = Rc::clone(&self.policy);
-        let price = model.and_then(|m| policy.pricing.lookup(m));
-        let estimate = Estimate::of_request(
-            &policy.reservation,
-            sniffer.body_bytes(),
-            sniffer.max_output_tokens(),
-            price,
-        );
-        self.estimate = Some(estimate);
         let mut limits = self.admission.chargeable.clone();
         // Level order, as SPEC.md §3 checks them: provider config, key, team, customer.
         limits.sort_by_key(|id| policy.limits.get(*id).map(|l| l.owner_kind));
@@ -628,6 +680,22 @@ impl Flow {
             Err(err) => return self.store_failure(err, counters, env),
         };
         self.refuse(refusals, counters, env)
+    }
+
+    /// The request's estimate, computed once from its body (which must have been read
+    /// whole); `None` for a request without a body.
+    fn estimate(&mut self, model: Option<&str>) -> Option<Estimate> {
+        if self.estimate.is_none() {
+            let sniffer = self.sniffer.take()?;
+            let price = model.and_then(|m| self.policy.pricing.lookup(m));
+            self.estimate = Some(Estimate::of_request(
+                &self.policy.reservation,
+                sniffer.body_bytes(),
+                sniffer.max_output_tokens(),
+                price,
+            ));
+        }
+        self.estimate
     }
 
     fn flush_conflicts(&self, counters: &Counters<'_>, env: &mut Env<'_>) {
@@ -704,6 +772,7 @@ fn split_provider(
     (provider, Some(model))
 }
 
+mod fleet;
 mod refusal;
 mod settle;
 #[cfg(test)]

@@ -69,6 +69,7 @@ impl Flow {
                     .admission
                     .chargeable
                     .iter()
+                    .chain(self.fleet_chargeable())
                     .any(|id| is_budget(&policy, *id))
                 {
                     env.metrics.add(Metric::PricingMissing, 1);
@@ -92,6 +93,7 @@ impl Flow {
             log::error!("#{} could not charge usage: {err}", self.context_id);
             env.metrics.add(Metric::StoreFailures, 1);
         }
+        let limit_tokens = tokens;
         let tokens = usage.prompt_tokens().saturating_add(usage.output);
         if tokens > 0 {
             env.metrics.add(Metric::TokensCharged, tokens);
@@ -106,5 +108,6 @@ impl Flow {
             cost,
             priced_model.unwrap_or("unknown")
         );
+        self.fleet_charges(limit_tokens, cost, env);
     }
 }

@@ -15,8 +15,23 @@ struct Sim {
     policy: Rc<Policy>,
     store: MemoryStore,
     metrics: MemoryMetrics,
+    outbox: RecordingOutbox,
+    /// Fleet mode's Limitador (shared by the Sims of one fleet).
+    limitador: Option<Rc<std::cell::RefCell<crate::fleet::fake::FakeLimitador>>>,
     now: i64,
     next_context: u32,
+}
+
+/// Keeps what the flow sends to the fleet's outbox.
+#[derive(Default)]
+struct RecordingOutbox {
+    calls: Vec<crate::fleet::protocol::Call>,
+}
+
+impl Outbox for RecordingOutbox {
+    fn send(&mut self, call: crate::fleet::protocol::Call) {
+        self.calls.push(call);
+    }
 }
 
 #[derive(Debug)]
@@ -51,6 +66,8 @@ impl Sim {
             policy: Rc::new(crate::config::parse(config).unwrap()),
             store: MemoryStore::new(),
             metrics: MemoryMetrics::default(),
+            outbox: RecordingOutbox::default(),
+            limitador: None,
             now: T0,
             next_context: 2,
         }
@@ -61,6 +78,7 @@ impl Sim {
             store: &self.store,
             now: self.now,
             metrics: &mut self.metrics,
+            outbox: &mut self.outbox,
         }
     }
 
@@ -98,20 +116,23 @@ impl Sim {
             removed: Vec::new(),
             response_headers: Vec::new(),
         };
-        match flow.on_request_headers(&head, &mut self.env()) {
+        let action = flow.on_request_headers(&head, &mut self.env());
+        match self.answer_calls(&mut flow, action) {
             RequestAction::Reply(reply) => {
                 outcome.reply = Some(reply);
                 flow.on_stream_end(&mut self.env());
+                self.deliver_charges();
                 return outcome;
             }
             RequestAction::Continue { remove_headers } => outcome.removed = remove_headers,
+            RequestAction::Call { .. } => panic!("calls are answered"),
         }
         if !body.is_empty() {
-            if let RequestAction::Reply(reply) =
-                flow.on_request_body(body.as_bytes(), true, &mut self.env())
-            {
+            let action = flow.on_request_body(body.as_bytes(), true, &mut self.env());
+            if let RequestAction::Reply(reply) = self.answer_calls(&mut flow, action) {
                 outcome.reply = Some(reply);
                 flow.on_stream_end(&mut self.env());
+                self.deliver_charges();
                 return outcome;
             }
         }
@@ -119,7 +140,52 @@ impl Sim {
             flow.on_response_headers(Some(200), Some("application/json"), &mut self.env());
         flow.on_response_body(response.as_bytes(), true, &mut self.env());
         flow.on_stream_end(&mut self.env());
+        self.deliver_charges();
         outcome
+    }
+
+    /// Answers a request's calls to Limitador (fleet mode) from the fake, until the flow
+    /// decides; the remove-headers of the first action are kept.
+    fn answer_calls(&mut self, flow: &mut Flow, mut action: RequestAction) -> RequestAction {
+        let mut removed = None;
+        loop {
+            let RequestAction::Call {
+                remove_headers,
+                calls,
+            } = action
+            else {
+                if let (Some(removed), RequestAction::Continue { .. }) = (removed, &action) {
+                    return RequestAction::Continue {
+                        remove_headers: removed,
+                    };
+                }
+                return action;
+            };
+            removed.get_or_insert(remove_headers);
+            let limitador = Rc::clone(self.limitador.as_ref().expect("a fake Limitador"));
+            let mut decided = None;
+            for (index, call) in calls.iter().enumerate() {
+                let answer = limitador.borrow_mut().answer(call, self.now);
+                if let Some(next) = flow.on_call_answer(index, answer, &mut self.env()) {
+                    decided = Some(next);
+                }
+            }
+            action = decided.expect("the round decides once every call is answered");
+        }
+    }
+
+    /// What the root context does with the outbox: sends it to Limitador (kept while it is
+    /// down).
+    fn deliver_charges(&mut self) {
+        let Some(limitador) = self.limitador.as_ref().map(Rc::clone) else {
+            return;
+        };
+        if limitador.borrow().down.is_some() {
+            return;
+        }
+        for call in std::mem::take(&mut self.outbox.calls) {
+            limitador.borrow_mut().answer(&call, self.now);
+        }
     }
 
     /// The counter of `owner_id`'s limit of `kind`, as of now.
@@ -402,5 +468,6 @@ fn shadow_counts_a_blocked_provider_once() {
     assert_eq!(sim.metrics.get("admitted"), 1);
 }
 
+mod fleet;
 mod refusals;
 mod reservations;

@@ -6,7 +6,8 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{ContextType, LogLevel};
 
-use super::host::{EnvoyMetrics, SharedData};
+use super::fleet::{read_answer, ChargeSender};
+use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
 use super::stream::GovernanceStream;
 use crate::config::{self, Policy};
 use crate::counter::Counters;
@@ -15,6 +16,8 @@ pub struct GovernanceRoot {
     context_id: u32,
     policy: Option<Rc<Policy>>,
     metrics: Rc<EnvoyMetrics>,
+    /// Fleet mode: sends the charges this VM's streams queue, and retries them.
+    charges: ChargeSender,
 }
 
 impl GovernanceRoot {
@@ -23,11 +26,25 @@ impl GovernanceRoot {
             context_id,
             policy: None,
             metrics: Rc::new(EnvoyMetrics::default()),
+            charges: ChargeSender::default(),
         }
     }
 }
 
-impl Context for GovernanceRoot {}
+impl Context for GovernanceRoot {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let answer = read_answer(num_headers, body_size);
+        let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
+        self.charges
+            .answered(token_id, &answer, &mut metrics, now_nanos());
+    }
+}
 
 impl RootContext for GovernanceRoot {
     fn on_vm_start(&mut self, _vm_configuration_size: usize) -> bool {
@@ -47,6 +64,9 @@ impl RootContext for GovernanceRoot {
             }
         };
         self.metrics = EnvoyMetrics::define(&policy.namespace);
+        if policy.fleet.is_some() && self.charges.queue.is_none() {
+            self.charges.register(&policy.namespace, self.context_id);
+        }
         let store = SharedData;
         let mut counters = Counters::new(&store, &policy.guard_key);
         for limit in &policy.limits {
@@ -79,7 +99,24 @@ impl RootContext for GovernanceRoot {
             Rc::clone(policy),
             context_id,
             Rc::clone(&self.metrics),
+            self.charges.queue,
         )))
+    }
+
+    fn on_queue_ready(&mut self, _queue_id: u32) {
+        let Some(fleet) = self.policy.as_ref().and_then(|p| p.fleet.as_ref()) else {
+            return;
+        };
+        let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
+        self.charges.drain(fleet, &mut metrics, now_nanos());
+    }
+
+    fn on_tick(&mut self) {
+        let Some(fleet) = self.policy.as_ref().and_then(|p| p.fleet.as_ref()) else {
+            return;
+        };
+        let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
+        self.charges.retry_due(fleet, &mut metrics, now_nanos());
     }
 
     fn get_type(&self) -> Option<ContextType> {

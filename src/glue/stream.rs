@@ -9,25 +9,42 @@ use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
+use super::fleet::{dispatch, read_answer, QueueOutbox};
 use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
 use crate::config::Policy;
+use crate::fleet::protocol::{Answer, Call};
 use crate::flow::{Env, Flow, RequestAction, RequestHead};
 use crate::identity::RequestHeaders;
 use crate::rejection::LocalReply;
 
 pub struct GovernanceStream {
+    policy: Rc<Policy>,
     flow: Flow,
     metrics: MetricsHandle,
     /// Whether a usage endpoint is configured (the only reader of `:method`).
     usage_endpoint: bool,
+    /// Fleet mode: the charge queue of this VM's root context.
+    outbox: QueueOutbox,
+    /// Fleet calls awaiting their answer: (token, index in the flow's round).
+    calls: Vec<(u32, usize)>,
 }
 
 impl GovernanceStream {
-    pub fn new(policy: Rc<Policy>, context_id: u32, metrics: Rc<EnvoyMetrics>) -> Self {
+    pub fn new(
+        policy: Rc<Policy>,
+        context_id: u32,
+        metrics: Rc<EnvoyMetrics>,
+        charge_queue: Option<u32>,
+    ) -> Self {
         Self {
             usage_endpoint: policy.usage_endpoint.is_some(),
-            flow: Flow::new(policy, context_id),
+            flow: Flow::new(Rc::clone(&policy), context_id),
+            policy,
             metrics: MetricsHandle(metrics),
+            outbox: QueueOutbox {
+                queue: charge_queue,
+            },
+            calls: Vec::new(),
         }
     }
 
@@ -37,25 +54,81 @@ impl GovernanceStream {
             store: &store,
             now: now_nanos(),
             metrics: &mut self.metrics,
+            outbox: &mut self.outbox,
         };
         f(&mut self.flow, &mut env)
     }
 
-    /// Does what the core decided. Header removal is only asked for from the request
-    /// headers callback, the one place the map is writable.
-    fn carry_out(&self, action: RequestAction) -> Action {
+    /// Does what the core decided, inside a request callback. Header removal is only asked
+    /// for from the request headers callback, the one place the map is writable. Calls to
+    /// Limitador hold the request (Pause) until their answers come.
+    fn carry_out(&mut self, action: RequestAction) -> Action {
         match action {
             RequestAction::Continue { remove_headers } => {
-                for name in remove_headers {
-                    self.set_http_request_header(&name, None);
-                }
+                self.strip(remove_headers);
                 Action::Continue
             }
             RequestAction::Reply(reply) => {
                 self.send(&reply);
                 Action::Pause
             }
+            RequestAction::Call {
+                remove_headers,
+                calls,
+            } => {
+                self.strip(remove_headers);
+                match self.dispatch_calls(calls) {
+                    None => Action::Pause,
+                    Some(decided) => self.carry_out(decided),
+                }
+            }
         }
+    }
+
+    /// Does what the core decided once an answer came (the request is held).
+    fn carry_out_later(&mut self, action: RequestAction) {
+        match action {
+            RequestAction::Continue { .. } => self.resume_http_request(),
+            RequestAction::Reply(reply) => self.send(&reply),
+            RequestAction::Call { calls, .. } => {
+                if let Some(decided) = self.dispatch_calls(calls) {
+                    self.carry_out_later(decided);
+                }
+            }
+        }
+    }
+
+    fn strip(&self, names: Vec<String>) {
+        for name in names {
+            self.set_http_request_header(&name, None);
+        }
+    }
+
+    /// Sends the calls. A call the host refuses at once is an answer already (unavailable);
+    /// when that completes the round, the decision is returned.
+    fn dispatch_calls(&mut self, calls: Vec<Call>) -> Option<RequestAction> {
+        self.calls.clear();
+        let mut failed = Vec::new();
+        for (index, call) in calls.iter().enumerate() {
+            let token = self
+                .policy
+                .fleet
+                .as_ref()
+                .and_then(|fleet| dispatch(fleet, call));
+            match token {
+                Some(token) => self.calls.push((token, index)),
+                None => failed.push(index),
+            }
+        }
+        let mut decided = None;
+        for index in failed {
+            if let Some(action) =
+                self.with_env(|flow, env| flow.on_call_answer(index, Answer::failed(), env))
+            {
+                decided = Some(action);
+            }
+        }
+        decided
     }
 
     fn send(&self, reply: &LocalReply) {
@@ -68,7 +141,24 @@ impl GovernanceStream {
     }
 }
 
-impl Context for GovernanceStream {}
+impl Context for GovernanceStream {
+    fn on_http_call_response(
+        &mut self,
+        token_id: u32,
+        num_headers: usize,
+        body_size: usize,
+        _num_trailers: usize,
+    ) {
+        let Some(at) = self.calls.iter().position(|(token, _)| *token == token_id) else {
+            return;
+        };
+        let (_, index) = self.calls.swap_remove(at);
+        let answer = read_answer(num_headers, body_size);
+        if let Some(action) = self.with_env(|flow, env| flow.on_call_answer(index, answer, env)) {
+            self.carry_out_later(action);
+        }
+    }
+}
 
 impl HttpContext for GovernanceStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
@@ -92,6 +182,10 @@ impl HttpContext for GovernanceStream {
     }
 
     fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        if self.flow.is_calling() {
+            // Held for Limitador's answers; what Envoy buffers meanwhile was read already.
+            return Action::Pause;
+        }
         // Continue passes each frame on; only the body's own bytes are read, never buffered.
         let chunk = self.get_http_request_body(0, body_size).unwrap_or_default();
         let action = self.with_env(|flow, env| flow.on_request_body(&chunk, end_of_stream, env));
@@ -99,6 +193,9 @@ impl HttpContext for GovernanceStream {
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        if self.flow.is_calling() {
+            return Action::Pause;
+        }
         // Trailers end the request body: decide now if the body never named a model.
         let action = self.with_env(|flow, env| flow.on_request_body(&[], true, env));
         self.carry_out(action)
