@@ -2,7 +2,8 @@
 //! file) names them alike.
 //!
 //! - One Limitador namespace per owner: `<prefix>:customer:<id>`, `<prefix>:team:<id>`,
-//!   `<prefix>:vk:<id>`, `<prefix>:provider:<key id>/<provider>`. Limitador evaluates every
+//!   `<prefix>:vk:<id>`, `<prefix>:provider:<key id>:<provider>` (an id with characters
+//!   other than letters, digits, `.`, `_`, `-` is written `~` and its bytes in hex). Limitador evaluates every
 //!   limit of a namespace on each call, and Redis Cluster keeps a namespace in one slot, so a
 //!   call costs the same with 10 keys or 100,000, and owners spread over the cluster.
 //! - Within it, one Limitador limit per configured limit, told apart by the `limit` value of
@@ -23,7 +24,9 @@ pub const ROLLING: &str = "rolling";
 const SECS_PER_HOUR: u64 = 3600;
 const SECS_PER_DAY: u64 = 86_400;
 
-/// The Limitador namespace of an owner.
+/// The Limitador namespace of an owner. A provider config's id `<key id>/<provider>` is
+/// written `<key id>:<provider>`: namespaces travel in URL paths (`GET /limits/{namespace}`),
+/// where a `/` would not survive.
 pub fn namespace(prefix: &str, owner: OwnerKind, owner_id: &str) -> String {
     let kind = match owner {
         OwnerKind::Customer => "customer",
@@ -31,7 +34,31 @@ pub fn namespace(prefix: &str, owner: OwnerKind, owner_id: &str) -> String {
         OwnerKind::VirtualKey => "vk",
         OwnerKind::ProviderConfig => "provider",
     };
-    format!("{prefix}:{kind}:{owner_id}")
+    let id = match (owner, owner_id.rsplit_once('/')) {
+        (OwnerKind::ProviderConfig, Some((key, provider))) => {
+            format!("{}:{}", segment(key), segment(provider))
+        }
+        _ => segment(owner_id),
+    };
+    format!("{}:{kind}:{id}", segment(prefix))
+}
+
+/// An id as it goes into a namespace: as written when it holds only letters, digits, `.`,
+/// `_` and `-`; otherwise `~` and the hex of its bytes (which no id written as is can be),
+/// so every namespace is safe in a URL path and no two ids share one.
+fn segment(id: &str) -> String {
+    if id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    {
+        return id.to_string();
+    }
+    let mut out = String::with_capacity(id.len().saturating_mul(2).saturating_add(1));
+    out.push('~');
+    for byte in id.bytes() {
+        out.push_str(&format!("{byte:02x}"));
+    }
+    out
 }
 
 /// The `limit` value that selects `limit` among its owner's limits.
@@ -138,5 +165,34 @@ pub fn from_units(kind: LimitKind, units: u64) -> u128 {
     match kind {
         LimitKind::Budget => u128::from(units).saturating_mul(FEMTO_PER_NANO),
         LimitKind::Requests | LimitKind::Tokens => u128::from(units),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn namespaces_are_safe_in_a_url_path_and_never_shared() {
+        assert_eq!(
+            namespace("gov", OwnerKind::VirtualKey, "vk-ml.1_a"),
+            "gov:vk:vk-ml.1_a"
+        );
+        assert_eq!(
+            namespace("gov", OwnerKind::ProviderConfig, "k1/openai"),
+            "gov:provider:k1:openai"
+        );
+        assert_eq!(
+            namespace("gov", OwnerKind::Team, "a/b c"),
+            "gov:team:~612f622063"
+        );
+        assert_ne!(
+            namespace("gov", OwnerKind::Team, "~61"),
+            namespace("gov", OwnerKind::Team, "a")
+        );
+        assert_eq!(
+            namespace("my gw", OwnerKind::Customer, "x"),
+            "~6d79206777:customer:x"
+        );
     }
 }

@@ -238,9 +238,10 @@ mod tests {
     #[test]
     fn namespaces_in_paths_are_escaped() {
         assert_eq!(
-            limits_call("gov:provider:k 1/openai").path,
-            "/limits/gov:provider:k%201%2Fopenai"
+            limits_call("gov:provider:k1:openai").path,
+            "/limits/gov:provider:k1:openai"
         );
+        assert_eq!(limits_call("a b/c").path, "/limits/a%20b%2Fc");
         assert_eq!(counters_call("gov:team:ml").path, "/counters/gov:team:ml");
     }
 

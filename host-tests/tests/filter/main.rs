@@ -13,6 +13,7 @@ mod admission;
 mod concurrency;
 mod configuration;
 mod counters;
+mod fleet;
 mod key_cache;
 mod operating;
 mod refusals;
