@@ -374,7 +374,7 @@ fn without_redis_nothing_is_admitted_and_limits_still_list() {
     let api = lim.api().with_timeout(Duration::from_secs(2));
     redis.stop();
     // The call that meets the dropped connection answers 500. Later ones wait while the
-    // Redis client retries (about 1 s, then 60 s apart): no answer, or a 500, never a 200.
+    // Redis client retries (1 to 2 s, then a minute or more apart): no answer, or a 500, never a 200.
     let first = api.post(
         "/check_and_report",
         &LimitadorApi::body("gov:vk:k1", &window(NOV), 1),
