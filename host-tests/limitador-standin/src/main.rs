@@ -118,7 +118,7 @@ fn validate(path: &std::path::Path) -> ExitCode {
 /// The limiter (and the Redis connection it keeps) lives on a tokio runtime of its own that
 /// lasts as long as the process; the HTTP handlers hand each call to it. Used directly from
 /// actix-web's per-worker runtimes, the Redis connection's reconnection (after Redis went
-/// away) panicked on a timer of another runtime and wedged the server.
+/// away) panicked inside a tokio timer and the call that met it hung.
 fn run(limits_path: PathBuf, redis_url: String, ip: IpAddr, port: u16) -> Result<(), String> {
     let storage_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
