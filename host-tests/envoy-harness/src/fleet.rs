@@ -416,6 +416,28 @@ impl Limitador {
     }
 }
 
+/// Runs `limitador-standin <file> --validate` on `limits_yaml`: `Ok(Ok(limits as YAML))`
+/// when the file is accepted, `Ok(Err(message))` when it is refused (the parser is the
+/// library's, as in limitador-server).
+pub fn validate_limits(limits_yaml: &str) -> Result<Result<String, String>, HarnessError> {
+    let bin = standin_bin()?;
+    let dir = TempDir::new("fleet-validate")?;
+    let path = dir.path().join("limits.yaml");
+    write_atomically(&path, limits_yaml)?;
+    let out = bounded_command(&bin, Duration::from_secs(60))
+        .arg(&path)
+        .arg("--validate")
+        .output()
+        .map_err(|e| err(format!("cannot run {}: {e}", bin.display())))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    Ok(if out.status.success() {
+        Ok(stdout)
+    } else {
+        Err(stderr)
+    })
+}
+
 fn write_atomically(path: &Path, text: &str) -> Result<(), HarnessError> {
     let tmp = path.with_extension("tmp");
     fs::write(&tmp, text).map_err(|e| err(format!("write {}: {e}", tmp.display())))?;

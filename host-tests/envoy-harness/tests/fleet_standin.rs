@@ -3,11 +3,11 @@
 //! differs, host-tests/limitador-standin/README.md says why). Needs `scripts/setup-fleet`
 //! (redis-server and the stand-in's build).
 
-use envoy_harness::fleet::LimitadorApi;
+use envoy_harness::fleet::{validate_limits, LimitadorApi};
 use envoy_harness::{Limitador, Redis};
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A 32-day budget keyed by a window label, as fleet mode writes it for a monthly budget.
 const MONTH_SECONDS: u64 = 32 * 24 * 3600;
@@ -499,5 +499,42 @@ fn one_namespace_per_owner_keeps_owners_apart() {
         let listed = api.limits(ns).unwrap();
         assert_eq!(listed.as_array().map(Vec::len), Some(1), "{ns}");
         assert_eq!(listed[0]["namespace"], ns);
+    }
+}
+
+#[test]
+fn a_limits_file_rewritten_in_place_is_reloaded_too() {
+    let (_redis, lim) = start(&budget("gov:vk:k1", 100));
+    let api = lim.api();
+    // Not through a rename (as set_limits does) but by writing over the same file.
+    std::fs::write(lim.limits_path(), budget("gov:vk:k1", 300)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while api.status().unwrap()["config_version"] == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "not reloaded; log:\n{}",
+            lim.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(api.limits("gov:vk:k1").unwrap()[0]["max_value"], 300);
+    assert_eq!(api.check("gov:vk:k1", &window(NOV), 300).unwrap(), 200);
+}
+
+#[test]
+fn validate_reads_a_limits_file_as_the_server_does() {
+    let shown = validate_limits(&budget("gov:vk:k1", 100)).unwrap().unwrap();
+    let listed: Vec<serde_json::Value> = serde_norway::from_str(&shown).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0]["namespace"], "gov:vk:k1");
+    assert_eq!(listed[0]["max_value"], 100);
+    assert_eq!(listed[0]["variables"], json!(["descriptors[0].window"]));
+    for bad in [
+        "- namespace: x\n  seconds: 1\n",
+        "- {namespace: x, max_value: 1, seconds: 1, conditions: ['(('], variables: []}\n",
+        "not: a list\n",
+    ] {
+        let refused = validate_limits(bad).unwrap().unwrap_err();
+        assert!(refused.contains("Couldn't parse"), "{bad}: {refused}");
     }
 }
