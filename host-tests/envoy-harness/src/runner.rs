@@ -366,7 +366,7 @@ impl Drop for TempDir {
     }
 }
 
-fn free_port() -> Result<u16, HarnessError> {
+pub(crate) fn free_port() -> Result<u16, HarnessError> {
     let l = TcpListener::bind("127.0.0.1:0").map_err(|e| err(format!("bind 127.0.0.1:0: {e}")))?;
     l.local_addr()
         .map(|a| a.port())
@@ -386,8 +386,8 @@ fn two_ports() -> Result<(u16, u16), HarnessError> {
 }
 
 /// A child process in its own process group, stopped on drop.
-struct Guard {
-    child: Option<Child>,
+pub(crate) struct Guard {
+    pub(crate) child: Option<Child>,
 }
 
 impl Guard {
@@ -401,7 +401,7 @@ impl Guard {
         }
     }
 
-    fn try_wait(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn try_wait(&mut self) -> Option<ExitStatus> {
         self.child
             .as_mut()
             .and_then(|c| c.try_wait().ok().flatten())
@@ -421,7 +421,7 @@ impl Guard {
     }
 
     /// SIGTERM to the group, up to 5 s of grace, then SIGKILL; returns the exit status.
-    fn stop(&mut self) -> Option<ExitStatus> {
+    pub(crate) fn stop(&mut self) -> Option<ExitStatus> {
         self.child.as_ref()?;
         if let Some(st) = self.try_wait() {
             self.signal_group("-KILL"); // leftovers of the group, if any
@@ -728,6 +728,26 @@ impl Envoy {
     }
 }
 
+/// A command running `bin` in a process group of its own (so [`Guard`] can signal all of
+/// it), with no stdin, under `timeout` (when available) so that it ends after
+/// `max_lifetime` even if the test process dies without stopping it.
+pub(crate) fn bounded_command(bin: &Path, max_lifetime: Duration) -> Command {
+    let mut cmd = if Path::new("/usr/bin/timeout").is_file() {
+        let mut c = Command::new("/usr/bin/timeout");
+        c.args([
+            "--signal=TERM",
+            "--kill-after=5",
+            &format!("{}s", max_lifetime.as_secs().max(1)),
+        ])
+        .arg(bin);
+        c
+    } else {
+        Command::new(bin)
+    };
+    cmd.stdin(Stdio::null()).process_group(0);
+    cmd
+}
+
 /// Parses the text of admin `/stats`.
 pub fn parse_stats(text: &str) -> BTreeMap<String, String> {
     text.lines()
@@ -757,7 +777,7 @@ pub enum Reload {
     Rejected(String),
 }
 
-fn read_log(path: &Path) -> String {
+pub(crate) fn read_log(path: &Path) -> String {
     fs::read(path)
         .map(|b| String::from_utf8_lossy(&b).into_owned())
         .unwrap_or_default()
@@ -790,19 +810,7 @@ fn launch(cfg: &EnvoyConfig, expect_failure: bool) -> Result<Launch, HarnessErro
         .try_clone()
         .map_err(|e| err(format!("dup log file: {e}")))?;
 
-    let use_timeout = Path::new("/usr/bin/timeout").is_file();
-    let mut cmd = if use_timeout {
-        let mut c = Command::new("/usr/bin/timeout");
-        c.args([
-            "--signal=TERM",
-            "--kill-after=5",
-            &format!("{}s", cfg.max_lifetime.as_secs().max(1)),
-        ])
-        .arg(&bin);
-        c
-    } else {
-        Command::new(&bin)
-    };
+    let mut cmd = bounded_command(&bin, cfg.max_lifetime);
     cmd.arg("-c")
         .arg(&config_path)
         .args(["--concurrency", &cfg.concurrency.to_string()])
@@ -811,10 +819,8 @@ fn launch(cfg: &EnvoyConfig, expect_failure: bool) -> Result<Launch, HarnessErro
         .arg("--disable-hot-restart")
         .args(["--drain-time-s", "1", "--parent-shutdown-time-s", "2"])
         .args(&cfg.extra_args)
-        .stdin(Stdio::null())
         .stdout(Stdio::from(log))
-        .stderr(Stdio::from(log2))
-        .process_group(0);
+        .stderr(Stdio::from(log2));
     let spawned = Instant::now();
     let child = cmd
         .spawn()
