@@ -11,7 +11,7 @@ setup:
 	scripts/setup
 
 wasm: setup
-	cargo build --release --target wasm32-wasip1 -p governance
+	cargo build --release --target wasm32-wasip1 -p governance --lib
 	@ls -l $(WASM)
 
 demo: wasm

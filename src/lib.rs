@@ -8,6 +8,8 @@
 
 pub mod accounting;
 pub mod admission;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod cli;
 pub mod config;
 pub mod counter;
 pub mod decimal;

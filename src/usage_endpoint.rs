@@ -1,8 +1,8 @@
 //! `GET <usage_endpoint.path>` (SPEC.md §7): the filter answers with counters itself.
 
 use crate::admission::{committed, rfc3339};
-use crate::config::{LimitId, LimitKind, Policy};
-use crate::counter::{CounterError, Counters};
+use crate::config::{Limit, LimitId, LimitKind, Policy};
+use crate::counter::{CounterError, Counters, Record};
 use crate::identity::{constant_time_eq, identify, RequestHeaders};
 use crate::money::Money;
 use crate::rejection::LocalReply;
@@ -25,66 +25,100 @@ pub fn reply(
     now: i64,
 ) -> Result<LocalReply, CounterError> {
     let Some(limits) = visible_limits(policy, headers) else {
-        return Ok(json_reply(
-            401,
-            serde_json::json!({"error": {"message": "a virtual key or the admin key is required",
-                "type": "virtual_key_required", "code": "virtual_key_required", "param": null}}),
-        ));
+        return Ok(unauthorized());
     };
     let mut entries = Vec::with_capacity(limits.len());
     for id in limits {
         let Some(limit) = policy.limits.get(id) else {
             continue;
         };
-        let record = counters.read(limit, now)?;
-        let remaining = limit.max.saturating_sub(committed(&record));
-        let amount = |value: u128| match limit.kind {
-            LimitKind::Budget => serde_json::json!(Money::from_femto(value).as_usd_f64()),
-            LimitKind::Requests | LimitKind::Tokens => {
-                serde_json::json!(u64::try_from(value).unwrap_or(u64::MAX))
-            }
-        };
-        entries.push(serde_json::json!({
-            "owner": limit.owner_kind.as_str(),
-            "id": limit.owner_id,
-            "kind": limit.kind.as_str(),
-            "reset_duration": limit.duration_text,
-            "calendar_aligned": limit.calendar_aligned,
-            "limit": amount(limit.max),
-            "used": amount(record.used),
-            "reserved": amount(record.reserved),
-            "remaining": amount(remaining),
-            "window_start": rfc3339(record.window_start),
-            "window_end": rfc3339(record.window_end),
-        }));
+        entries.push(entry(limit, &counters.read(limit, now)?));
     }
     Ok(json_reply(200, serde_json::json!({ "counters": entries })))
 }
 
-fn visible_limits(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Vec<LimitId>> {
-    if let Some(admin) = policy
+/// 401: neither a key nor the admin key.
+pub fn unauthorized() -> LocalReply {
+    json_reply(
+        401,
+        serde_json::json!({"error": {"message": "a virtual key or the admin key is required",
+            "type": "virtual_key_required", "code": "virtual_key_required", "param": null}}),
+    )
+}
+
+/// One counter as the endpoint reports it.
+pub fn entry(limit: &Limit, record: &Record) -> serde_json::Value {
+    let remaining = limit.max.saturating_sub(committed(record));
+    let amount = |value: u128| match limit.kind {
+        LimitKind::Budget => serde_json::json!(Money::from_femto(value).as_usd_f64()),
+        LimitKind::Requests | LimitKind::Tokens => {
+            serde_json::json!(u64::try_from(value).unwrap_or(u64::MAX))
+        }
+    };
+    serde_json::json!({
+        "owner": limit.owner_kind.as_str(),
+        "id": limit.owner_id,
+        "kind": limit.kind.as_str(),
+        "reset_duration": limit.duration_text,
+        "calendar_aligned": limit.calendar_aligned,
+        "limit": amount(limit.max),
+        "used": amount(record.used),
+        "reserved": amount(record.reserved),
+        "remaining": amount(remaining),
+        "window_start": rfc3339(record.window_start),
+        "window_end": rfc3339(record.window_end),
+    })
+}
+
+/// Who asks: the admin (every counter), a virtual key (its own), or nobody known.
+pub enum Viewer {
+    Admin,
+    Key(Vec<LimitId>),
+}
+
+/// Whether the request carries the admin key or a known virtual key.
+pub fn viewer(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Viewer> {
+    if is_admin(policy, headers) {
+        return Some(Viewer::Admin);
+    }
+    let key = policy.keys.get(identify(policy, headers)?.key?)?;
+    Some(Viewer::Key(key_limits(policy, key)))
+}
+
+fn is_admin(policy: &Policy, headers: &dyn RequestHeaders) -> bool {
+    let Some(admin) = policy
         .usage_endpoint
         .as_ref()
         .and_then(|e| e.admin_key_sha256)
-    {
-        let value = headers.get("authorization");
-        let bearer = value
-            .as_deref()
-            .and_then(|value| value.trim_ascii().strip_prefix(b"Bearer ".as_slice()))
-            .map(|token| crate::config::sha256_of(token.trim_ascii()));
-        if bearer.is_some_and(|hash| constant_time_eq(&hash, &admin)) {
-            return Some((0..policy.limits.len()).collect());
-        }
-    }
-    let key = policy.keys.get(identify(policy, headers)?.key?)?;
+    else {
+        return false;
+    };
+    let value = headers.get("authorization");
+    let bearer = value
+        .as_deref()
+        .and_then(|value| value.trim_ascii().strip_prefix(b"Bearer ".as_slice()))
+        .map(|token| crate::config::sha256_of(token.trim_ascii()));
+    bearer.is_some_and(|hash| constant_time_eq(&hash, &admin))
+}
+
+/// A key's own limits, its provider configs', its team's and its customer's.
+fn key_limits(policy: &Policy, key: &crate::config::VirtualKey) -> Vec<LimitId> {
     let mut limits: Vec<LimitId> = policy.hierarchy_limits(key).collect();
     for config in key.provider_configs.iter().flatten() {
         limits.extend(&config.owner.limits);
     }
-    Some(limits)
+    limits
 }
 
-fn json_reply(status: u32, body: serde_json::Value) -> LocalReply {
+fn visible_limits(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Vec<LimitId>> {
+    match viewer(policy, headers)? {
+        Viewer::Admin => Some((0..policy.limits.len()).collect()),
+        Viewer::Key(limits) => Some(limits),
+    }
+}
+
+/// A JSON local reply of the endpoint.
+pub fn json_reply(status: u32, body: serde_json::Value) -> LocalReply {
     LocalReply {
         status,
         headers: vec![("content-type".to_string(), "application/json".to_string())],

@@ -15,6 +15,7 @@ pub mod memory;
 pub mod names;
 pub mod protocol;
 pub mod round;
+pub mod usage;
 
 use std::cell::RefCell;
 use std::collections::HashMap;

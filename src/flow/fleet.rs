@@ -11,10 +11,11 @@ use crate::config::{LimitId, LimitKind};
 use crate::counter::Counters;
 use crate::fleet::protocol::{self, Answer};
 use crate::fleet::round::{Admitted, Decision, Round};
-use crate::fleet::{charges, memory, names, Unavailable};
+use crate::fleet::{charges, memory, names, usage, Unavailable};
 use crate::metrics::Metric;
 use crate::money::Money;
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
+use crate::usage_endpoint::{self, Viewer};
 
 /// What fleet mode keeps of one request.
 #[derive(Debug, Default)]
@@ -26,6 +27,15 @@ pub(super) struct Progress {
     admitted: Option<Admitted>,
     /// Admitted on this Envoy's own counters (`unavailable: local`): settled there too.
     pub(super) local: bool,
+    /// A usage-endpoint request reading Limitador's counters.
+    usage: Option<UsageQuery>,
+}
+
+#[derive(Debug)]
+struct UsageQuery {
+    limits: Vec<LimitId>,
+    namespaces: Vec<String>,
+    answers: Vec<Option<Answer>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -142,6 +152,9 @@ impl Flow {
         let model = model.clone();
         let policy = Rc::clone(&self.policy);
         let mut counters = Counters::new(env.store, &policy.guard_key);
+        if self.fleet.usage.is_some() {
+            return self.usage_answer(index, answer, env);
+        }
         if let Some(pending) = self.fleet.lookup.take() {
             // The answer of the counters lookup a refusal was waiting for.
             let retry = reset_from_counters(&policy, pending.limit, &answer, env.now);
@@ -191,6 +204,91 @@ impl Flow {
             }
         };
         Some(action)
+    }
+
+    /// The usage endpoint in fleet mode: the caller's counters, read from Limitador.
+    pub(super) fn fleet_usage(
+        &mut self,
+        headers: &dyn crate::identity::RequestHeaders,
+        path: &str,
+        env: &mut Env<'_>,
+    ) -> RequestAction {
+        self.stage = Stage::Replied;
+        let policy = Rc::clone(&self.policy);
+        let Some(fleet) = policy.fleet.as_ref() else {
+            return RequestAction::Reply(usage_endpoint::unauthorized());
+        };
+        let limits = match usage_endpoint::viewer(&policy, headers) {
+            None => return RequestAction::Reply(usage_endpoint::unauthorized()),
+            Some(Viewer::Key(limits)) => limits,
+            Some(Viewer::Admin) => match usage::admin_limits(&policy, path) {
+                Ok(limits) => limits,
+                Err(message) => {
+                    return RequestAction::Reply(usage_endpoint::json_reply(
+                        400,
+                        serde_json::json!({"error": {"message": message,
+                            "type": "invalid_request_error", "code": "owner_required", "param": "owner"}}),
+                    ))
+                }
+            },
+        };
+        let (namespaces, calls) = usage::calls(fleet, &limits);
+        if calls.is_empty() {
+            return RequestAction::Reply(usage_endpoint::json_reply(
+                200,
+                serde_json::json!({"source": "fleet", "counters": []}),
+            ));
+        }
+        env.metrics.add(Metric::FleetCalls, calls.len() as u64);
+        self.fleet.usage = Some(UsageQuery {
+            limits,
+            answers: vec![None; namespaces.len()],
+            namespaces,
+        });
+        self.stage = Stage::Calling { model: None };
+        RequestAction::Call {
+            remove_headers: Vec::new(),
+            calls,
+        }
+    }
+
+    fn usage_answer(
+        &mut self,
+        index: usize,
+        answer: Answer,
+        env: &mut Env<'_>,
+    ) -> Option<RequestAction> {
+        let query = self.fleet.usage.as_mut()?;
+        if let Some(slot) = query.answers.get_mut(index) {
+            *slot = Some(answer);
+        }
+        if query.answers.iter().any(Option::is_none) {
+            return None;
+        }
+        let query = self.fleet.usage.take()?;
+        self.stage = Stage::Replied;
+        let policy = Rc::clone(&self.policy);
+        let fleet = policy.fleet.as_ref()?;
+        let answers: Vec<Answer> = query.answers.into_iter().flatten().collect();
+        let body = usage::reply_body(
+            &policy,
+            fleet,
+            &query.limits,
+            &query.namespaces,
+            &answers,
+            env.now,
+        );
+        Some(RequestAction::Reply(match body {
+            Some(body) => usage_endpoint::json_reply(200, body),
+            None => {
+                env.metrics.add(Metric::FleetUnavailable, 1);
+                Rejection::new(
+                    RejectionKind::GovernanceUnavailable,
+                    "the fleet's counters (Limitador) cannot be read; try again shortly",
+                )
+                .reply()
+            }
+        }))
     }
 
     /// A rolling window's end is Limitador's: its counters say it.

@@ -156,6 +156,9 @@ impl Flow {
         let policy = Rc::clone(&self.policy);
         let mut counters = Counters::new(env.store, &policy.guard_key);
         if usage_endpoint::is_usage_request(&policy, head.method, head.path) {
+            if policy.fleet.is_some() {
+                return self.fleet_usage(head.headers, head.path, env);
+            }
             self.stage = Stage::Replied;
             let reply = usage_endpoint::reply(&policy, head.headers, &counters, env.now);
             return match reply {

@@ -19,7 +19,10 @@ pub fn build_guest(workspace_root: &Path, manifest: &Path, lib_name: &str) -> Pa
     let target_dir = guest_target_dir(workspace_root);
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
     let mut cmd = Command::new(cargo);
+    // Guests are libraries (cdylib); a crate's binaries (the operators' command-line tool)
+    // are not built for wasm.
     cmd.arg("build")
+        .arg("--lib")
         .arg("--release")
         .arg("--target")
         .arg("wasm32-wasip1")

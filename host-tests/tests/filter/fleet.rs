@@ -535,3 +535,79 @@ fn fleet_configuration_errors_name_their_path() {
         assert!(text.contains(path), "{fleet}: {text}");
     }
 }
+
+#[test]
+fn the_usage_endpoint_reports_fleet_wide_usage() {
+    let config = hierarchy("closed");
+    let (mut host, limitador) = fleet_host(&config, 2);
+    // Spend through both workers (two Envoys' worth of counters: one Limitador).
+    for vm in 0..2 {
+        let ex = host
+            .vm(vm)
+            .exchange(&chat("sk-1", "openai/gpt-4o-mini"), &openai_json(100, 100));
+        assert_eq!(ex.client.status, 200);
+    }
+    host.run_due();
+    // The key's own view: its owners, as Limitador counts them.
+    let ex = host.vm(1).exchange(
+        &Request::get("/governance/usage").header("x-bf-vk", "sk-1"),
+        &openai_json(1, 1),
+    );
+    assert_eq!(ex.client.status, 200, "{:?}", ex.logs);
+    let body = body_json(&ex);
+    assert_eq!(body["source"], "fleet");
+    let counters = body["counters"].as_array().cloned().unwrap_or_default();
+    let find = |owner: &str, kind: &str| {
+        counters
+            .iter()
+            .find(|c| c["owner"] == owner && c["kind"] == kind)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(find("virtual_key", "requests")["used"], 2);
+    assert_eq!(find("provider_config", "requests")["used"], 2);
+    assert_eq!(find("team", "tokens")["used"], 400);
+    // 2 × (100 × $1.5e-7 + 100 × $6e-7) = $0.00015.
+    assert_eq!(find("customer", "budget")["used"], 0.00015);
+    assert_eq!(
+        find("customer", "budget")["window_start"],
+        "2026-11-01T00:00:00Z"
+    );
+    assert_eq!(counters.len(), 4);
+    // The admin names the owners; without them the answer says how.
+    let admin = |query: &str| {
+        Request::get(&format!("/governance/usage{query}"))
+            .header("authorization", &format!("Bearer {ADMIN_KEY}"))
+    };
+    let ex = host.vm(0).exchange(&admin(""), &openai_json(1, 1));
+    assert_eq!(ex.client.status, 400);
+    assert!(body_json(&ex)["error"]["message"]
+        .as_str()
+        .is_some_and(|m| m.contains("?owner=team:ml")));
+    let ex = host.vm(0).exchange(
+        &admin("?owner=team:ml&owner=provider_config:k1%2Fopenai"),
+        &openai_json(1, 1),
+    );
+    assert_eq!(ex.client.status, 200);
+    let owners: Vec<String> = body_json(&ex)["counters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            format!(
+                "{}:{}",
+                c["owner"].as_str().unwrap_or(""),
+                c["id"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(owners, ["team:ml", "provider_config:k1/openai"]);
+    // Limitador away: 503, never a made-up zero.
+    limitador.lock().expect("fake").down = Some(Some(503));
+    let ex = host
+        .vm(0)
+        .exchange(&admin("?owner=team:ml"), &openai_json(1, 1));
+    assert_eq!(ex.client.status, 503);
+    assert!(!host.vm(0).is_failed());
+}
