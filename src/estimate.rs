@@ -27,9 +27,8 @@ impl Estimate {
     ) -> Self {
         let usage = Usage {
             input_uncached: ceil_div(body_bytes, config.prompt_bytes_per_token),
-            cache_read: 0,
-            cache_write: 0,
             output: max_output_tokens.unwrap_or(config.default_max_output_tokens),
+            ..Usage::default()
         };
         let cost = price.map_or(Money::ZERO, |price| price.cost(&usage));
         Self { usage, cost }

@@ -15,13 +15,14 @@ pub struct Price {
 }
 
 impl Price {
-    /// uncached input × input + cache reads × cache-read + cache writes × creation +
-    /// output × output, saturating (token counts come from upstream).
+    /// uncached input × input + cache reads × cache-read + cache writes (of both lifetimes)
+    /// × creation + output × output, saturating (token counts come from upstream).
     pub fn cost(&self, usage: &Usage) -> Money {
         self.input
             .times(usage.input_uncached)
             .saturating_add(self.cache_read.times(usage.cache_read))
             .saturating_add(self.cache_creation.times(usage.cache_write))
+            .saturating_add(self.cache_creation.times(usage.cache_write_1h))
             .saturating_add(self.output.times(usage.output))
     }
 }
@@ -105,6 +106,7 @@ mod tests {
             input_uncached: 25,
             cache_read: 8000,
             cache_write: 2000,
+            cache_write_1h: 0,
             output: 300,
         };
         // 25×3e-6 + 8000×3e-7 + 2000×3.75e-6 + 300×1.5e-5 = 0.000075 + 0.0024 + 0.0075 + 0.0045

@@ -371,9 +371,8 @@ mod tests {
     fn usage(input_uncached: u64, output: u64) -> Option<Usage> {
         Some(Usage {
             input_uncached,
-            cache_read: 0,
-            cache_write: 0,
             output,
+            ..Usage::default()
         })
     }
 
