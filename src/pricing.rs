@@ -109,9 +109,17 @@ impl Price {
     /// The cost of a request that used `usage`: its tokens at the rates its prompt size
     /// selects, plus the per-request fee (saturating).
     pub fn cost(&self, usage: &Usage) -> Money {
-        self.rates_for(usage.prompt_tokens())
-            .cost(usage)
-            .saturating_add(self.per_request)
+        // Most models have neither tiers nor a fee, and this runs on every request: their
+        // cost is the base rates' alone.
+        let tokens = match self.tiers.first() {
+            Some(Some(_)) => self.rates_for(usage.prompt_tokens()).cost(usage),
+            _ => self.base.cost(usage),
+        };
+        if self.per_request == Money::ZERO {
+            tokens
+        } else {
+            tokens.saturating_add(self.per_request)
+        }
     }
 }
 

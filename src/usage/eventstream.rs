@@ -200,7 +200,7 @@ impl EventStreamDecoder {
             return;
         }
         self.crc.update(headers);
-        self.staged = *found;
+        self.staged.clone_from(found);
         json.reset();
         self.filled = 0;
         self.stage = if self.payload_len == 0 {
@@ -217,7 +217,7 @@ impl EventStreamDecoder {
             .ok();
         let crc = std::mem::replace(&mut self.crc, crc32fast::Hasher::new());
         if expected == Some(crc.finalize()) {
-            *found = self.staged;
+            found.clone_from(&self.staged);
         }
         self.next_message();
     }

@@ -58,9 +58,9 @@ pub(crate) enum Field {
     /// Anthropic `cache_creation_input_tokens`, Bedrock `cacheWriteInputTokens`: every
     /// cache write, whatever its lifetime.
     CacheCreation,
-    /// Anthropic `cache_creation.ephemeral_5m_input_tokens`.
-    CacheCreation5m,
-    /// Anthropic `cache_creation.ephemeral_1h_input_tokens`.
+    /// Anthropic `cache_creation.ephemeral_1h_input_tokens`: the part of the cache writes
+    /// that lives one hour (the rest, `ephemeral_5m_input_tokens`, is what remains of
+    /// `cache_creation_input_tokens`, so it is not kept).
     CacheCreation1h,
     /// Gemini `promptTokenCount`: includes cached tokens.
     GeminiPrompt,
@@ -108,7 +108,6 @@ pub(crate) fn child(node: Node, key: &[u8], events: bool) -> Target {
         (Node::Usage, b"cacheReadInputTokens") => Target::Count(CacheRead),
         (Node::Usage, b"cacheWriteInputTokens") => Target::Count(CacheCreation),
         (Node::Details, b"cached_tokens") => Target::Count(DetailsCached),
-        (Node::CacheCreation, b"ephemeral_5m_input_tokens") => Target::Count(CacheCreation5m),
         (Node::CacheCreation, b"ephemeral_1h_input_tokens") => Target::Count(CacheCreation1h),
         (Node::Gemini, b"promptTokenCount") => Target::Count(GeminiPrompt),
         (Node::Gemini, b"candidatesTokenCount") => Target::Count(GeminiCandidates),
@@ -120,7 +119,7 @@ pub(crate) fn child(node: Node, key: &[u8], events: bool) -> Target {
 }
 
 /// Everything found so far; each field is last-one-wins, and absent until seen.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Collected {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
@@ -129,7 +128,6 @@ pub(crate) struct Collected {
     details_cached: Option<u64>,
     cache_read: Option<u64>,
     cache_creation: Option<u64>,
-    cache_creation_5m: Option<u64>,
     cache_creation_1h: Option<u64>,
     gemini_prompt: Option<u64>,
     gemini_candidates: Option<u64>,
@@ -156,7 +154,6 @@ impl Collected {
             Field::DetailsCached => &mut self.details_cached,
             Field::CacheRead => &mut self.cache_read,
             Field::CacheCreation => &mut self.cache_creation,
-            Field::CacheCreation5m => &mut self.cache_creation_5m,
             Field::CacheCreation1h => &mut self.cache_creation_1h,
             Field::GeminiPrompt => &mut self.gemini_prompt,
             Field::GeminiCandidates => &mut self.gemini_candidates,
@@ -194,7 +191,6 @@ impl Collected {
             self.details_cached,
             self.cache_read,
             self.cache_creation,
-            self.cache_creation_5m,
             self.cache_creation_1h,
             self.gemini_prompt,
             self.gemini_candidates,
@@ -244,17 +240,12 @@ impl Collected {
         })
     }
 
-    /// Cache writes as (default lifetime, one hour). Anthropic's `cache_creation` splits
-    /// its `cache_creation_input_tokens` by lifetime; without the split every write is of
-    /// the default lifetime.
+    /// Cache writes as (default lifetime, one hour). Anthropic's `cache_creation` tells how
+    /// many of its `cache_creation_input_tokens` live one hour; the others live the default
+    /// five minutes.
     fn cache_writes(&self) -> (u64, u64) {
         let total = self.cache_creation.unwrap_or(0);
-        match (self.cache_creation_5m, self.cache_creation_1h) {
-            (None, None) => (total, 0),
-            (five, one) => {
-                let one = one.unwrap_or(0);
-                (five.unwrap_or_else(|| total.saturating_sub(one)), one)
-            }
-        }
+        let one_hour = self.cache_creation_1h.unwrap_or(0);
+        (total.saturating_sub(one_hour), one_hour)
     }
 }

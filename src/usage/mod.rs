@@ -89,14 +89,28 @@ impl BodyFormat {
     /// `application/vnd.amazon.eventstream` is [`BodyFormat::AmazonEventStream`], anything
     /// else is JSON.
     pub fn from_content_type(content_type: &str) -> Self {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        if media.eq_ignore_ascii_case("text/event-stream") {
+        let value = content_type.as_bytes();
+        if is_media_type(value, b"text/event-stream") {
             Self::EventStream
-        } else if media.eq_ignore_ascii_case("application/vnd.amazon.eventstream") {
+        } else if is_media_type(value, b"application/vnd.amazon.eventstream") {
             Self::AmazonEventStream
         } else {
             Self::Json
         }
+    }
+}
+
+/// Whether a `content-type` value names `media` (ASCII case-insensitive, spaces around it and
+/// parameters after a `;` allowed). Bytes and a length check first: this runs on every
+/// response, whose type is nearly always a shorter `application/json`.
+fn is_media_type(value: &[u8], media: &[u8]) -> bool {
+    let value = value.trim_ascii_start();
+    match value.split_at_checked(media.len()) {
+        Some((head, rest)) => {
+            head.eq_ignore_ascii_case(media)
+                && rest.trim_ascii_start().first().is_none_or(|&b| b == b';')
+        }
+        None => false,
     }
 }
 
@@ -150,7 +164,8 @@ enum Framing {
     /// Server-sent events: only the events that can change the result are fed.
     Sse(EventFilter),
     /// Amazon's binary event stream: only `metadata` payloads are fed. Boxed: it carries a
-    /// headers buffer and a staged copy of the findings, which other bodies need not pay for.
+    /// headers buffer and a staged copy of the findings, which other bodies need not pay
+    /// for (wasm fuel counts every byte a scanner moves).
     Amazon(Box<EventStreamDecoder>),
 }
 
@@ -165,9 +180,10 @@ pub struct UsageScanner {
 impl UsageScanner {
     /// Upper bound on `size_of::<UsageScanner>()`. The heap it owns is the carry of an
     /// event stream, at most 16 KiB, allocated once when an event first spans two chunks;
-    /// the decoder of an Amazon event stream (about 1.5 KiB, see `eventstream.rs`); and a
-    /// model name buffer ([`MODEL_MAX_BYTES`]), allocated once when a model has an escape
-    /// or spans two chunks (otherwise it is read in place).
+    /// the decoder of an Amazon event stream (under 1 KiB, see `eventstream.rs`); a model
+    /// name buffer ([`MODEL_MAX_BYTES`]), allocated once when a model has an escape or
+    /// spans two chunks (otherwise it is read in place); and the model found, at most
+    /// [`MODEL_MAX_BYTES`].
     pub const STATE_BYTES_MAX: usize = 1024;
 
     /// A scanner for a body in the given format.

@@ -202,9 +202,18 @@ fn anthropic_cache_writes_are_split_by_lifetime() {
         ),
         (10, 20, 31)
     );
-    // Only the one-hour part given: the rest of the total is of the default lifetime.
+    // The total counts; of it, what does not live one hour lives five minutes, whatever
+    // the five-minute count says (so the prompt is never counted twice or short).
     assert_eq!(split("", r#""ephemeral_1h_input_tokens":20"#), (10, 20, 31));
     assert_eq!(split(r#""ephemeral_5m_input_tokens":30"#, ""), (30, 0, 31));
+    assert_eq!(
+        split(
+            r#""ephemeral_5m_input_tokens":99,"#,
+            r#""ephemeral_1h_input_tokens":20"#
+        ),
+        (10, 20, 31)
+    );
+    assert_eq!(split("", r#""ephemeral_1h_input_tokens":50"#), (0, 50, 51));
     assert_eq!(
         split(
             r#""ephemeral_5m_input_tokens":0,"#,

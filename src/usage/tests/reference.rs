@@ -54,12 +54,12 @@ impl Seen {
                 self.counts.insert(kept, n);
             }
         }
-        if let Some(by_ttl) = u.get("cache_creation").and_then(Value::as_object) {
-            for k in ["ephemeral_5m_input_tokens", "ephemeral_1h_input_tokens"] {
-                if let Some(n) = by_ttl.get(k).and_then(Value::as_u64) {
-                    self.counts.insert(k, n);
-                }
-            }
+        let one_hour = u
+            .get("cache_creation")
+            .and_then(|by_ttl| by_ttl.get("ephemeral_1h_input_tokens"))
+            .and_then(Value::as_u64);
+        if let Some(n) = one_hour {
+            self.counts.insert("ephemeral_1h_input_tokens", n);
         }
         for details in ["prompt_tokens_details", "input_tokens_details"] {
             let cached = u
@@ -146,19 +146,10 @@ impl Seen {
             })
         } else {
             // Anthropic and Bedrock: the input count excludes cache reads and writes, and
-            // Anthropic may split its cache writes by lifetime.
+            // Anthropic tells how many of its cache writes live one hour.
             let written = c("cache_creation_input_tokens").unwrap_or(0);
-            let one_hour = c("ephemeral_1h_input_tokens");
-            let five_minutes = c("ephemeral_5m_input_tokens");
-            let (cache_write, cache_write_1h) = if one_hour.or(five_minutes).is_some() {
-                let one_hour = one_hour.unwrap_or(0);
-                (
-                    five_minutes.unwrap_or(written.saturating_sub(one_hour)),
-                    one_hour,
-                )
-            } else {
-                (written, 0)
-            };
+            let cache_write_1h = c("ephemeral_1h_input_tokens").unwrap_or(0);
+            let cache_write = written.saturating_sub(cache_write_1h);
             Some(Usage {
                 input_uncached: c("input_tokens").unwrap_or(0),
                 cache_read: c("cache_read_input_tokens").unwrap_or(0),
