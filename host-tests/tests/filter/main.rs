@@ -14,5 +14,6 @@ mod concurrency;
 mod configuration;
 mod counters;
 mod key_cache;
+mod metering;
 mod operating;
 mod reservations;
