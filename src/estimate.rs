@@ -27,9 +27,8 @@ impl Estimate {
     ) -> Self {
         let usage = Usage {
             input_uncached: ceil_div(body_bytes, config.prompt_bytes_per_token),
-            cache_read: 0,
-            cache_write: 0,
             output: max_output_tokens.unwrap_or(config.default_max_output_tokens),
+            ..Usage::default()
         };
         let cost = price.map_or(Money::ZERO, |price| price.cost(&usage));
         Self { usage, cost }
@@ -55,6 +54,7 @@ fn ceil_div(n: u64, d: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::pricing::Rates;
 
     fn config() -> Reservation {
         Reservation {
@@ -79,12 +79,11 @@ mod tests {
 
     #[test]
     fn cost_is_priced_like_a_charge() {
-        let price = Price {
+        let price = Price::flat(Rates {
             input: Money::from_usd(1e-6).unwrap(),
             output: Money::from_usd(4e-6).unwrap(),
-            cache_read: Money::ZERO,
-            cache_creation: Money::ZERO,
-        };
+            ..Rates::uniform(Money::ZERO)
+        });
         let estimate = Estimate::of_request(&config(), 4000, Some(500), Some(&price));
         // 1000 prompt tokens at $1e-6 + 500 output at $4e-6 = $0.003.
         assert_eq!(estimate.cost, Money::from_usd(0.003).unwrap());

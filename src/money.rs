@@ -73,6 +73,11 @@ impl Money {
     /// `price × tokens`, saturating: token counts come from upstream responses and are
     /// untrusted, so an absurd count must not wrap around to a small charge.
     pub fn times(self, tokens: u64) -> Money {
+        if tokens == 0 {
+            // Most kinds of token are absent from most responses (no cache reads or writes):
+            // skipping them skips a 128-bit multiply, a call in wasm32.
+            return Money::ZERO;
+        }
         match u64::try_from(self.0) {
             // Two u64 factors cannot overflow a u128: one widening multiply, where the
             // saturating u128 multiply costs several hundred wasm instructions.
@@ -186,6 +191,8 @@ mod tests {
             Money::from_femto(u128::MAX).times(2),
             Money::from_femto(u128::MAX)
         );
+        assert_eq!(Money::from_femto(u128::MAX).times(0), Money::ZERO);
+        assert_eq!(price.times(0), Money::ZERO);
     }
 
     proptest! {

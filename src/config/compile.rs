@@ -5,9 +5,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use sha2::{Digest, Sha256};
 
+use super::prices::compile_pricing;
 use super::wire::{
-    WireBudget, WireConfig, WirePrice, WireProviderConfig, WireRateLimit, WireReservation,
-    WireVirtualKey,
+    WireBudget, WireConfig, WireProviderConfig, WireRateLimit, WireReservation, WireVirtualKey,
 };
 use super::{
     ConfigError, Limit, LimitId, LimitKind, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
@@ -15,7 +15,6 @@ use super::{
 };
 use crate::duration::LimitDuration;
 use crate::money::Money;
-use crate::pricing::{Price, Pricing};
 use crate::window::WindowRule;
 use crate::zone::Zone;
 
@@ -43,7 +42,7 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         .as_ref()
         .map(compile_usage_endpoint)
         .transpose()?;
-    let pricing = compile_pricing(&wire)?;
+    let pricing = compile_pricing(&wire.pricing)?;
 
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
@@ -595,48 +594,6 @@ fn compile_usage_endpoint(wire: &super::wire::WireUsageEndpoint) -> Result<Usage
     Ok(UsageEndpoint {
         path: wire.path.clone(),
         admin_key_sha256,
-    })
-}
-
-fn compile_pricing(wire: &WireConfig) -> Result<Pricing> {
-    let mut pricing = Pricing::default();
-    for (name, entry) in &wire.pricing {
-        let path = format!("pricing.{name}");
-        if name.is_empty() {
-            return Err(ConfigError::new(
-                "pricing",
-                "a model name must not be empty",
-            ));
-        }
-        pricing.insert(name, compile_price(entry, &path)?);
-    }
-    Ok(pricing)
-}
-
-fn compile_price(entry: &WirePrice, path: &str) -> Result<Price> {
-    let amount = |value: f64, field: &str| {
-        Money::from_usd(value).ok_or_else(|| {
-            ConfigError::new(
-                format!("{path}.{field}"),
-                format!("{value} is not a price >= 0"),
-            )
-        })
-    };
-    let input = amount(entry.input_cost_per_token, "input_cost_per_token")?;
-    let output = amount(entry.output_cost_per_token, "output_cost_per_token")?;
-    let cache_read = match entry.cache_read_input_token_cost {
-        Some(value) => amount(value, "cache_read_input_token_cost")?,
-        None => input,
-    };
-    let cache_creation = match entry.cache_creation_input_token_cost {
-        Some(value) => amount(value, "cache_creation_input_token_cost")?,
-        None => input,
-    };
-    Ok(Price {
-        input,
-        output,
-        cache_read,
-        cache_creation,
     })
 }
 

@@ -7,6 +7,7 @@
 
 mod compile;
 mod model_set;
+mod prices;
 mod shape;
 pub mod wire;
 

@@ -16,7 +16,7 @@ pub fn require_objects(root: &Value) -> Result<(), ConfigError> {
     }
     if let Some(Value::Object(prices)) = root.get("pricing") {
         for (name, entry) in prices {
-            object(entry, &format!("pricing.{name}"))?;
+            object(entry, &super::prices::entry_path(name))?;
         }
     }
     for owners in ["customers", "teams", "virtual_keys"] {

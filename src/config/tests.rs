@@ -121,12 +121,13 @@ fn pricing_entries_accept_litellm_extras() {
     let json = r#"{"pricing":{"gpt-4o":{"input_cost_per_token":2.5e-6,"output_cost_per_token":1e-5,
         "litellm_provider":"openai","mode":"chat","max_tokens":16384,"supports_vision":true}}}"#;
     let policy = parse(json).unwrap();
-    let price = policy.pricing.lookup("gpt-4o").unwrap();
+    let price = policy.pricing.lookup("gpt-4o").unwrap().base;
     assert_eq!(
         price.cache_read, price.input,
         "cache prices default to the input price"
     );
-    assert_eq!(price.cache_creation, price.input);
+    assert_eq!(price.cache_write, price.input);
+    assert_eq!(price.cache_write_1h, price.input);
 }
 
 #[test]
@@ -165,7 +166,7 @@ fn refusals_name_the_json_path() {
         ("[]".to_string(), "the configuration must be a JSON object"),
         (r#"["x","shadow"]"#.to_string(), "the configuration must be a JSON object"),
         (r#"{"usage_endpoint":["/u"]}"#.to_string(), "usage_endpoint: it must be a JSON object"),
-        (r#"{"pricing":{"m":[1,2]}}"#.to_string(), "pricing.m: it must be a JSON object"),
+        (r#"{"pricing":{"m":[1,2]}}"#.to_string(), r#"pricing["m"]: it must be a JSON object"#),
         (r#"{"teams":[{"id":"t","budgets":[[5,"1d"]]}]}"#.to_string(), "teams[0].budgets[0]: it must be a JSON object"),
         (r#"{"virtual_keys":[["k","sk-1"]]}"#.to_string(), "virtual_keys[0]: it must be a JSON object"),
         (r#"{"customers":[{"id":"c","rate_limit":[1,"1m"]}]}"#.to_string(), "customers[0].rate_limit: it must be a JSON object"),
@@ -182,8 +183,8 @@ fn refusals_name_the_json_path() {
         (r#"{"usage_endpoint":{"path":"usage"}}"#.to_string(), "usage_endpoint.path: \"usage\" must start with '/'"),
         (r#"{"usage_endpoint":{"path":"/u","admin_key_sha256":"abc"}}"#.to_string(), "usage_endpoint.admin_key_sha256: must be 64 hexadecimal characters"),
         (r#"{"usage_endpoint":{"path":"/u","extra":1}}"#.to_string(), "usage_endpoint.extra: unknown field `extra`"),
-        (r#"{"pricing":{"m":{"input_cost_per_token":-1,"output_cost_per_token":0}}}"#.to_string(), "pricing.m.input_cost_per_token: -1 is not a price >= 0"),
-        (r#"{"pricing":{"m":{"output_cost_per_token":0}}}"#.to_string(), "pricing.m: missing field `input_cost_per_token`"),
+        (r#"{"pricing":{"m":{"input_cost_per_token":-1,"output_cost_per_token":0}}}"#.to_string(), r#"pricing["m"].input_cost_per_token: -1 is not a price >= 0"#),
+        (r#"{"pricing":{"m":{"output_cost_per_token":0}}}"#.to_string(), r#"pricing["m"]: missing field `input_cost_per_token`"#),
         (r#"{"reservation":{"enabled":true,"prompt_bytes_per_token":0}}"#.to_string(), "reservation.prompt_bytes_per_token: must be > 0"),
         (r#"{"reservation":{"default_max_output_tokens":0}}"#.to_string(), "reservation.default_max_output_tokens: must be > 0"),
         (r#"{"reservation":{"enabled":"yes"}}"#.to_string(), "reservation.enabled: invalid type"),

@@ -1,8 +1,9 @@
 //! The plugin configuration as written by the operator (SPEC.md §2): serde types only.
 //!
-//! Every struct refuses unknown fields, except a pricing entry, which accepts (and ignores)
-//! the extra fields of the LiteLLM price list so entries can be pasted from it. Defaults live
-//! in named functions so each is written once. Meaning is checked later, in `compile`.
+//! Every struct refuses unknown fields, except a pricing entry, which accepts the other fields
+//! of the LiteLLM price list so entries can be pasted from it (`prices.rs` applies or refuses
+//! the prices among them and ignores the rest). Defaults live in named functions so each is
+//! written once. Meaning is checked later, in `compile`.
 
 use std::collections::BTreeMap;
 
@@ -33,8 +34,10 @@ pub struct WireConfig {
     pub response_headers: bool,
     #[serde(default)]
     pub usage_endpoint: Option<WireUsageEndpoint>,
+    /// Model name -> a [`WirePrice`], read entry by entry in `compile` so that an error
+    /// names the entry (`pricing["gpt-4o"].input_cost_per_token`).
     #[serde(default)]
-    pub pricing: BTreeMap<String, WirePrice>,
+    pub pricing: BTreeMap<String, serde_json::Value>,
     #[serde(default)]
     pub customers: Vec<WireCustomer>,
     #[serde(default)]
@@ -71,7 +74,9 @@ pub struct WireUsageEndpoint {
     pub admin_key_sha256: Option<String>,
 }
 
-/// A price-list entry. Unknown fields are allowed on purpose (LiteLLM shape).
+/// A price-list entry in the LiteLLM shape. Its other fields are kept in `other`, where
+/// `compile` finds the long-context tiers (`*_above_<N>k_tokens`), refuses any other price
+/// (a field whose name has `cost` in it) and ignores the rest (`max_tokens`, `mode`, ...).
 #[derive(Debug, Deserialize)]
 pub struct WirePrice {
     pub input_cost_per_token: f64,
@@ -80,6 +85,13 @@ pub struct WirePrice {
     pub cache_read_input_token_cost: Option<f64>,
     #[serde(default)]
     pub cache_creation_input_token_cost: Option<f64>,
+    /// Cache writes that live one hour (LiteLLM's name).
+    #[serde(default)]
+    pub cache_creation_input_token_cost_above_1hr: Option<f64>,
+    #[serde(default)]
+    pub input_cost_per_request: Option<f64>,
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
 }
 
 // Customers, teams and keys repeat their limit fields (`budgets`, `rate_limit`,

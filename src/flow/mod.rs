@@ -25,9 +25,6 @@ use crate::store::CasStore;
 use crate::usage::{BodyFormat, UsageScanner};
 use crate::usage_endpoint;
 
-/// A response in server-sent events (matched case-insensitively, leading spaces ignored).
-const EVENT_STREAM: &[u8] = b"text/event-stream";
-
 /// What the host gives the core for one callback.
 pub struct Env<'a> {
     pub store: &'a dyn CasStore,
@@ -391,17 +388,7 @@ impl Flow {
             return;
         }
         self.response_status = status;
-        let event_stream = content_type.is_some_and(|ct| {
-            ct.trim_start()
-                .as_bytes()
-                .get(..EVENT_STREAM.len())
-                .is_some_and(|prefix| prefix.eq_ignore_ascii_case(EVENT_STREAM))
-        });
-        let format = if event_stream {
-            BodyFormat::EventStream
-        } else {
-            BodyFormat::Json
-        };
+        let format = content_type.map_or(BodyFormat::Json, BodyFormat::from_content_type);
         self.scanner = Some(UsageScanner::new(format));
         if self.policy.response_headers {
             emit_quota_headers(&self.policy, &self.admission.seen, env.now, add);

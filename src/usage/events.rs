@@ -213,7 +213,7 @@ impl EventFilter {
     /// What is found if the stream ends now: an unfinished event counts as far as it went,
     /// as it would have had it been fed as it came.
     pub(crate) fn finish(&self, json: &JsonScanner, out: &Collected) -> Collected {
-        let mut found = *out;
+        let mut found = out.clone();
         if !self.carry.is_empty() {
             let mut framer = self.framer.clone();
             let mut json = json.clone();
@@ -371,9 +371,8 @@ mod tests {
     fn usage(input_uncached: u64, output: u64) -> Option<Usage> {
         Some(Usage {
             input_uncached,
-            cache_read: 0,
-            cache_write: 0,
             output,
+            ..Usage::default()
         })
     }
 

@@ -13,10 +13,12 @@ pub(crate) enum Node {
     Root,
     /// `response` (OpenAI Responses events) or `message` (Anthropic `message_start`).
     Wrapper,
-    /// A `usage` object (OpenAI chat and Responses, Anthropic).
+    /// A `usage` object (OpenAI chat, embeddings and Responses, Anthropic, Bedrock).
     Usage,
     /// `prompt_tokens_details` / `input_tokens_details` inside `usage`.
     Details,
+    /// Anthropic's `cache_creation` inside `usage`: cache writes by lifetime.
+    CacheCreation,
     /// Gemini's `usageMetadata`.
     Gemini,
     /// Gemini's `generationConfig` (request bodies).
@@ -43,17 +45,23 @@ pub(crate) enum Field {
     PromptTokens,
     /// OpenAI chat `completion_tokens`.
     CompletionTokens,
-    /// Responses `input_tokens` (includes cached) or Anthropic `input_tokens` (excludes
-    /// caches); told apart by whether a `*_details.cached_tokens` was seen.
+    /// Responses `input_tokens` (includes cached) or Anthropic `input_tokens` / Bedrock
+    /// `inputTokens` (exclude caches); told apart by whether a `*_details.cached_tokens`
+    /// was seen.
     InputTokens,
-    /// Responses / Anthropic `output_tokens`.
+    /// Responses / Anthropic `output_tokens`, Bedrock `outputTokens`.
     OutputTokens,
     /// OpenAI `prompt_tokens_details.cached_tokens` / `input_tokens_details.cached_tokens`.
     DetailsCached,
-    /// Anthropic `cache_read_input_tokens`.
+    /// Anthropic `cache_read_input_tokens`, Bedrock `cacheReadInputTokens`.
     CacheRead,
-    /// Anthropic `cache_creation_input_tokens`.
+    /// Anthropic `cache_creation_input_tokens`, Bedrock `cacheWriteInputTokens`: every
+    /// cache write, whatever its lifetime.
     CacheCreation,
+    /// Anthropic `cache_creation.ephemeral_1h_input_tokens`: the part of the cache writes
+    /// that lives one hour (the rest, `ephemeral_5m_input_tokens`, is what remains of
+    /// `cache_creation_input_tokens`, so it is not kept).
+    CacheCreation1h,
     /// Gemini `promptTokenCount`: includes cached tokens.
     GeminiPrompt,
     /// Gemini `candidatesTokenCount`.
@@ -62,6 +70,9 @@ pub(crate) enum Field {
     GeminiThoughts,
     /// Gemini `cachedContentTokenCount`.
     GeminiCached,
+    /// Gemini `toolUsePromptTokenCount`: tool results given back to the model, billed as
+    /// input and not part of `promptTokenCount`.
+    GeminiToolUse,
     /// A request's output cap: `max_tokens`, `max_completion_tokens`, `max_output_tokens`
     /// or Gemini's `generationConfig.maxOutputTokens` (reservation estimates, SPEC.md §8).
     MaxOutput,
@@ -90,17 +101,25 @@ pub(crate) fn child(node: Node, key: &[u8], events: bool) -> Target {
         (Node::Usage, b"prompt_tokens_details" | b"input_tokens_details") => {
             Target::Object(Node::Details)
         }
+        (Node::Usage, b"cache_creation") => Target::Object(Node::CacheCreation),
+        // Bedrock Converse: the same counts as Anthropic's, in camelCase.
+        (Node::Usage, b"inputTokens") => Target::Count(InputTokens),
+        (Node::Usage, b"outputTokens") => Target::Count(OutputTokens),
+        (Node::Usage, b"cacheReadInputTokens") => Target::Count(CacheRead),
+        (Node::Usage, b"cacheWriteInputTokens") => Target::Count(CacheCreation),
         (Node::Details, b"cached_tokens") => Target::Count(DetailsCached),
+        (Node::CacheCreation, b"ephemeral_1h_input_tokens") => Target::Count(CacheCreation1h),
         (Node::Gemini, b"promptTokenCount") => Target::Count(GeminiPrompt),
         (Node::Gemini, b"candidatesTokenCount") => Target::Count(GeminiCandidates),
         (Node::Gemini, b"thoughtsTokenCount") => Target::Count(GeminiThoughts),
         (Node::Gemini, b"cachedContentTokenCount") => Target::Count(GeminiCached),
+        (Node::Gemini, b"toolUsePromptTokenCount") => Target::Count(GeminiToolUse),
         _ => Target::Skip,
     }
 }
 
 /// Everything found so far; each field is last-one-wins, and absent until seen.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub(crate) struct Collected {
     prompt_tokens: Option<u64>,
     completion_tokens: Option<u64>,
@@ -109,10 +128,12 @@ pub(crate) struct Collected {
     details_cached: Option<u64>,
     cache_read: Option<u64>,
     cache_creation: Option<u64>,
+    cache_creation_1h: Option<u64>,
     gemini_prompt: Option<u64>,
     gemini_candidates: Option<u64>,
     gemini_thoughts: Option<u64>,
     gemini_cached: Option<u64>,
+    gemini_tool_use: Option<u64>,
     max_output: Option<u64>,
     model: ModelName,
     /// The last top-level `model` member was not a usable name (not a string, empty, too
@@ -136,10 +157,12 @@ impl Collected {
             Field::DetailsCached => &mut self.details_cached,
             Field::CacheRead => &mut self.cache_read,
             Field::CacheCreation => &mut self.cache_creation,
+            Field::CacheCreation1h => &mut self.cache_creation_1h,
             Field::GeminiPrompt => &mut self.gemini_prompt,
             Field::GeminiCandidates => &mut self.gemini_candidates,
             Field::GeminiThoughts => &mut self.gemini_thoughts,
             Field::GeminiCached => &mut self.gemini_cached,
+            Field::GeminiToolUse => &mut self.gemini_tool_use,
         };
         *slot = Some(value);
     }
@@ -180,10 +203,12 @@ impl Collected {
             self.details_cached,
             self.cache_read,
             self.cache_creation,
+            self.cache_creation_1h,
             self.gemini_prompt,
             self.gemini_candidates,
             self.gemini_thoughts,
             self.gemini_cached,
+            self.gemini_tool_use,
         ];
         if counts.iter().all(Option::is_none) {
             return None;
@@ -194,17 +219,21 @@ impl Collected {
             .or(self.cache_read)
             .or(self.gemini_cached)
             .unwrap_or(0);
-        let cache_write = self.cache_creation.unwrap_or(0);
+        let (cache_write, cache_write_1h) = self.cache_writes();
         let input_uncached = if let Some(prompt) = self.prompt_tokens.or(self.gemini_prompt) {
-            // OpenAI chat and Gemini prompt counts include the cached part.
-            prompt.saturating_sub(cache_read)
+            // OpenAI chat and Gemini prompt counts include the cached part; Gemini's
+            // tool-use prompt is counted apart from the prompt and billed as input.
+            prompt
+                .saturating_sub(cache_read)
+                .saturating_add(self.gemini_tool_use.unwrap_or(0))
         } else {
             match (self.input_tokens, self.details_cached) {
                 // Responses: `input_tokens` includes `input_tokens_details.cached_tokens`.
                 (Some(input), Some(cached)) => input.saturating_sub(cached),
-                // Anthropic: `input_tokens` already excludes cache reads and writes.
+                // Anthropic and Bedrock: the input count already excludes cache reads
+                // and writes.
                 (Some(input), None) => input,
-                (None, _) => 0,
+                (None, _) => self.gemini_tool_use.unwrap_or(0),
             }
         };
         let output = match self.completion_tokens.or(self.output_tokens) {
@@ -218,7 +247,17 @@ impl Collected {
             input_uncached,
             cache_read,
             cache_write,
+            cache_write_1h,
             output,
         })
+    }
+
+    /// Cache writes as (default lifetime, one hour). Anthropic's `cache_creation` tells how
+    /// many of its `cache_creation_input_tokens` live one hour; the others live the default
+    /// five minutes.
+    fn cache_writes(&self) -> (u64, u64) {
+        let total = self.cache_creation.unwrap_or(0);
+        let one_hour = self.cache_creation_1h.unwrap_or(0);
+        (total.saturating_sub(one_hour), one_hour)
     }
 }

@@ -7,17 +7,24 @@
 //! began in an earlier chunk), whatever the body size. It follows the JSON path as it goes
 //! and picks out only the few values that matter:
 //!
-//! - JSON bodies: the top-level `usage` object (OpenAI chat, OpenAI Responses, Anthropic) or
-//!   Gemini's top-level `usageMetadata`, and the top-level `model` / `modelVersion`. Text in
-//!   model output that merely looks like usage is inside some other member and is ignored.
-//!   A top-level array of such objects (Gemini's `streamGenerateContent` without
-//!   `alt=sse`) is read element by element and merged like events.
+//! - JSON bodies: the top-level `usage` object (OpenAI chat, embeddings and Responses,
+//!   Anthropic, Bedrock Converse) or Gemini's top-level `usageMetadata`, and the top-level
+//!   `model` / `modelVersion`. Text in model output that merely looks like usage is inside
+//!   some other member and is ignored. A top-level array of such objects (Gemini's
+//!   `streamGenerateContent` without `alt=sse`) is read element by element and merged like
+//!   events.
 //! - Server-sent events: every event's data is one JSON document scanned the same way, with
 //!   `response.usage` / `response.model` (OpenAI Responses) and `message.usage` /
 //!   `message.model` (Anthropic `message_start`) also recognised. Values merge per field,
 //!   last one wins, so OpenAI's final chunk, Responses' `response.completed`, Anthropic's
 //!   `message_start` plus last `message_delta`, and Gemini's last chunk all come out right;
 //!   a `null` never erases an earlier value.
+//! - Amazon's binary event stream (`application/vnd.amazon.eventstream`, Bedrock
+//!   ConverseStream): each message's CRCs are checked and the payload of its `metadata`
+//!   event is scanned like a JSON body (see `eventstream.rs`).
+//!
+//! Bedrock's InvokeModel puts its token counts in response headers instead of the body:
+//! [`invoke_model_usage`] reads them.
 //!
 //! Numbers: only plain non-negative JSON integers that fit in a `u64` count. Negative
 //! numbers, fractions and exponents (even `1.0` or `1e3`), leading zeros and values above
@@ -46,7 +53,9 @@
 
 mod bytes;
 mod events;
+mod eventstream;
 mod extract;
+mod invoke_headers;
 mod json;
 mod sse;
 mod text;
@@ -55,9 +64,11 @@ mod text;
 mod tests;
 
 use events::EventFilter;
+use eventstream::EventStreamDecoder;
 use extract::Collected;
 use json::JsonScanner;
 
+pub use invoke_headers::{invoke_model_usage, INVOKE_MODEL_TOKEN_HEADERS};
 pub use text::MODEL_MAX_BYTES;
 
 /// How the response body is framed.
@@ -67,40 +78,67 @@ pub enum BodyFormat {
     Json,
     /// Server-sent events (`text/event-stream`), each event's data being a JSON document.
     EventStream,
+    /// Amazon's binary event stream (`application/vnd.amazon.eventstream`): length-prefixed
+    /// messages with CRCs, as Bedrock's ConverseStream sends them.
+    AmazonEventStream,
 }
 
 impl BodyFormat {
-    /// Picks the format from a response `content-type` header value: `text/event-stream`
-    /// (any case, parameters allowed) is [`BodyFormat::EventStream`], anything else is JSON.
+    /// Picks the format from a response `content-type` header value (any case, parameters
+    /// allowed): `text/event-stream` is [`BodyFormat::EventStream`],
+    /// `application/vnd.amazon.eventstream` is [`BodyFormat::AmazonEventStream`], anything
+    /// else is JSON.
     pub fn from_content_type(content_type: &str) -> Self {
-        let media = content_type.split(';').next().unwrap_or_default().trim();
-        if media.eq_ignore_ascii_case("text/event-stream") {
+        let value = content_type.as_bytes();
+        if is_media_type(value, b"text/event-stream") {
             Self::EventStream
+        } else if is_media_type(value, b"application/vnd.amazon.eventstream") {
+            Self::AmazonEventStream
         } else {
             Self::Json
         }
     }
 }
 
-/// Token counts normalised across providers; the four parts are disjoint.
+/// Whether a `content-type` value names `media` (ASCII case-insensitive, spaces around it and
+/// parameters after a `;` allowed). Bytes and a length check first: this runs on every
+/// response, whose type is nearly always a shorter `application/json`.
+fn is_media_type(value: &[u8], media: &[u8]) -> bool {
+    let value = value.trim_ascii_start();
+    match value.split_at_checked(media.len()) {
+        Some((head, rest)) => {
+            head.eq_ignore_ascii_case(media)
+                && rest.trim_ascii_start().first().is_none_or(|&b| b == b';')
+        }
+        None => false,
+    }
+}
+
+/// Token counts normalised across providers; the five parts are disjoint.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {
-    /// Prompt tokens neither read from nor written to a cache.
+    /// Prompt tokens neither read from nor written to a cache (Gemini's tool-use prompt
+    /// tokens included: they are billed as input).
     pub input_uncached: u64,
     /// Prompt tokens served from a cache.
     pub cache_read: u64,
-    /// Prompt tokens written to a cache.
+    /// Prompt tokens written to a cache of the default lifetime (Anthropic's five minutes,
+    /// and every cache write of a provider that does not tell lifetimes apart).
     pub cache_write: u64,
+    /// Prompt tokens written to Anthropic's one-hour cache, which is priced apart.
+    pub cache_write_1h: u64,
     /// Generated tokens, thinking included.
     pub output: u64,
 }
 
 impl Usage {
-    /// All prompt tokens: uncached + cache reads + cache writes (saturating).
+    /// All prompt tokens: uncached + cache reads + cache writes of both lifetimes
+    /// (saturating). Long-context prices are chosen by this number.
     pub fn prompt_tokens(&self) -> u64 {
         self.input_uncached
             .saturating_add(self.cache_read)
             .saturating_add(self.cache_write)
+            .saturating_add(self.cache_write_1h)
     }
 
     /// Prompt plus output tokens (saturating); what token limits count.
@@ -118,37 +156,58 @@ pub struct ScannedUsage {
     pub model: Option<String>,
 }
 
+/// How a body's bytes reach the JSON scanner.
+#[derive(Debug, Clone)]
+enum Framing {
+    /// A single JSON document, fed as it comes.
+    Json,
+    /// Server-sent events: only the events that can change the result are fed.
+    Sse(EventFilter),
+    /// Amazon's binary event stream: only `metadata` payloads are fed. Boxed: it carries a
+    /// headers buffer and a staged copy of the findings, which other bodies need not pay
+    /// for (wasm fuel counts every byte a scanner moves).
+    Amazon(Box<EventStreamDecoder>),
+}
+
 /// Incremental usage scanner for one response body.
 #[derive(Debug, Clone)]
 pub struct UsageScanner {
     json: JsonScanner,
-    /// Present only for [`BodyFormat::EventStream`].
-    sse: Option<EventFilter>,
+    framing: Framing,
     found: Collected,
 }
 
 impl UsageScanner {
-    /// Upper bound on `size_of::<UsageScanner>()`. The only heap it owns is the carry of an
-    /// event stream, at most 16 KiB, allocated once when an event first spans two chunks,
-    /// and a model name buffer ([`MODEL_MAX_BYTES`]), allocated once when a model has an
-    /// escape or spans two chunks (otherwise it is read in place).
+    /// Upper bound on `size_of::<UsageScanner>()`. The heap it owns is the carry of an
+    /// event stream, at most 16 KiB, allocated once when an event first spans two chunks;
+    /// the decoder of an Amazon event stream (under 1 KiB, see `eventstream.rs`); a model
+    /// name buffer ([`MODEL_MAX_BYTES`]), allocated once when a model has an escape or
+    /// spans two chunks (otherwise it is read in place); and the model found, at most
+    /// [`MODEL_MAX_BYTES`].
     pub const STATE_BYTES_MAX: usize = 1024;
 
     /// A scanner for a body in the given format.
     pub fn new(format: BodyFormat) -> Self {
-        let events = format == BodyFormat::EventStream;
+        let (events, framing) = match format {
+            BodyFormat::Json => (false, Framing::Json),
+            BodyFormat::EventStream => (true, Framing::Sse(EventFilter::new())),
+            BodyFormat::AmazonEventStream => {
+                (false, Framing::Amazon(Box::new(EventStreamDecoder::new())))
+            }
+        };
         Self {
             json: JsonScanner::new(events),
-            sse: events.then(EventFilter::new),
+            framing,
             found: Collected::default(),
         }
     }
 
     /// Scans the next chunk of the body. Chunks may be split at any byte.
     pub fn feed(&mut self, chunk: &[u8]) {
-        match &mut self.sse {
-            Some(sse) => sse.feed(chunk, &mut self.json, &mut self.found),
-            None => self.json.feed(chunk, &mut self.found),
+        match &mut self.framing {
+            Framing::Json => self.json.feed(chunk, &mut self.found),
+            Framing::Sse(sse) => sse.feed(chunk, &mut self.json, &mut self.found),
+            Framing::Amazon(messages) => messages.feed(chunk, &mut self.json, &mut self.found),
         }
     }
 
@@ -162,12 +221,14 @@ impl UsageScanner {
         // A JSON body's findings are read in place: copying them costs hundreds of
         // instructions, on every request.
         let finished;
-        let found = match &self.sse {
-            Some(sse) => {
+        let found = match &self.framing {
+            Framing::Sse(sse) => {
                 finished = sse.finish(&self.json, &self.found);
                 &finished
             }
-            None => &self.found,
+            // An Amazon message counts only once its CRC is checked: a message cut short
+            // adds nothing.
+            Framing::Json | Framing::Amazon(_) => &self.found,
         };
         ScannedUsage {
             usage: found.usage(),
@@ -178,14 +239,14 @@ impl UsageScanner {
     /// Whether the last top-level `model` of a JSON body could not be read as a name (what
     /// a request is judged on: the upstream's parser takes the last member).
     pub fn model_unreadable(&self) -> bool {
-        self.sse.is_none() && self.found.model_unreadable()
+        matches!(self.framing, Framing::Json) && self.found.model_unreadable()
     }
 
     /// The model seen so far: [`UsageScanner::result`]'s model, without the usage.
     pub fn model(&self) -> Option<String> {
-        match &self.sse {
-            Some(sse) => sse.finish(&self.json, &self.found).model(),
-            None => self.found.model(),
+        match &self.framing {
+            Framing::Sse(sse) => sse.finish(&self.json, &self.found).model(),
+            Framing::Json | Framing::Amazon(_) => self.found.model(),
         }
     }
 }

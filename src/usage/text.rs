@@ -1,6 +1,6 @@
-//! Fixed-capacity buffers for the few strings the scanner must read: object keys on the
-//! tracked paths and the model name. Anything longer than the cap cannot be a key we look
-//! for and is not a plausible model name, so it is marked unusable instead of growing.
+//! Bounded buffers for the few strings the scanner must read: object keys on the tracked
+//! paths and the model name. Anything longer than the cap cannot be a key we look for and
+//! is not a plausible model name, so it is marked unusable instead of growing.
 
 /// Longest model name kept, in bytes (after unescaping). Longer names are ignored.
 pub const MODEL_MAX_BYTES: usize = 256;
@@ -95,33 +95,39 @@ impl<const N: usize> Capture<N> {
 }
 
 /// A model name that was read in full: 1..=[`MODEL_MAX_BYTES`] bytes of valid UTF-8.
-#[derive(Debug, Clone, Copy, Default)]
+///
+/// On the heap, allocated when a model is first seen: the findings that carry it are built
+/// and moved with every scanner, and wasm fuel counts every byte moved, so an inline buffer
+/// of [`MODEL_MAX_BYTES`] would cost more than the allocation.
+#[derive(Debug, Clone, Default)]
 pub(crate) struct ModelName {
-    text: Capture<MODEL_MAX_BYTES>,
+    /// Empty until a usable name is seen.
+    text: String,
 }
 
 impl ModelName {
     /// Keeps `bytes` if they are a usable model name (then `true`); otherwise keeps the
     /// previous one.
     pub(crate) fn set(&mut self, bytes: &[u8]) -> bool {
-        if bytes.is_empty() || core::str::from_utf8(bytes).is_err() {
+        if bytes.is_empty() || bytes.len() > MODEL_MAX_BYTES {
             return false;
         }
-        self.text.clear();
-        self.text.push_bytes(bytes);
-        true
+        match core::str::from_utf8(bytes) {
+            Ok(text) => {
+                self.text.clear();
+                self.text.push_str(text);
+                true
+            }
+            Err(_) => false,
+        }
     }
 
-    /// The name's bytes (valid UTF-8, checked by [`ModelName::set`]), without re-checking.
+    /// The name's bytes.
     pub(crate) fn bytes(&self) -> Option<&[u8]> {
-        self.text.finish().filter(|bytes| !bytes.is_empty())
+        self.get().map(str::as_bytes)
     }
 
     pub(crate) fn get(&self) -> Option<&str> {
-        let bytes = self.text.finish()?;
-        if bytes.is_empty() {
-            return None;
-        }
-        core::str::from_utf8(bytes).ok()
+        (!self.text.is_empty()).then_some(self.text.as_str())
     }
 }

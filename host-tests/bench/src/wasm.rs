@@ -346,6 +346,7 @@ pub fn run(opts: &Opts, report: &mut Report) {
         pages_stream.saturating_sub(pages_before) <= MAX_STREAM_GROWTH_PAGES,
         format!("{} pages", pages_stream.saturating_sub(pages_before)),
     );
+    amazon_stream(&mut svm, &host, stream_bytes, report);
     drop(svm);
     drop(floor);
 
@@ -433,6 +434,49 @@ pub fn run(opts: &Opts, report: &mut Report) {
         "host_requests_per_second_4vm_2threads",
         format!("{:.0}", (2 * per_thread) as f64 / wall.as_secs_f64()),
         "machine-dependent: wasmtime test host, metered, unoptimized cranelift",
+    );
+}
+
+/// The long stream as Bedrock's ConverseStream sends it (Amazon's binary event stream, in
+/// the same frames): fuel per byte of the response body, for information.
+fn amazon_stream(svm: &mut Vm, host: &Host, bytes: usize, report: &mut Report) {
+    let body = workload::amazon_event_stream(bytes);
+    let req = workload::request(workload::STREAM_REQUEST_BODY);
+    let headers = host_tests::Headers::from_pairs([
+        (":status", "200"),
+        ("content-type", "application/vnd.amazon.eventstream"),
+    ]);
+    let spend_before = host.metric("governance.spend_micro_usd").unwrap_or(0);
+    let s = svm.open_stream();
+    svm.send_request_headers(s, &req.headers, false);
+    svm.send_request_body(s, &req.body, false);
+    svm.send_request_body(s, b"", true);
+    svm.send_response_headers(s, &headers, false);
+    svm.reset_fuel_by_callback();
+    for frame in body.chunks(FRAME) {
+        svm.send_response_body(s, frame, false);
+    }
+    let body_fuel: u64 = svm
+        .fuel_by_callback()
+        .iter()
+        .filter(|(n, _, _)| *n == "on_response_body")
+        .map(|(_, _, f)| *f)
+        .sum();
+    svm.send_response_body(s, b"", true);
+    let view = svm.stream(s);
+    svm.forget_stream(s);
+    let spend_after = host.metric("governance.spend_micro_usd").unwrap_or(0);
+    if !view.finished || spend_after <= spend_before {
+        println!("  WARNING: the Amazon event stream did not finish or was not charged (spend {spend_before} -> {spend_after})");
+    }
+    report.figure(
+        "amazon_stream_fuel_per_byte",
+        format!("{:.2}", body_fuel as f64 / body.len() as f64),
+        &format!(
+            "{} bytes of Bedrock ConverseStream (application/vnd.amazon.eventstream) in {} KiB frames; information, not a budget",
+            thousands(body.len() as u64),
+            FRAME / 1024
+        ),
     );
 }
 

@@ -1,5 +1,6 @@
 //! What the benchmark sends: the policy configurations, the typical request and its
-//! response, and the long server-sent-events stream.
+//! response, the long server-sent-events stream and its Bedrock counterpart in Amazon's
+//! binary event stream framing.
 
 use host_tests::{Request, Response};
 use std::fmt::Write as _;
@@ -148,21 +149,6 @@ pub fn sse_stream(bytes: usize) -> Vec<u8> {
 pub fn sse_stream_with(bytes: usize, repeat: usize) -> Vec<u8> {
     let prefix = r#"data: {"id":"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT","object":"chat.completion.chunk","created":1764300001,"model":"gpt-4o-mini-2024-07-18","system_fingerprint":"fp_b376dfbbd5","choices":[{"index":0,"delta":{"#;
     let suffix = r#"},"logprobs":null,"finish_reason":null}],"usage":null}"#;
-    let pieces = [
-        "Once",
-        " upon",
-        " a time,",
-        " in a",
-        " land",
-        " far",
-        " away,",
-        " there",
-        " lived",
-        " a \\\"model\\\"",
-        " that",
-        " counted",
-        " tokens.\\n",
-    ];
     let mut out = Vec::with_capacity(bytes + 4096);
     let _ = write_event(
         &mut out,
@@ -172,7 +158,7 @@ pub fn sse_stream_with(bytes: usize, repeat: usize) -> Vec<u8> {
     );
     let mut i = 0usize;
     while out.len() < bytes {
-        let piece = pieces.get(i % pieces.len()).copied().unwrap_or(" x");
+        let piece = PIECES.get(i % PIECES.len()).copied().unwrap_or(" x");
         let delta = format!(r#""content":"{}""#, piece.repeat(repeat.max(1)));
         write_event(&mut out, prefix, &delta, suffix);
         i += 1;
@@ -196,4 +182,87 @@ fn write_event(out: &mut Vec<u8>, prefix: &str, delta: &str, suffix: &str) -> us
     out.extend_from_slice(suffix.as_bytes());
     out.extend_from_slice(b"\n\n");
     out.len() - before
+}
+
+/// The text deltas of the long streams.
+const PIECES: [&str; 13] = [
+    "Once",
+    " upon",
+    " a time,",
+    " in a",
+    " land",
+    " far",
+    " away,",
+    " there",
+    " lived",
+    " a \\\"model\\\"",
+    " that",
+    " counted",
+    " tokens.\\n",
+];
+
+/// A Bedrock ConverseStream body of about `bytes` bytes in Amazon's binary event stream
+/// framing (`application/vnd.amazon.eventstream`): `messageStart`, one `contentBlockDelta`
+/// message per few words (with Bedrock's `p` padding), the stop messages and `metadata` with
+/// the usage, each message with the three string headers Bedrock sends and right CRCs.
+pub fn amazon_event_stream(bytes: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(bytes + 4096);
+    out.extend(amazon_message(
+        "messageStart",
+        r#"{"p":"abcdefghijklmnopqrstuvwxyzABCDEFGHIJ","role":"assistant"}"#,
+    ));
+    let mut i = 0usize;
+    while out.len() < bytes {
+        let piece = PIECES.get(i % PIECES.len()).copied().unwrap_or(" x");
+        let padding = "abcdefghijklmnopqrstuvwxyz".get(..(i % 26)).unwrap_or("");
+        let payload =
+            format!(r#"{{"contentBlockIndex":0,"delta":{{"text":"{piece}"}},"p":"{padding}"}}"#);
+        out.extend(amazon_message("contentBlockDelta", &payload));
+        i += 1;
+    }
+    out.extend(amazon_message(
+        "contentBlockStop",
+        r#"{"contentBlockIndex":0,"p":"abcdefgh"}"#,
+    ));
+    out.extend(amazon_message(
+        "messageStop",
+        r#"{"p":"abcdefghijklmn","stopReason":"max_tokens"}"#,
+    ));
+    out.extend(amazon_message(
+        "metadata",
+        r#"{"metrics":{"latencyMs":61234},"p":"abc","usage":{"inputTokens":40,"outputTokens":90000,"totalTokens":90040}}"#,
+    ));
+    out
+}
+
+/// One event-stream message: prelude with its CRC, the string headers, payload, CRC.
+fn amazon_message(event_type: &str, payload: &str) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        headers.push(u8::try_from(name.len()).unwrap_or(u8::MAX));
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7);
+        let len = u16::try_from(value.len()).unwrap_or(u16::MAX);
+        headers.extend_from_slice(&len.to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 16 + headers.len() + payload.len();
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(&u32::try_from(total).unwrap_or(u32::MAX).to_be_bytes());
+    out.extend_from_slice(
+        &u32::try_from(headers.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    let prelude_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&prelude_crc.to_be_bytes());
+    out.extend_from_slice(&headers);
+    out.extend_from_slice(payload.as_bytes());
+    let message_crc = crc32fast::hash(&out);
+    out.extend_from_slice(&message_crc.to_be_bytes());
+    out
 }

@@ -67,7 +67,18 @@ fn the_base_a_litellm_priced_entry_and_reservations_are_valid_for_both() {
         c["reservation"] = json!({"enabled": true, "default_max_output_tokens": 1024,
             "prompt_bytes_per_token": 3});
     });
-    for config in [base(), litellm, reserving] {
+    let long_context = with(|c| {
+        c["pricing"]["claude-sonnet-4-5"] = json!({"input_cost_per_token": 3e-6,
+            "output_cost_per_token": 1.5e-5, "cache_read_input_token_cost": 3e-7,
+            "cache_creation_input_token_cost": 3.75e-6,
+            "cache_creation_input_token_cost_above_1hr": 6e-6,
+            "input_cost_per_token_above_200k_tokens": 6e-6,
+            "output_cost_per_token_above_200k_tokens": 2.25e-5,
+            "cache_creation_input_token_cost_above_1hr_above_200k_tokens": 1.2e-5,
+            "input_cost_per_request": 0.001, "litellm_provider": "anthropic",
+            "supports_prompt_caching": true});
+    });
+    for config in [base(), litellm, reserving, long_context] {
         assert!(schema_errors(&v, &config).is_empty(), "{config}");
         governance::config::parse(&config.to_string()).unwrap();
     }
@@ -114,6 +125,28 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
             with(|c| {
                 c["pricing"]["m"] =
                     json!({"input_cost_per_token": -1.0, "output_cost_per_token": 1e-6})
+            }),
+        ),
+        (
+            "a price the filter cannot apply",
+            with(|c| {
+                c["pricing"]["m"] = json!({"input_cost_per_token": 1e-6,
+                    "output_cost_per_token": 1e-6, "input_cost_per_audio_token": 4e-5})
+            }),
+        ),
+        (
+            "prices by range",
+            with(|c| {
+                c["pricing"]["m"] = json!({"input_cost_per_token": 1e-6,
+                    "output_cost_per_token": 1e-6,
+                    "tiered_pricing": [{"range": [0, 1000], "input_cost_per_token": 1e-6}]})
+            }),
+        ),
+        (
+            "negative one-hour cache price",
+            with(|c| {
+                c["pricing"]["m"] = json!({"input_cost_per_token": 1e-6,
+                    "output_cost_per_token": 1e-6, "cache_creation_input_token_cost_above_1hr": -1})
             }),
         ),
         (

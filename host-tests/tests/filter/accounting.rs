@@ -19,13 +19,16 @@ fn expected(name: &str) -> Value {
     all[name].clone()
 }
 
-/// Prices per token (input, cache read, cache write, output) as configured in `PRICING`.
-fn prices(model: &str) -> [f64; 4] {
+/// Prices per token (input, cache read, cache write, one-hour cache write, output) as
+/// configured in `PRICING`.
+fn prices(model: &str) -> [f64; 5] {
     match model {
-        "gpt-4o-mini" => [1.5e-7, 7.5e-8, 1.5e-7, 6e-7],
-        "gpt-4.1" => [2e-6, 5e-7, 2e-6, 8e-6],
-        "claude-sonnet-4-5" => [3e-6, 3e-7, 3.75e-6, 1.5e-5],
-        "gemini-2.5-flash" => [3e-7, 7.5e-8, 3e-7, 2.5e-6],
+        "gpt-4o-mini" => [1.5e-7, 7.5e-8, 1.5e-7, 1.5e-7, 6e-7],
+        "gpt-4.1" => [2e-6, 5e-7, 2e-6, 2e-6, 8e-6],
+        "claude-sonnet-4-5" => [3e-6, 3e-7, 3.75e-6, 6e-6, 1.5e-5],
+        "gemini-2.5-flash" => [3e-7, 7.5e-8, 3e-7, 3e-7, 2.5e-6],
+        "text-embedding-3-small" => [2e-8, 2e-8, 2e-8, 2e-8, 0.0],
+        BEDROCK_MODEL => [3e-6, 3e-7, 3.75e-6, 3.75e-6, 1.5e-5],
         other => panic!("no price for {other}"),
     }
 }
@@ -34,6 +37,9 @@ fn request_for(fixture_name: &str, model: &str) -> Request {
     if fixture_name.starts_with("gemini") {
         let action = if fixture_name.ends_with(".sse") {
             "streamGenerateContent?alt=sse"
+        } else if fixture_name.contains("stream") {
+            // Without alt=sse the stream is one JSON array (Vertex AI's default).
+            "streamGenerateContent"
         } else {
             "generateContent"
         };
@@ -42,8 +48,28 @@ fn request_for(fixture_name: &str, model: &str) -> Request {
             r#"{"contents":[]}"#,
         )
         .header("x-goog-api-key", "sk")
+    } else if fixture_name.starts_with("bedrock") {
+        bedrock_request(fixture_name.ends_with(".eventstream"))
+    } else if fixture_name.contains("embeddings") {
+        Request::post(
+            "/v1/embeddings",
+            format!(r#"{{"model":"{model}","input":["a","b"]}}"#),
+        )
+        .header("authorization", "Bearer sk")
     } else {
         chat("sk", model)
+    }
+}
+
+/// The response a fixture comes in, with the content type its provider sends.
+fn response_for(name: &str) -> Response {
+    let body = fixture(name);
+    if name.ends_with(".sse") {
+        sse(body)
+    } else if name.ends_with(".eventstream") {
+        amazon_event_stream(body)
+    } else {
+        Response::ok(body)
     }
 }
 
@@ -52,22 +78,27 @@ fn every_provider_fixture_is_charged_exactly_in_any_chunking() {
     let cases = [
         ("openai-chat.json", "gpt-4o-mini"),
         ("openai-chat-stream.sse", "gpt-4o-mini"),
+        ("openai-embeddings.json", "text-embedding-3-small"),
         ("openai-responses.json", "gpt-4.1"),
         ("openai-responses-stream.sse", "gpt-4.1"),
         ("anthropic-messages.json", "claude-sonnet-4-5"),
         ("anthropic-messages-stream.sse", "claude-sonnet-4-5"),
+        ("anthropic-messages-cache-ttl.json", "claude-sonnet-4-5"),
+        (
+            "anthropic-messages-cache-ttl-stream.sse",
+            "claude-sonnet-4-5",
+        ),
         ("gemini-generate.json", "gemini-2.5-flash"),
         ("gemini-stream.sse", "gemini-2.5-flash"),
+        ("gemini-stream-array.json", "gemini-2.5-flash"),
+        ("gemini-tool-use.json", "gemini-2.5-flash"),
+        ("bedrock-converse.json", BEDROCK_MODEL),
+        ("bedrock-converse-stream.eventstream", BEDROCK_MODEL),
     ];
     for (name, model) in cases {
         for chunk in [usize::MAX, 1, 7, 64] {
             let mut host = host(&metered_config());
-            let body = fixture(name);
-            let response = if name.ends_with(".sse") {
-                sse(body)
-            } else {
-                Response::ok(body)
-            };
+            let response = response_for(name);
             let ex = host
                 .vm(0)
                 .exchange_chunked(&request_for(name, model), &response, chunk);
@@ -82,6 +113,7 @@ fn every_provider_fixture_is_charged_exactly_in_any_chunking() {
                 count("input_uncached"),
                 count("cache_read"),
                 count("cache_write"),
+                count("cache_write_1h"),
                 count("output"),
             ];
             let tokens: u64 = parts.iter().sum();

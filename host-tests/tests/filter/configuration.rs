@@ -46,6 +46,21 @@ fn an_aligned_sub_day_duration_must_divide_the_day() {
 }
 
 #[test]
+fn a_price_the_filter_cannot_apply_is_refused_naming_its_path() {
+    // LiteLLM's entry for this model prices web searches too, which the filter cannot see.
+    let logs = refusal(
+        r#"{"pricing":{"claude-sonnet-4-5":{"input_cost_per_token":3e-6,"output_cost_per_token":1.5e-5,
+            "search_context_cost_per_query":{"search_context_size_low":0.01},"mode":"chat"}}}"#,
+    );
+    assert!(
+        logs.contains(
+            r#"pricing["claude-sonnet-4-5"].search_context_cost_per_query: this price cannot be applied"#
+        ),
+        "{logs}"
+    );
+}
+
+#[test]
 fn the_secret_of_a_refused_configuration_is_not_logged() {
     let logs = refusal(r#"{"virtual_keys":[{"id":"k","value":"sk-very-secret","bogus":1}]}"#);
     assert!(!logs.contains("sk-very-secret"), "{logs}");

@@ -15,6 +15,7 @@ mod configuration;
 mod counters;
 mod fleet;
 mod key_cache;
+mod metering;
 mod operating;
 mod refusals;
 mod reservations;

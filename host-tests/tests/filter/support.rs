@@ -17,8 +17,13 @@ pub const PRICING: &str = r#""pricing": {
     "gpt-4o-mini": {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7, "cache_read_input_token_cost": 7.5e-8},
     "gpt-4.1*": {"input_cost_per_token": 2e-6, "output_cost_per_token": 8e-6, "cache_read_input_token_cost": 5e-7},
     "claude-sonnet-4*": {"input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5,
-                         "cache_read_input_token_cost": 3e-7, "cache_creation_input_token_cost": 3.75e-6},
-    "gemini-2.5-flash": {"input_cost_per_token": 3e-7, "output_cost_per_token": 2.5e-6, "cache_read_input_token_cost": 7.5e-8}
+                         "cache_read_input_token_cost": 3e-7, "cache_creation_input_token_cost": 3.75e-6,
+                         "cache_creation_input_token_cost_above_1hr": 6e-6},
+    "gemini-2.5-flash": {"input_cost_per_token": 3e-7, "output_cost_per_token": 2.5e-6, "cache_read_input_token_cost": 7.5e-8},
+    "text-embedding-3-small": {"input_cost_per_token": 2e-8, "output_cost_per_token": 0, "mode": "embedding"},
+    "anthropic.claude-sonnet-4-5*": {"input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5,
+                         "cache_read_input_token_cost": 3e-7, "cache_creation_input_token_cost": 3.75e-6,
+                         "litellm_provider": "bedrock_converse"}
 }"#;
 
 /// A host with `workers` VMs, the usage endpoint on, and the clock at [`T0`].
@@ -67,6 +72,30 @@ pub fn openai_json(prompt: u64, completion: u64) -> Response {
         r#"{{"id":"chatcmpl-1","object":"chat.completion","model":"gpt-4o-mini-2024-07-18","choices":[{{"index":0,"message":{{"role":"assistant","content":"Hello"}},"finish_reason":"stop"}}],"usage":{{"prompt_tokens":{prompt},"completion_tokens":{completion},"total_tokens":{}}}}}"#,
         prompt + completion
     ))
+}
+
+/// A Bedrock model id; its requests name it in the path (and, here, in the body too).
+pub const BEDROCK_MODEL: &str = "anthropic.claude-sonnet-4-5-20250929-v1:0";
+
+/// A Converse (or ConverseStream) request for [`BEDROCK_MODEL`] with the key `sk`.
+pub fn bedrock_request(stream: bool) -> Request {
+    let action = if stream {
+        "converse-stream"
+    } else {
+        "converse"
+    };
+    Request::post(
+        &format!("/model/{BEDROCK_MODEL}/{action}"),
+        format!(
+            r#"{{"model":"{BEDROCK_MODEL}","messages":[{{"role":"user","content":[{{"text":"hi"}}]}}]}}"#
+        ),
+    )
+    .header("x-bf-vk", "sk")
+}
+
+/// A body in Amazon's binary event stream framing, as Bedrock's ConverseStream sends it.
+pub fn amazon_event_stream(body: Vec<u8>) -> Response {
+    Response::status(200).body("application/vnd.amazon.eventstream", body)
 }
 
 pub fn fixture(name: &str) -> Vec<u8> {

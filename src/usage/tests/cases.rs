@@ -150,6 +150,7 @@ fn sums_saturate() {
         input_uncached: u64::MAX,
         cache_read: 1,
         cache_write: 1,
+        cache_write_1h: 1,
         output: 1,
     };
     assert_eq!(u.prompt_tokens(), u64::MAX);
@@ -175,6 +176,97 @@ fn provider_normalisation() {
     assert_eq!(scan_json(gemini).usage, Some(usage(20, 10, 0, 11)));
     assert_eq!(usage(3, 5, 7, 11).prompt_tokens(), 15);
     assert_eq!(usage(3, 5, 7, 11).total_tokens(), 26);
+}
+
+#[test]
+fn bedrock_converse_counts_mean_what_anthropic_counts_mean() {
+    let bedrock = r#"{"usage":{"inputTokens":3,"outputTokens":11,"totalTokens":26,"cacheReadInputTokens":5,"cacheWriteInputTokens":7}}"#;
+    assert_eq!(scan_json(bedrock).usage, Some(usage(3, 5, 7, 11)));
+    let plain = r#"{"output":{"message":{"role":"assistant","content":[]}},"usage":{"inputTokens":3,"outputTokens":11,"totalTokens":14}}"#;
+    assert_eq!(scan_json(plain).usage, Some(usage(3, 0, 0, 11)));
+}
+
+#[test]
+fn anthropic_cache_writes_are_split_by_lifetime() {
+    let split = |five: &str, one: &str| {
+        let body = format!(
+            r#"{{"usage":{{"input_tokens":1,"cache_creation_input_tokens":30,"cache_creation":{{{five}{one}}},"output_tokens":2}}}}"#
+        );
+        let u = scan_json(&body).usage.unwrap();
+        (u.cache_write, u.cache_write_1h, u.prompt_tokens())
+    };
+    assert_eq!(
+        split(
+            r#""ephemeral_5m_input_tokens":10,"#,
+            r#""ephemeral_1h_input_tokens":20"#
+        ),
+        (10, 20, 31)
+    );
+    // The total counts; of it, what does not live one hour lives five minutes, whatever
+    // the five-minute count says (so the prompt is never counted twice or short).
+    assert_eq!(split("", r#""ephemeral_1h_input_tokens":20"#), (10, 20, 31));
+    assert_eq!(split(r#""ephemeral_5m_input_tokens":30"#, ""), (30, 0, 31));
+    assert_eq!(
+        split(
+            r#""ephemeral_5m_input_tokens":99,"#,
+            r#""ephemeral_1h_input_tokens":20"#
+        ),
+        (10, 20, 31)
+    );
+    assert_eq!(split("", r#""ephemeral_1h_input_tokens":50"#), (0, 50, 51));
+    assert_eq!(
+        split(
+            r#""ephemeral_5m_input_tokens":0,"#,
+            r#""ephemeral_1h_input_tokens":30"#
+        ),
+        (0, 30, 31)
+    );
+    // An empty breakdown, or none: every write is of the default lifetime.
+    assert_eq!(split("", ""), (30, 0, 31));
+    let none = r#"{"usage":{"input_tokens":1,"cache_creation_input_tokens":30}}"#;
+    assert_eq!(scan_json(none).usage.map(|u| u.cache_write), Some(30));
+    // The breakdown outside `usage` counts for nothing.
+    let elsewhere = r#"{"cache_creation":{"ephemeral_1h_input_tokens":20},"usage":{"cache_creation_input_tokens":30}}"#;
+    assert_eq!(
+        scan_json(elsewhere)
+            .usage
+            .map(|u| (u.cache_write, u.cache_write_1h)),
+        Some((30, 0))
+    );
+}
+
+#[test]
+fn anthropic_streams_split_cache_writes_too() {
+    let body = concat!(
+        "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":4,",
+        "\"cache_creation_input_tokens\":9,\"cache_creation\":{\"ephemeral_5m_input_tokens\":2,",
+        "\"ephemeral_1h_input_tokens\":7},\"output_tokens\":1}}}\n\n",
+        "event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":6}}\n\n",
+    );
+    let want = Usage {
+        input_uncached: 4,
+        cache_write: 2,
+        cache_write_1h: 7,
+        output: 6,
+        ..Usage::default()
+    };
+    assert_eq!(scan_sse(body).usage, Some(want));
+}
+
+#[test]
+fn gemini_tool_use_prompt_is_billed_as_input() {
+    let body = r#"{"usageMetadata":{"promptTokenCount":30,"cachedContentTokenCount":10,"toolUsePromptTokenCount":100,"candidatesTokenCount":4}}"#;
+    assert_eq!(scan_json(body).usage, Some(usage(120, 10, 0, 4)));
+    let alone = r#"{"usageMetadata":{"toolUsePromptTokenCount":100}}"#;
+    assert_eq!(scan_json(alone).usage, Some(usage(100, 0, 0, 0)));
+}
+
+#[test]
+fn embeddings_have_no_output() {
+    let body = r#"{"object":"list","data":[{"object":"embedding","index":0,"embedding":[0.1,-2e-3]}],"model":"text-embedding-3-large","usage":{"prompt_tokens":8,"total_tokens":8}}"#;
+    let found = scan_json(body);
+    assert_eq!(found.usage, Some(usage(8, 0, 0, 0)));
+    assert_eq!(found.model.as_deref(), Some("text-embedding-3-large"));
 }
 
 #[test]
@@ -285,6 +377,18 @@ fn content_type_picks_the_format() {
     );
     assert_eq!(
         BodyFormat::from_content_type("application/json"),
+        BodyFormat::Json
+    );
+    assert_eq!(
+        BodyFormat::from_content_type("application/vnd.amazon.eventstream"),
+        BodyFormat::AmazonEventStream
+    );
+    assert_eq!(
+        BodyFormat::from_content_type(" Application/VND.Amazon.EventStream ;x=1"),
+        BodyFormat::AmazonEventStream
+    );
+    assert_eq!(
+        BodyFormat::from_content_type("application/vnd.amazon.eventstreams"),
         BodyFormat::Json
     );
     assert_eq!(BodyFormat::from_content_type(""), BodyFormat::Json);

@@ -21,8 +21,12 @@ fn check_bounds(found: &ScannedUsage) {
     }
 }
 
-fn both_formats() -> impl Strategy<Value = BodyFormat> {
-    prop_oneof![Just(BodyFormat::Json), Just(BodyFormat::EventStream)]
+fn all_formats() -> impl Strategy<Value = BodyFormat> {
+    prop_oneof![
+        Just(BodyFormat::Json),
+        Just(BodyFormat::EventStream),
+        Just(BodyFormat::AmazonEventStream)
+    ]
 }
 
 fn cuts_for(len: usize, cuts: &[prop::sample::Index]) -> Vec<usize> {
@@ -89,7 +93,7 @@ proptest! {
 
     #[test]
     fn random_bytes_find_nothing(
-        format in both_formats(),
+        format in all_formats(),
         body in proptest::collection::vec(any::<u8>(), 0..2048),
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
@@ -101,7 +105,7 @@ proptest! {
 
     #[test]
     fn json_like_noise_never_panics_and_chunking_is_irrelevant(
-        format in both_formats(),
+        format in all_formats(),
         body in "([{}\\[\\]\":,\\\\ \n\r0-9eE.+\\-]|usage|model|data: |null|true|\\\\u00|\\\\ud83d|prompt_tokens|usageMetadata|response|message){0,200}",
         cuts in proptest::collection::vec(any::<prop::sample::Index>(), 0..8),
     ) {
@@ -124,7 +128,7 @@ proptest! {
         let cuts = cuts_for(body.len(), &cuts);
         prop_assert_eq!(scan(format, split_at(&body, &cuts)), whole.clone());
         let reference_applies = match format {
-            BodyFormat::Json => true,
+            BodyFormat::Json | BodyFormat::AmazonEventStream => true,
             BodyFormat::EventStream => sse_events_all_parse(&body),
         };
         if reference_applies {

@@ -3,6 +3,7 @@
 
 #![allow(clippy::arithmetic_side_effects, reason = "test arithmetic")]
 
+mod amazon;
 mod cases;
 mod fixtures;
 mod hostile;
@@ -25,15 +26,23 @@ macro_rules! fixture {
     };
 }
 
-pub(super) const FIXTURES: [Fixture; 8] = [
+pub(super) const FIXTURES: [Fixture; 16] = [
     fixture!("openai-chat.json"),
     fixture!("openai-chat-stream.sse"),
+    fixture!("openai-embeddings.json"),
     fixture!("openai-responses.json"),
     fixture!("openai-responses-stream.sse"),
+    fixture!("openai-responses-background.json"),
     fixture!("anthropic-messages.json"),
     fixture!("anthropic-messages-stream.sse"),
+    fixture!("anthropic-messages-cache-ttl.json"),
+    fixture!("anthropic-messages-cache-ttl-stream.sse"),
     fixture!("gemini-generate.json"),
     fixture!("gemini-stream.sse"),
+    fixture!("gemini-stream-array.json"),
+    fixture!("gemini-tool-use.json"),
+    fixture!("bedrock-converse.json"),
+    fixture!("bedrock-converse-stream.eventstream"),
 ];
 
 const EXPECTED: &str = include_str!("../../../host-tests/fixtures/responses/expected.json");
@@ -42,6 +51,8 @@ impl Fixture {
     pub(super) fn format(&self) -> BodyFormat {
         if self.name.ends_with(".sse") {
             BodyFormat::EventStream
+        } else if self.name.ends_with(".eventstream") {
+            BodyFormat::AmazonEventStream
         } else {
             BodyFormat::Json
         }
@@ -60,9 +71,11 @@ impl Fixture {
                 input_uncached: count("input_uncached"),
                 cache_read: count("cache_read"),
                 cache_write: count("cache_write"),
+                cache_write_1h: count("cache_write_1h"),
                 output: count("output"),
             }),
-            model: Some(e["model"].as_str().unwrap().to_owned()),
+            // Bedrock bodies name no model (the request path does).
+            model: e["model"].as_str().map(str::to_owned),
         }
     }
 }
@@ -96,6 +109,7 @@ pub(super) fn usage(input_uncached: u64, cache_read: u64, cache_write: u64, outp
         input_uncached,
         cache_read,
         cache_write,
+        cache_write_1h: 0,
         output,
     }
 }

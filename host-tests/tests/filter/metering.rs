@@ -1,0 +1,187 @@
+//! Metering through the real module: Bedrock's binary event stream, and the price list's
+//! long-context tiers, one-hour cache writes and per-request fees, charged exactly.
+
+use host_tests::{Headers, Response};
+
+use crate::support::*;
+
+fn metered_config() -> String {
+    config(KEY)
+}
+
+const KEY: &str = r#""virtual_keys":[{"id":"k","value":"sk",
+    "rate_limit":{"token_max_limit":100000000,"token_reset_duration":"1d"},
+    "budgets":[{"max_limit":1000,"reset_duration":"1d"}]}]"#;
+
+/// A configuration whose only prices are `pricing` (a JSON object), with the key `sk`.
+fn priced(pricing: &str) -> String {
+    format!(
+        r#"{{"usage_endpoint": {{"path": "/governance/usage", "admin_key_sha256": "{ADMIN_SHA256}"}},
+            "pricing": {pricing}, {KEY}}}"#
+    )
+}
+
+/// An Anthropic Messages response with the given counts, cache writes split by lifetime.
+fn anthropic_json(input: u64, read: u64, write_5m: u64, write_1h: u64, output: u64) -> Response {
+    Response::ok(format!(
+        r#"{{"id":"msg_1","type":"message","role":"assistant","model":"claude-sonnet-4-5-20250929",
+            "content":[{{"type":"text","text":"ok"}}],"stop_reason":"end_turn",
+            "usage":{{"input_tokens":{input},"cache_read_input_tokens":{read},
+              "cache_creation_input_tokens":{},"cache_creation":{{"ephemeral_5m_input_tokens":{write_5m},
+              "ephemeral_1h_input_tokens":{write_1h}}},"output_tokens":{output}}}}}"#,
+        write_5m + write_1h
+    ))
+}
+
+fn spent_after(config: &str, model: &str, response: &Response) -> f64 {
+    let mut host = host(config);
+    let ex = host.vm(0).exchange(&chat("sk", model), response);
+    assert_eq!(ex.client.status, 200);
+    used(&mut host, "k", "budget")
+}
+
+fn assert_usd(spent: f64, want_femto: u128) {
+    let want = want_femto as f64 / 1e15;
+    assert!((spent - want).abs() < 1e-12, "spent {spent}, want {want}");
+}
+
+/// 30 input, 3,500 cache reads, 1,000 cache writes, 265 output at the Bedrock model's prices.
+const CONVERSE_STREAM_FEMTO: u128 =
+    30 * 3_000_000_000 + 3_500 * 300_000_000 + 1_000 * 3_750_000_000 + 265 * 15_000_000_000;
+
+#[test]
+fn a_bedrock_converse_stream_is_charged_from_its_metadata_event() {
+    let body = fixture("bedrock-converse-stream.eventstream");
+    for chunk in [usize::MAX, 1, 5, 100] {
+        let mut host = host(&metered_config());
+        let response = amazon_event_stream(body.clone());
+        let ex = host
+            .vm(0)
+            .exchange_chunked(&bedrock_request(true), &response, chunk);
+        assert_eq!(ex.client.status, 200);
+        assert_eq!(
+            ex.client.body, body,
+            "the stream reaches the client unchanged"
+        );
+        assert_eq!(used(&mut host, "k", "tokens"), 4_795.0, "chunk {chunk}");
+        assert_usd(used(&mut host, "k", "budget"), CONVERSE_STREAM_FEMTO);
+        assert_eq!(metric(&host, "usage_missing"), 0);
+    }
+}
+
+#[test]
+fn a_converse_stream_message_with_a_wrong_crc_is_not_charged() {
+    let mut body = fixture("bedrock-converse-stream.eventstream");
+    // The last four bytes are the metadata message's CRC.
+    let last = body.len() - 1;
+    body[last] ^= 0x01;
+    let mut host = host(&metered_config());
+    let ex = host
+        .vm(0)
+        .exchange(&bedrock_request(true), &amazon_event_stream(body));
+    assert_eq!(ex.client.status, 200);
+    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    assert_eq!(metric(&host, "usage_missing"), 1);
+}
+
+#[test]
+fn a_converse_stream_cut_inside_its_metadata_message_charges_nothing_of_it() {
+    let body = fixture("bedrock-converse-stream.eventstream");
+    let mut host = host(&metered_config());
+    let vm = host.vm(0);
+    let s = vm.open_stream();
+    let request = bedrock_request(true);
+    vm.send_request_headers(s, &request.headers, false);
+    vm.send_request_body(s, &request.body, true);
+    let headers = Headers::from_pairs([
+        (":status", "200"),
+        ("content-type", "application/vnd.amazon.eventstream"),
+    ]);
+    vm.send_response_headers(s, &headers, false);
+    vm.send_response_body(s, &body[..body.len() - 10], false);
+    vm.upstream_reset(s);
+    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    assert_eq!(metric(&host, "usage_missing"), 1);
+}
+
+/// LiteLLM's claude-sonnet-4-5 entry (less its web-search price), under another name.
+const TIERED: &str = r#"{"claude-tiered": {
+    "input_cost_per_token": 3e-06, "output_cost_per_token": 1.5e-05,
+    "cache_read_input_token_cost": 3e-07, "cache_creation_input_token_cost": 3.75e-06,
+    "cache_creation_input_token_cost_above_1hr": 6e-06,
+    "input_cost_per_token_above_200k_tokens": 6e-06,
+    "output_cost_per_token_above_200k_tokens": 2.25e-05,
+    "cache_read_input_token_cost_above_200k_tokens": 6e-07,
+    "cache_creation_input_token_cost_above_200k_tokens": 7.5e-06,
+    "cache_creation_input_token_cost_above_1hr_above_200k_tokens": 1.2e-05,
+    "litellm_provider": "anthropic", "max_input_tokens": 1000000, "mode": "chat",
+    "supports_prompt_caching": true}}"#;
+
+#[test]
+fn a_prompt_above_200k_tokens_is_charged_at_the_long_context_prices() {
+    let config = priced(TIERED);
+    // 150,000 uncached + 50,000 read = 200,000 prompt tokens: not above the threshold.
+    let at = spent_after(
+        &config,
+        "claude-tiered",
+        &anthropic_json(150_000, 50_000, 0, 0, 1_000),
+    );
+    assert_usd(
+        at,
+        150_000 * 3_000_000_000 + 50_000 * 300_000_000 + 1_000 * 15_000_000_000,
+    );
+    // One one-hour cache write more: 200,001, and every token at the tier's prices.
+    let above = spent_after(
+        &config,
+        "claude-tiered",
+        &anthropic_json(150_000, 50_000, 0, 1, 1_000),
+    );
+    assert_usd(
+        above,
+        150_000 * 6_000_000_000 + 50_000 * 600_000_000 + 12_000_000_000 + 1_000 * 22_500_000_000,
+    );
+}
+
+#[test]
+fn one_hour_cache_writes_are_charged_at_their_own_price() {
+    let config = priced(TIERED);
+    let five_minutes = spent_after(
+        &config,
+        "claude-tiered",
+        &anthropic_json(10, 0, 3_000, 0, 0),
+    );
+    let one_hour = spent_after(
+        &config,
+        "claude-tiered",
+        &anthropic_json(10, 0, 0, 3_000, 0),
+    );
+    let mixed = spent_after(
+        &config,
+        "claude-tiered",
+        &anthropic_json(10, 0, 1_000, 2_000, 0),
+    );
+    assert_usd(five_minutes, 10 * 3_000_000_000 + 3_000 * 3_750_000_000);
+    assert_usd(one_hour, 10 * 3_000_000_000 + 3_000 * 6_000_000_000);
+    assert_usd(
+        mixed,
+        10 * 3_000_000_000 + 1_000 * 3_750_000_000 + 2_000 * 6_000_000_000,
+    );
+}
+
+#[test]
+fn a_per_request_fee_is_charged_once_per_request() {
+    let config = priced(
+        r#"{"fee-model": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6,
+            "input_cost_per_request": 0.01}}"#,
+    );
+    let mut host = host(&config);
+    for _ in 0..3 {
+        let ex = host
+            .vm(0)
+            .exchange(&chat("sk", "fee-model"), &openai_json(100, 50));
+        assert_eq!(ex.client.status, 200);
+    }
+    // Each: 0.01 + 100 × 1e-6 + 50 × 2e-6 = 0.0102.
+    assert_usd(used(&mut host, "k", "budget"), 3 * 10_200_000_000_000);
+    assert_eq!(used(&mut host, "k", "tokens"), 450.0);
+}
