@@ -7,6 +7,8 @@
 //! later change. Zones that reduce to the same data share one entry; names are kept apart
 //! for display and matching. The output is `$OUT_DIR/tzdata.rs`, included by
 //! `src/zone/named.rs`, which also defines the types it uses.
+//!
+//! On wasm32 it also sets the module's stack size (see [`WASM_STACK_BYTES`]).
 
 #![allow(
     clippy::expect_used,
@@ -26,6 +28,12 @@ use tz::timezone::{RuleDay, TransitionRule};
 /// day (2011-12-30) and Sao Paulo's midnight change (2018-11-04).
 const DATA_START: i64 = 1_293_840_000;
 
+/// The shadow stack of the wasm module. rustc's default is 1 MiB (16 pages of every worker
+/// VM's memory); the deepest path (configuration parsing through serde_path_to_error) needs
+/// far less, and a stack overflow traps instead of corrupting memory because the stack sits
+/// below the data.
+const WASM_STACK_BYTES: u32 = 128 * 1024;
+
 /// Offset changes listed explicitly, at most this many within any four days (the span
 /// `src/zone/named.rs` examines around a local time).
 const MAX_CHANGES_IN_FOUR_DAYS: usize = 4;
@@ -39,6 +47,9 @@ struct ZoneData {
 
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
+    if std::env::var("CARGO_CFG_TARGET_ARCH").as_deref() == Ok("wasm32") {
+        println!("cargo:rustc-link-arg-cdylib=-zstack-size={WASM_STACK_BYTES}");
+    }
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let source = generate();
     std::fs::write(out.join("tzdata.rs"), source).expect("write tzdata.rs");
