@@ -285,6 +285,20 @@ impl Vm {
             .map(|m| m.size(&self.store))
             .unwrap_or(0)
     }
+    /// The lowest address below `limit` that holds a non-zero byte, or `limit` if none. Linear
+    /// memory starts zeroed, so for a module whose shadow stack sits below its data (rustc's
+    /// layout) and grows down from `limit`, `limit - lowest` is the deepest the stack has
+    /// reached so far (at least: bytes written as zero do not show).
+    pub fn lowest_written_address(&self, limit: u64) -> u64 {
+        let Some(memory) = self.store.data().memory else {
+            return limit;
+        };
+        let data = memory.data(&self.store);
+        let end = usize::try_from(limit).unwrap_or(usize::MAX).min(data.len());
+        data.get(..end)
+            .and_then(|below| below.iter().position(|&b| b != 0))
+            .map_or(limit, |i| i as u64)
+    }
     /// Fuel spent by all callbacks of this VM so far (guest allocator calls included).
     pub fn fuel_consumed(&self) -> u64 {
         self.fuel.0

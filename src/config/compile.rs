@@ -1,13 +1,17 @@
 //! From wire types to a validated [`Policy`]: every rule of SPEC.md §2 that serde cannot
 //! express is checked here, and each failure names the JSON path of the first problem.
 
+use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::hash::BuildHasher as _;
 
 use sha2::{Digest, Sha256};
 
+use super::document::{Document, Text};
 use super::prices::compile_pricing;
 use super::wire::{
-    WireBudget, WireConfig, WireProviderConfig, WireRateLimit, WireReservation, WireVirtualKey,
+    WireBudget, WireCustomer, WireProviderConfig, WireRateLimit, WireReservation, WireTeam,
+    WireVirtualKey,
 };
 use super::{
     ConfigError, Limit, LimitId, LimitKind, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
@@ -27,7 +31,10 @@ struct Inherited {
     zone_text: String,
 }
 
-pub fn compile(wire: WireConfig) -> Result<Policy> {
+/// Compiles the document's owners one entry at a time, read from `text`, so only one
+/// entry's wire form exists at once. `limit_count` is [`count_limits`]'s.
+pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Result<Policy> {
+    let wire = document.wire;
     let reservation = compile_reservation(wire.reservation.as_ref())?;
     if wire.namespace.is_empty() {
         return Err(ConfigError::new("namespace", "must not be empty"));
@@ -46,16 +53,17 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
 
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
-        limits: Vec::new(),
+        limits: Vec::with_capacity(limit_count),
     };
     let global = Inherited {
         calendar_aligned: false,
         zone_text: wire.timezone.clone(),
     };
 
-    let mut customers = Vec::with_capacity(wire.customers.len());
+    let mut customers = Vec::with_capacity(document.customers.len());
     let mut customer_index = HashMap::new();
-    for (i, customer) in wire.customers.iter().enumerate() {
+    for i in 0..document.customers.len() {
+        let customer: WireCustomer = document.customers.decode(i, text)?;
         let path = format!("customers[{i}]");
         check_id(&customer.id, &path)?;
         if customer_index.insert(customer.id.clone(), i).is_some() {
@@ -81,9 +89,10 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         });
     }
 
-    let mut teams = Vec::with_capacity(wire.teams.len());
+    let mut teams = Vec::with_capacity(document.teams.len());
     let mut team_index = HashMap::new();
-    for (i, team) in wire.teams.iter().enumerate() {
+    for i in 0..document.teams.len() {
+        let team: WireTeam = document.teams.decode(i, text)?;
         let path = format!("teams[{i}]");
         check_id(&team.id, &path)?;
         if team_index.insert(team.id.clone(), i).is_some() {
@@ -120,13 +129,20 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
     }
 
     let mut providers = BTreeSet::new();
-    let mut keys = Vec::with_capacity(wire.virtual_keys.len());
-    let mut key_by_hash = HashMap::new();
-    let mut key_ids = HashSet::new();
-    for (i, key) in wire.virtual_keys.iter().enumerate() {
+    let mut keys = Vec::with_capacity(document.virtual_keys.len());
+    let mut key_by_hash = HashMap::with_capacity(document.virtual_keys.len());
+    // Ids seen so far, as hashes: the ids themselves are in `keys`, and a set of copies
+    // would hold 10,000 of them twice while the policy is built. A repeated hash is a
+    // repeated id only if a key before really has it.
+    let id_hasher = RandomState::new();
+    let mut key_id_hashes = HashSet::with_capacity(document.virtual_keys.len());
+    for i in 0..document.virtual_keys.len() {
+        let key: WireVirtualKey = document.virtual_keys.decode(i, text)?;
+        let key = &key;
         let path = format!("virtual_keys[{i}]");
         check_id(&key.id, &path)?;
-        if !key_ids.insert(key.id.clone()) {
+        let new_hash = key_id_hashes.insert(id_hasher.hash_one(&key.id));
+        if !new_hash && keys.iter().any(|seen: &VirtualKey| seen.owner.id == key.id) {
             return Err(duplicate_id(&path, &key.id));
         }
         let compiled = compile_key(
@@ -182,6 +198,41 @@ pub fn compile(wire: WireConfig) -> Result<Policy> {
         policy.fleet = Some(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy)?);
     }
     Ok(policy)
+}
+
+/// At least as many limits as the owners define (exactly as many in a valid document), read
+/// in a first pass over the entries: the list is then allocated once, where growing it by
+/// doubling would hold the old and the new copy at once (megabytes with 10,000 keys). The
+/// pass also refuses a malformed entry before any entry is compiled, as reading the whole
+/// document first did.
+pub fn count_limits(document: &Document, text: &Text<'_>) -> Result<usize> {
+    let mut count = 0usize;
+    for i in 0..document.customers.len() {
+        let customer: WireCustomer = document.customers.decode(i, text)?;
+        count = count.saturating_add(limits_of(&customer.budgets, customer.rate_limit.as_ref()));
+    }
+    for i in 0..document.teams.len() {
+        let team: WireTeam = document.teams.decode(i, text)?;
+        count = count.saturating_add(limits_of(&team.budgets, team.rate_limit.as_ref()));
+    }
+    for i in 0..document.virtual_keys.len() {
+        let key: WireVirtualKey = document.virtual_keys.decode(i, text)?;
+        count = count.saturating_add(limits_of(&key.budgets, key.rate_limit.as_ref()));
+        for config in key.provider_configs.iter().flatten() {
+            count = count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()));
+        }
+    }
+    Ok(count)
+}
+
+/// Budgets plus one limit per kind of rate limit mentioned.
+fn limits_of(budgets: &[WireBudget], rate_limit: Option<&WireRateLimit>) -> usize {
+    let rates = rate_limit.map_or(0, |rate| {
+        let requests = rate.request_max_limit.is_some() || rate.request_reset_duration.is_some();
+        let tokens = rate.token_max_limit.is_some() || rate.token_reset_duration.is_some();
+        usize::from(requests).saturating_add(usize::from(tokens))
+    });
+    budgets.len().saturating_add(rates)
 }
 
 fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
@@ -356,7 +407,7 @@ impl Builder {
         inherited: &Inherited,
         path: &str,
     ) -> Result<Vec<LimitId>> {
-        let mut ids = Vec::new();
+        let mut ids = Vec::with_capacity(limits_of(budgets, rate_limit));
         let mut budget_durations = HashSet::new();
         for (i, budget) in budgets.iter().enumerate() {
             let budget_path = format!("{path}.budgets[{i}]");
@@ -478,7 +529,7 @@ impl Builder {
             kind,
             max,
             rule,
-            duration_text: duration_text.to_string(),
+            duration_text: duration_text.into(),
             calendar_aligned: defaults.calendar_aligned,
             storage_key,
         });
@@ -496,7 +547,7 @@ fn storage_key(
     kind: LimitKind,
     rule: &WindowRule,
     defaults: &Inherited,
-) -> Vec<u8> {
+) -> Box<[u8]> {
     let duration = rule.duration().to_string();
     let alignment = if defaults.calendar_aligned { "a" } else { "r" };
     let parts = [
@@ -514,12 +565,25 @@ fn storage_key(
         hasher.update(part.as_bytes());
     }
     let digest = hasher.finalize();
-    let mut key = parts.join(":");
-    key.push('#');
-    for byte in digest.iter().take(8) {
-        key.push_str(&format!("{byte:02x}"));
+    // Allocated at its final size: 20,000 limits keep 20,000 of these.
+    let text_len = parts.iter().map(|part| part.len()).sum::<usize>();
+    // The parts, a ':' between each two and '#' after them, 16 hex digits.
+    let len = text_len.saturating_add(parts.len()).saturating_add(16);
+    let mut key = Vec::with_capacity(len);
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push(b':');
+        }
+        key.extend_from_slice(part.as_bytes());
     }
-    key.into_bytes()
+    key.push(b'#');
+    for byte in digest.iter().take(8) {
+        for nibble in [byte >> 4, byte & 0x0f] {
+            let digit = char::from_digit(u32::from(nibble), 16).unwrap_or('0');
+            key.push(u8::try_from(digit).unwrap_or(b'0'));
+        }
+    }
+    key.into_boxed_slice()
 }
 
 fn owner_defaults(

@@ -6,6 +6,7 @@
 //! `virtual_keys[2].budgets[0].reset_duration: "5x" is not a duration`.
 
 mod compile;
+mod document;
 mod model_set;
 mod prices;
 mod shape;
@@ -14,7 +15,8 @@ pub mod wire;
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 
-pub use compile::compile;
+use compile::{compile, count_limits};
+use document::{Document, Text};
 pub use model_set::ModelSet;
 pub use wire::{FailureMode, Mode};
 
@@ -53,15 +55,25 @@ impl fmt::Display for ConfigError {
 
 /// Parses and compiles a plugin configuration string.
 pub fn parse(text: &str) -> Result<Policy, ConfigError> {
-    let value: serde_json::Value = serde_json::from_str(text)
-        .map_err(|err| ConfigError::new("", format!("configuration is not valid JSON: {err}")))?;
-    shape::require_objects(&value)?;
-    let wire: wire::WireConfig = serde_path_to_error::deserialize(value).map_err(|err| {
-        let path = err.path().to_string();
-        let path = if path == "." { String::new() } else { path };
-        ConfigError::new(path, err.into_inner().to_string())
-    })?;
-    compile(wire)
+    let document = Document::parse(text)?;
+    let text = Text::InMemory(text);
+    let limit_count = count_limits(&document, &text)?;
+    compile(document, limit_count, &text)
+}
+
+/// [`parse`] for a configuration the host can hand over again in pieces (Envoy's plugin
+/// configuration buffer): `read(start, len)` gives bytes `start..start + len` of `text`.
+/// The text is dropped once its structure is known and each owner's entry is read back
+/// when it is compiled, so the text and the growing policy never fill memory together
+/// (with 10,000 keys: 1.9 MB of text next to about 4.5 MB of policy).
+pub fn parse_rereading(
+    text: String,
+    read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
+) -> Result<Policy, ConfigError> {
+    let document = Document::parse(&text)?;
+    let limit_count = count_limits(&document, &Text::InMemory(&text))?;
+    drop(text);
+    compile(document, limit_count, &Text::Host(read))
 }
 
 /// The validated configuration.
@@ -183,12 +195,12 @@ pub struct Limit {
     pub max: u128,
     pub rule: WindowRule,
     /// The configured duration text, echoed by the usage endpoint.
-    pub duration_text: String,
+    pub duration_text: Box<str>,
     pub calendar_aligned: bool,
     /// The shared-data key: derived from the counter's identity (owner, kind, duration,
     /// alignment, zone), so a changed `max_limit` keeps its usage and a changed window
     /// starts a fresh counter.
-    pub storage_key: Vec<u8>,
+    pub storage_key: Box<[u8]>,
 }
 
 impl Limit {

@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use super::ConfigError;
 
-/// Fails on the first place where an object is required and something else stands.
+/// Fails on the first place where an object is required and something else stands, outside
+/// the owners' entries (see [`require_owner_objects`]).
 pub fn require_objects(root: &Value) -> Result<(), ConfigError> {
     object(root, "")?;
     for field in ["usage_endpoint", "reservation"] {
@@ -19,14 +20,15 @@ pub fn require_objects(root: &Value) -> Result<(), ConfigError> {
             object(entry, &super::prices::entry_path(name))?;
         }
     }
-    for owners in ["customers", "teams", "virtual_keys"] {
-        for (i, owner) in items(root.get(owners)) {
-            let path = format!("{owners}[{i}]");
-            owned_limits(owner, &path)?;
-            for (j, config) in items(owner.get("provider_configs")) {
-                owned_limits(config, &format!("{path}.provider_configs[{j}]"))?;
-            }
-        }
+    Ok(())
+}
+
+/// One entry of `customers`, `teams` or `virtual_keys` (at `path`), its limits and its
+/// provider configs.
+pub fn require_owner_objects(owner: &Value, path: &str) -> Result<(), ConfigError> {
+    owned_limits(owner, path)?;
+    for (j, config) in items(owner.get("provider_configs")) {
+        owned_limits(config, &format!("{path}.provider_configs[{j}]"))?;
     }
     Ok(())
 }

@@ -283,3 +283,117 @@ fn reservation_is_off_by_default_and_takes_the_spec_defaults() {
         (512, 3)
     );
 }
+
+/// The owners' entries are read one at a time (`document.rs`); what a document means, and
+/// the exact line a broken one is refused with, stay those of reading it whole.
+#[test]
+fn entries_read_one_at_a_time_mean_what_the_whole_document_meant() {
+    // Repeated fields: the last one counts, at the top level and inside an entry.
+    let policy = parse(r#"{"mode":"shadow","mode":"enforce"}"#).unwrap();
+    assert_eq!(policy.mode, Mode::Enforce);
+    let policy =
+        parse(r#"{"virtual_keys":[{"id":"k","value":"a","is_active":false,"is_active":true}]}"#)
+            .unwrap();
+    assert!(policy.keys[0].active);
+    let policy = parse(r#"{"virtual_keys":[{"id":"k","value":"a"}],"virtual_keys":[]}"#).unwrap();
+    assert!(policy.keys.is_empty());
+    // Nesting up to serde_json's limit is fine (unknown price fields are ignored).
+    let nested = |depth: usize| {
+        format!(
+            r#"{{"pricing":{{"m":{{"input_cost_per_token":0,"output_cost_per_token":0,"x":{}{}}}}}}}"#,
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    assert!(parse(&nested(120)).is_ok());
+    let deep_key = r#"{"virtual_keys":[{"id":"k","value":"a","budgets":[{"max_limit":1e999,"reset_duration":"1d"}]}]}"#;
+    let bad_escape = r#"{"virtual_keys":[{"id":"k","value":"a"},{"id":"k2","value":"\ud800"}]}"#;
+    for (json, expected) in [
+        (r#"{"virtual_keys":null}"#.to_string(), "virtual_keys: invalid type: null, expected a sequence"),
+        (r#"{"teams":[{"id":"t","budgets":5}]}"#.to_string(), "teams[0].budgets: invalid type: integer `5`, expected a sequence"),
+        (" \n {\"virtual\\u005fkeys\":[{\"value\":\"x\"}]}".to_string(), "virtual_keys[0]: missing field `id`"),
+        (r#"{"virtual_keys":[5]}"#.to_string(), "virtual_keys[0]: it must be a JSON object"),
+        (r#"{"virtual_keys":[{"id":"k","value":"a","allowed_models":[1]}]}"#.to_string(), "virtual_keys[0].allowed_models[0]: invalid type: integer `1`, expected a string"),
+        (
+            r#"{"virtual_keys":[{"id":"k","value":"a","provider_configs":[{"provider":"p","budgets":[{"max_limit":1}]}]}]}"#.to_string(),
+            "virtual_keys[0].provider_configs[0].budgets[0]: missing field `reset_duration`",
+        ),
+        // Positions count from the start of the document, not of the entry.
+        (deep_key.to_string(), "configuration is not valid JSON: number out of range at line 1 column 68"),
+        (bad_escape.to_string(), "configuration is not valid JSON: unexpected end of hex escape at line 1 column 67"),
+        (nested(130), "configuration is not valid JSON: recursion limit exceeded at line 1 column 197"),
+        ("{} x".to_string(), "configuration is not valid JSON: trailing characters at line 1 column 4"),
+        ("5".to_string(), "the configuration must be a JSON object"),
+        ("null".to_string(), "the configuration must be a JSON object"),
+        ("\"x\"".to_string(), "the configuration must be a JSON object"),
+    ] {
+        assert_eq!(error_of(&json), expected, "for {json}");
+    }
+}
+
+/// With a host that can hand the configuration over again, entries are read back from it
+/// one at a time: the same policy as from the text in memory, and a refusal (not a wrong
+/// policy) if the host cannot give the bytes again.
+#[test]
+fn a_configuration_read_back_from_the_host_gives_the_same_policy() {
+    let text = format!(
+        r#"{{{PRICING},"customers":[{{"id":"c","budgets":[{{"max_limit":9,"reset_duration":"1M"}}]}}],
+        "teams":[{{"id":"t","customer_id":"c"}}],
+        "virtual_keys":[{{"id":"k1","value":"s1","team_id":"t","rate_limit":{{"request_max_limit":5,"request_reset_duration":"1m"}}}},
+                        {{"id":"k2","value_sha256":"{}","budgets":[{{"max_limit":1,"reset_duration":"1d"}}]}}]}}"#,
+        "ab".repeat(32)
+    );
+    let reads = std::cell::Cell::new(0);
+    let host = |start: usize, len: usize| {
+        reads.set(reads.get() + 1);
+        text.get(start..start + len).map(|s| s.as_bytes().to_vec())
+    };
+    let reread = parse_rereading(text.clone(), &host).unwrap();
+    let direct = parse(&text).unwrap();
+    assert_eq!(reads.get(), 4, "each entry read back once");
+    let summary = |p: &Policy| {
+        let limits: Vec<_> = p
+            .limits
+            .iter()
+            .map(|l| (l.owner_id.clone(), l.max, l.storage_key.clone()))
+            .collect();
+        let keys: Vec<_> = p
+            .keys
+            .iter()
+            .map(|k| {
+                (
+                    k.owner.id.clone(),
+                    k.secret_sha256,
+                    k.team,
+                    k.customer,
+                    k.owner.limits.clone(),
+                )
+            })
+            .collect();
+        (limits, keys, p.key_by_hash.clone())
+    };
+    assert_eq!(summary(&reread), summary(&direct));
+    // Errors inside entries keep their paths.
+    let broken =
+        with_key(r#"{"id":"k","value":"a","budgets":[{"max_limit":0,"reset_duration":"1d"}]}"#);
+    let echo = |start: usize, len: usize| {
+        broken
+            .get(start..start + len)
+            .map(|s| s.as_bytes().to_vec())
+    };
+    assert_eq!(
+        parse_rereading(broken.clone(), &echo)
+            .unwrap_err()
+            .to_string(),
+        error_of(&broken)
+    );
+    // A host that cannot give the entry again, or gives other bytes.
+    let none = |_: usize, _: usize| None;
+    let short = |_: usize, _: usize| Some(b"{}".to_vec());
+    for host in [&none as &dyn Fn(usize, usize) -> Option<Vec<u8>>, &short] {
+        assert_eq!(
+            parse_rereading(text.clone(), host).unwrap_err().to_string(),
+            "the configuration could not be read again from the host"
+        );
+    }
+}

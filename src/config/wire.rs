@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use serde::de::IgnoredAny;
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -38,12 +39,14 @@ pub struct WireConfig {
     /// names the entry (`pricing["gpt-4o"].input_cost_per_token`).
     #[serde(default)]
     pub pricing: BTreeMap<String, serde_json::Value>,
+    // The owners' entries are read one at a time (`document.rs`); these fields only see a
+    // list that is not an array (`null`, a number...), to refuse it as serde always did.
     #[serde(default)]
-    pub customers: Vec<WireCustomer>,
+    pub customers: Vec<IgnoredAny>,
     #[serde(default)]
-    pub teams: Vec<WireTeam>,
+    pub teams: Vec<IgnoredAny>,
     #[serde(default)]
-    pub virtual_keys: Vec<WireVirtualKey>,
+    pub virtual_keys: Vec<IgnoredAny>,
     #[serde(default)]
     pub reservation: Option<WireReservation>,
     #[serde(default)]

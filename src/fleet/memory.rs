@@ -15,9 +15,7 @@ const EXHAUSTED_SUFFIX: &[u8] = b":fleet-exhausted";
 const DOWN_SUFFIX: &str = ":fleet-down";
 
 fn exhausted_key(limit: &Limit) -> Vec<u8> {
-    let mut key = limit.storage_key.clone();
-    key.extend_from_slice(EXHAUSTED_SUFFIX);
-    key
+    [limit.storage_key.as_ref(), EXHAUSTED_SUFFIX].concat()
 }
 
 /// Remembers that `limit` (whose maximum in Limitador is `max_value`) has no room left

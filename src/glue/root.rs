@@ -4,7 +4,7 @@
 use std::rc::Rc;
 
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
-use proxy_wasm::types::{ContextType, LogLevel};
+use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
 use super::fleet::{read_answer, ChargeSender};
 use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
@@ -54,9 +54,14 @@ impl RootContext for GovernanceRoot {
 
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
         follow_envoy_log_level();
-        let text = self.get_plugin_configuration().unwrap_or_default();
-        let text = String::from_utf8_lossy(&text);
-        let policy = match config::parse(&text) {
+        let bytes = self.get_plugin_configuration().unwrap_or_default();
+        let parsed = match String::from_utf8(bytes) {
+            // Entries are read back from Envoy as they are compiled, so the text is freed
+            // before the policy grows (see config::parse_rereading).
+            Ok(text) => config::parse_rereading(text, &read_plugin_configuration),
+            Err(err) => config::parse(&String::from_utf8_lossy(err.as_bytes())),
+        };
+        let policy = match parsed {
             Ok(policy) => policy,
             Err(err) => {
                 log::error!("#{} invalid configuration: {err}", self.context_id);
@@ -122,6 +127,13 @@ impl RootContext for GovernanceRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// Bytes `start..start + len` of the plugin configuration.
+fn read_plugin_configuration(start: usize, len: usize) -> Option<Vec<u8>> {
+    proxy_wasm::hostcalls::get_buffer(BufferType::PluginConfiguration, start, len)
+        .ok()
+        .flatten()
 }
 
 /// Envoy's `wasm` logger level, so `--component-log-level wasm:debug` shows our debug lines

@@ -15,6 +15,13 @@ pub const MAX_TYPICAL_FUEL: u64 = 40_000;
 pub const MAX_FUEL_PER_STREAM_BYTE: f64 = 5.0;
 pub const MAX_KEYS_RATIO: f64 = 1.1;
 pub const MAX_STREAM_GROWTH_PAGES: u64 = 16;
+/// Linear memory of a worker VM right after `on_configure` with the typical configuration.
+pub const MAX_CONFIGURED_PAGES: u64 = 16;
+/// Linear memory after configuring 10,000 keys, as a multiple of the configuration's JSON.
+pub const MAX_CONFIG_MEMORY_RATIO: f64 = 4.0;
+/// The deepest stack use seen, as a share of the module's stack.
+pub const MAX_STACK_SHARE: f64 = 0.5;
+const PAGE: u64 = 64 * 1024;
 
 /// Requests run before anything is measured (counters created, allocator warm).
 const WARMUP: usize = 1_000;
@@ -26,6 +33,8 @@ const FRAME: usize = 16 * 1024;
 pub struct Opts {
     pub quick: bool,
     pub wasm: std::path::PathBuf,
+    /// Top of the module's shadow stack (its size: the stack sits below the data).
+    pub stack_top: Option<u64>,
 }
 
 fn build(wasm: &Path, config: &str, workers: usize) -> Host {
@@ -145,6 +154,17 @@ pub fn run(opts: &Opts, report: &mut Report) {
     let mut host = build(wasm, &workload::config(5), 1);
     let compile = t.elapsed();
     let vm = host.vm(0);
+    let pages_configured = vm.memory_pages();
+    report.figure(
+        "memory_pages_configured",
+        pages_configured,
+        "a worker VM right after on_configure with the typical configuration (5 keys)",
+    );
+    report.budget(
+        "freshly configured VM <= 16 pages",
+        pages_configured <= MAX_CONFIGURED_PAGES,
+        format!("{pages_configured} pages"),
+    );
     for _ in 0..WARMUP {
         exchange(vm, &req, &resp);
     }
@@ -357,6 +377,47 @@ pub fn run(opts: &Opts, report: &mut Report) {
     let build_time = t.elapsed();
     let bvm = big.vm(0);
     let configure_fuel = bvm.last_callback_fuel();
+    let configured_pages = bvm.memory_pages();
+    let memory_ratio = (configured_pages * PAGE) as f64 / big_config.len() as f64;
+    report.figure(
+        "configure_memory_10000_keys",
+        format!("{memory_ratio:.2}"),
+        &format!(
+            "linear memory after on_configure / JSON size: {configured_pages} pages ({} bytes) for {} bytes",
+            thousands(configured_pages * PAGE),
+            thousands(big_config.len() as u64)
+        ),
+    );
+    report.budget(
+        "configuring 10,000 keys <= 4x the JSON in memory",
+        memory_ratio <= MAX_CONFIG_MEMORY_RATIO,
+        format!("{memory_ratio:.2}x ({configured_pages} pages)"),
+    );
+    if let Some(top) = opts.stack_top {
+        // The configuration parse is the deepest path; the typical VM has served requests.
+        let deepest = [
+            bvm.lowest_written_address(top),
+            host.vm(0).lowest_written_address(top),
+        ]
+        .into_iter()
+        .map(|lowest| top - lowest)
+        .max()
+        .unwrap_or(0);
+        let share = deepest as f64 / top.max(1) as f64;
+        report.figure(
+            "stack_bytes_used",
+            thousands(deepest),
+            &format!(
+                "deepest stack use seen (configuring 10,000 keys, typical requests) of the {} KiB stack",
+                top / 1024
+            ),
+        );
+        report.budget(
+            "stack use <= half the stack",
+            share <= MAX_STACK_SHARE,
+            format!("{:.0}% of {} KiB", share * 100.0, top / 1024),
+        );
+    }
     for _ in 0..200 {
         exchange(bvm, &req, &resp);
     }
@@ -388,7 +449,7 @@ pub fn run(opts: &Opts, report: &mut Report) {
         "configure_fuel_10000_keys",
         thousands(configure_fuel),
         &format!(
-            "on_configure of a worker ({} bytes of JSON, 10,000 keys, 200 teams, 10 customers; 5 keys: {} fuel); host build incl. canary {:.1}s; {big_pages} pages",
+            "on_configure of a worker ({} bytes of JSON, 10,000 keys, 200 teams, 10 customers; 5 keys: {} fuel); host build incl. canary {:.1}s; {big_pages} pages after 300 requests",
             thousands(big_config.len() as u64),
             thousands(small_configure),
             build_time.as_secs_f64()

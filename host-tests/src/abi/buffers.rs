@@ -11,25 +11,36 @@ const CALLOUT_BODY: i32 = 4;
 const VM_CONFIGURATION: i32 = 6;
 const PLUGIN_CONFIGURATION: i32 = 7;
 
-/// The current bytes of buffer `kind`, or the status Envoy returns when it is unavailable.
-fn current(state: &mut VmState, kind: i32) -> Result<Vec<u8>, Status> {
+/// `f` of the current bytes of buffer `kind` (borrowed: the filter reads a configuration of
+/// megabytes back in thousands of pieces), or the status Envoy returns when it is
+/// unavailable.
+fn with_current<R>(
+    state: &mut VmState,
+    kind: i32,
+    f: impl FnOnce(&[u8]) -> R,
+) -> Result<R, Status> {
     match kind {
         // Envoy always has a body buffer object: outside a body callback, and while a body is
         // not held, it reads as empty (Ok), from stream and root contexts alike.
         REQUEST_BODY | RESPONSE_BODY => {
             let idx = usize::from(kind == RESPONSE_BODY);
-            Ok(state
+            let body = state
                 .http_mut()
-                .and_then(|h| h.body.get(idx).cloned().flatten())
-                .unwrap_or_default())
+                .and_then(|h| h.body.get(idx))
+                .and_then(|body| body.as_deref());
+            Ok(f(body.unwrap_or_default()))
         }
         CALLOUT_BODY => state
             .answer_in_view()
             .and_then(|a| a.response.as_ref())
-            .map(|r| r.body.clone())
+            .map(|r| f(&r.body))
             .ok_or(Status::NotFound),
-        VM_CONFIGURATION => Ok(state.shared.settings.vm_config.clone()),
-        PLUGIN_CONFIGURATION => state.plugin_config.clone().ok_or(Status::NotFound),
+        VM_CONFIGURATION => Ok(f(&state.shared.settings.vm_config)),
+        PLUGIN_CONFIGURATION => state
+            .plugin_config
+            .as_deref()
+            .map(f)
+            .ok_or(Status::NotFound),
         2 | 3 | 5 | 8 => Err(Status::NotFound),
         _ => Err(Status::BadArgument),
     }
@@ -66,18 +77,19 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
          rl: i32|
          -> HostResult {
             guard(&c, "proxy_get_buffer_bytes")?;
-            let buf = match current(c.data_mut(), kind) {
-                Ok(b) => b,
+            let start = start as u32 as usize;
+            let slice = with_current(c.data_mut(), kind, |buf| {
+                if start > buf.len() {
+                    Vec::new()
+                } else {
+                    let len = (max as u32 as usize).min(buf.len() - start);
+                    buf.get(start..start + len).unwrap_or(&[]).to_vec()
+                }
+            });
+            let slice = match slice {
+                Ok(slice) => slice,
                 Err(s) => return Ok(s.code()),
             };
-            let start = start as u32 as usize;
-            let slice = if start > buf.len() {
-                &[][..]
-            } else {
-                let len = (max as u32 as usize).min(buf.len() - start);
-                buf.get(start..start + len).unwrap_or(&[])
-            };
-            let slice = slice.to_vec();
             Ok(memory::copy_out(&mut c, &slice, rp, rl)?.code())
         },
     )?;
@@ -86,8 +98,8 @@ pub(crate) fn link(linker: &mut Linker<VmState>) -> wasmtime::Result<()> {
         "proxy_get_buffer_status",
         |mut c: Caller<'_, VmState>, kind: i32, rl: i32, rf: i32| -> HostResult {
             guard(&c, "proxy_get_buffer_status")?;
-            let len = match current(c.data_mut(), kind) {
-                Ok(b) => b.len() as u32,
+            let len = match with_current(c.data_mut(), kind, |b| b.len() as u32) {
+                Ok(len) => len,
                 Err(s) => return Ok(s.code()),
             };
             if memory::write_u32(&mut c, rl, len).is_err()

@@ -45,6 +45,32 @@ fn an_aligned_sub_day_duration_must_divide_the_day() {
     );
 }
 
+/// serde_json refuses nesting beyond 128 levels. A configuration nested just under that is
+/// read whole by every pass (the check of the text, the entry's tree, serde), each of them
+/// recursive, and must fit the module's stack (see build.rs): an overflow would trap the VM.
+#[test]
+fn the_deepest_configuration_the_parser_reads_fits_the_stack() {
+    let nested = |depth: usize| (["[".repeat(depth), "]".repeat(depth)]).concat();
+    // An unknown field of a price entry is allowed (and ignored), so this one is applied.
+    let price = format!(
+        r#"{{"pricing":{{"m":{{"input_cost_per_token":0,"output_cost_per_token":0,"x":{}}}}}}}"#,
+        nested(124)
+    );
+    let built = HostBuilder::new(GOVERNANCE_WASM)
+        .plugin_config(&price)
+        .build();
+    assert!(built.is_ok(), "{:?}", built.err());
+    // In a key it is an unknown field, refused after being read whole.
+    let key = format!(
+        r#"{{"virtual_keys":[{{"id":"k","value":"v","x":{}}}]}}"#,
+        nested(124)
+    );
+    assert!(refusal(&key).contains("virtual_keys[0].x: unknown field `x`"));
+    // One level more is refused by the parser.
+    let deeper = price.replacen('[', "[[", 1).replacen(']', "]]", 1);
+    assert!(refusal(&deeper).contains("recursion limit exceeded"));
+}
+
 #[test]
 fn a_price_the_filter_cannot_apply_is_refused_naming_its_path() {
     // LiteLLM's entry for this model prices web searches too, which the filter cannot see.

@@ -4,12 +4,23 @@
 //! Local wall-clock times are chrono `NaiveDateTime`s. Converting an instant to local time is
 //! a function; converting local time back is not (daylight-saving gaps and overlaps), so
 //! [`Zone::resolve_local`] fixes one rule for it, used by every window computation.
+//!
+//! IANA zones come from a table generated at build time from the tz database (see
+//! `named.rs` and `build.rs`), reduced to the rules from 2011 on.
 
-use chrono::offset::LocalResult;
-use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset, TimeZone};
-use chrono_tz::{GapInfo, Tz};
+mod named;
+#[cfg(test)]
+mod oracle_tests;
+#[cfg(test)]
+mod reference;
+mod rule;
+
+use chrono::{DateTime, FixedOffset, NaiveDateTime, Offset};
 use std::fmt;
 use std::str::FromStr;
+
+pub use named::NamedZone;
+use named::Resolution;
 
 const NANOS_PER_SEC: i128 = 1_000_000_000;
 /// Fixed offsets are accepted up to ±18:00, the widest range any library commonly allows;
@@ -24,8 +35,11 @@ pub enum Zone {
     Utc,
     /// A fixed offset east of UTC, written `+05:30` / `-08:00`; never observes DST.
     Fixed(FixedOffset),
-    /// An IANA zone from the tz database compiled into chrono-tz, e.g. `America/New_York`.
-    Named(Tz),
+    /// An IANA zone from the generated table, e.g. `America/New_York`.
+    Named(NamedZone),
+    /// The same zone computed by chrono-tz, the reference the table is tested against.
+    #[cfg(test)]
+    Reference(chrono_tz::Tz),
 }
 
 /// Why a text is not a timezone; `Display` is a short message starting with the quoted input.
@@ -82,9 +96,9 @@ impl Zone {
                 .map(Zone::Fixed)
                 .ok_or_else(|| err(ZoneErrorReason::OffsetOutOfRange));
         }
-        Tz::from_str(text)
+        NamedZone::find(text)
             .map(Zone::Named)
-            .map_err(|_| err(ZoneErrorReason::Unknown))
+            .ok_or_else(|| err(ZoneErrorReason::Unknown))
     }
 
     /// The UTC offset in effect at `utc` (a naive UTC date-time).
@@ -92,7 +106,12 @@ impl Zone {
         match self {
             Zone::Utc => chrono::Utc.fix(),
             Zone::Fixed(offset) => *offset,
-            Zone::Named(tz) => tz.offset_from_utc_datetime(utc).fix(),
+            Zone::Named(zone) => {
+                let secs = zone.offset_at(utc.and_utc().timestamp());
+                FixedOffset::east_opt(secs).unwrap_or(chrono::Utc.fix())
+            }
+            #[cfg(test)]
+            Zone::Reference(tz) => reference::offset_at_utc(tz, utc),
         }
     }
 
@@ -117,26 +136,17 @@ impl Zone {
     ///   window between them simply does not exist.
     pub fn resolve_local(&self, local: &NaiveDateTime) -> i128 {
         let as_utc = naive_nanos(local);
-        let minus = |offset: FixedOffset| {
-            as_utc
-                .saturating_sub(i128::from(offset.local_minus_utc()).saturating_mul(NANOS_PER_SEC))
+        let minus = |offset_secs: i32| {
+            as_utc.saturating_sub(i128::from(offset_secs).saturating_mul(NANOS_PER_SEC))
         };
-        let Zone::Named(tz) = self else {
-            return minus(self.offset_at_utc(local));
-        };
-        match tz.offset_from_local_datetime(local) {
-            LocalResult::Single(offset) => minus(offset.fix()),
-            LocalResult::Ambiguous(a, b) => minus(a.fix()).min(minus(b.fix())),
-            LocalResult::None => match GapInfo::new(local, tz).and_then(|gap| gap.end) {
-                Some(end) => {
-                    let secs = i128::from(end.timestamp());
-                    secs.saturating_mul(NANOS_PER_SEC)
-                        .saturating_add(i128::from(end.timestamp_subsec_nanos()))
-                }
-                // Only at the edges of the tz data, never for dates windows use; any
-                // deterministic answer will do.
-                None => minus(self.offset_at_utc(local)),
+        match self {
+            Zone::Utc | Zone::Fixed(_) => minus(self.offset_at_utc(local).local_minus_utc()),
+            Zone::Named(zone) => match zone.resolve(local.and_utc().timestamp()) {
+                Resolution::Offset(secs) => minus(secs),
+                Resolution::GapEndsAt(secs) => i128::from(secs).saturating_mul(NANOS_PER_SEC),
             },
+            #[cfg(test)]
+            Zone::Reference(tz) => reference::resolve_local(tz, local),
         }
     }
 }
@@ -191,7 +201,9 @@ impl fmt::Display for Zone {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Zone::Utc => f.write_str("UTC"),
-            Zone::Named(tz) => f.write_str(tz.name()),
+            Zone::Named(zone) => f.write_str(zone.name()),
+            #[cfg(test)]
+            Zone::Reference(tz) => f.write_str(tz.name()),
             Zone::Fixed(offset) => {
                 let secs = offset.local_minus_utc();
                 let sign = if secs < 0 { '-' } else { '+' };
