@@ -61,6 +61,9 @@ pub enum Decision {
         exhausted: bool,
         /// The estimate that did not fit, in the filter's units (reservations).
         estimate: Option<u128>,
+        /// What an admission would charge (shadow mode admits refused requests): the
+        /// refused limits included, as slots to report and limits to charge.
+        admitted: Admitted,
     },
     /// Limitador could not be asked (`unreachable`: a call found no answer) or an owner's
     /// limits do not match: handled as the `unavailable` setting says.
@@ -237,7 +240,7 @@ impl Round {
     pub fn decide(&self, policy: &Policy, verified: bool, now: i64) -> Decision {
         let mut admitted = Admitted::default();
         let mut unreachable = false;
-        let mut refusal: Option<Decision> = None;
+        let mut refusal: Option<(LimitId, Option<u64>, bool, Option<u128>)> = None;
         for (planned, answer) in self.planned.iter().zip(&self.answers) {
             let answer = answer.clone().unwrap_or_default();
             let verdict = answer.verdict();
@@ -271,27 +274,24 @@ impl Round {
                             ),
                             _ => (true, None),
                         };
-                        refusal = Some(Decision::Refused {
-                            limit: limit_id,
-                            retry_after_secs,
-                            exhausted,
-                            estimate,
-                        });
+                        refusal = Some((limit_id, retry_after_secs, exhausted, estimate));
+                    }
+                    // Counted nothing: a request admitted anyway (shadow) reports its slot.
+                    if let Purpose::Slot(id) = planned.purpose {
+                        admitted.uncounted_slots.push(id);
                     }
                 }
                 Verdict::Fits => {}
             }
-            if verdict != Verdict::Limited {
-                match planned.purpose {
-                    Purpose::Room(id) => admitted.chargeable.push(id),
-                    Purpose::Hold { limit, units } => {
-                        admitted.chargeable.push(limit);
-                        if verdict == Verdict::Fits {
-                            admitted.held.push((limit, units));
-                        }
+            match planned.purpose {
+                Purpose::Room(id) => admitted.chargeable.push(id),
+                Purpose::Hold { limit, units } => {
+                    admitted.chargeable.push(limit);
+                    if verdict == Verdict::Fits {
+                        admitted.held.push((limit, units));
                     }
-                    Purpose::Slot(_) | Purpose::Verify { .. } => {}
                 }
+                Purpose::Slot(_) | Purpose::Verify { .. } => {}
             }
             if verdict == Verdict::Fits {
                 if let Some(record) = seen_record(limit, planned, &answer, now) {
@@ -302,8 +302,14 @@ impl Round {
                 }
             }
         }
-        if let Some(refusal) = refusal {
-            return refusal;
+        if let Some((limit, retry_after_secs, exhausted, estimate)) = refusal {
+            return Decision::Refused {
+                limit,
+                retry_after_secs,
+                exhausted,
+                estimate,
+                admitted,
+            };
         }
         if unreachable || !verified {
             return Decision::Unavailable {

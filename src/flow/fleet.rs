@@ -38,11 +38,13 @@ struct UsageQuery {
     answers: Vec<Option<Answer>>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct PendingRefusal {
     limit: LimitId,
     exhausted: bool,
     estimate: Option<u128>,
+    /// What is charged if the request goes on anyway (shadow mode).
+    admitted: Admitted,
 }
 
 impl Flow {
@@ -182,11 +184,13 @@ impl Flow {
                 retry_after_secs,
                 exhausted,
                 estimate,
+                admitted,
             } => {
                 let pending = PendingRefusal {
                     limit,
                     exhausted,
                     estimate,
+                    admitted,
                 };
                 match retry_after_secs {
                     Some(retry) => self.fleet_refuse(pending, retry, model, &mut counters, env),
@@ -339,7 +343,7 @@ impl Flow {
             Some(reply) => RequestAction::Reply(reply),
             None => {
                 // Shadow: charged like any admitted request.
-                self.fleet.admitted.get_or_insert_with(Admitted::default);
+                self.fleet.admitted = Some(pending.admitted);
                 self.admitted(model, counters, env)
             }
         }

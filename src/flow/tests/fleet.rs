@@ -282,6 +282,13 @@ fn shadow_mode_never_refuses_in_the_fleet_either() {
         );
     }
     assert_eq!(a.metrics.get("shadow_rejected"), 2);
+    // Shadow admits, so the slots Limitador refused are reported like any admitted one.
+    assert_eq!(
+        limitador
+            .borrow()
+            .used("governance:vk:k", "requests:1h:rolling", "rolling", a.now),
+        3
+    );
     limitador.borrow_mut().down = Some(None);
     a.now += HOUR * 2;
     assert_eq!(
