@@ -69,23 +69,35 @@ fn a_bedrock_converse_stream_is_charged_from_its_metadata_event() {
     }
 }
 
+/// Tokens and femto-USD (at the Bedrock model's prices) of the estimate charged for a
+/// ConverseStream request whose response of `response_bytes` gave no usage.
+fn converse_estimate(response_bytes: usize) -> (f64, u128) {
+    let request_bytes = bedrock_request(true).body.len();
+    let (prompt, output) = exchange_estimate(request_bytes, None, response_bytes);
+    let femto = u128::from(prompt) * 3_000_000_000 + u128::from(output) * 15_000_000_000;
+    ((prompt + output) as f64, femto)
+}
+
 #[test]
-fn a_converse_stream_message_with_a_wrong_crc_is_not_charged() {
+fn a_converse_stream_message_with_a_wrong_crc_is_charged_an_estimate_not_its_usage() {
     let mut body = fixture("bedrock-converse-stream.eventstream");
     // The last four bytes are the metadata message's CRC.
     let last = body.len() - 1;
     body[last] ^= 0x01;
+    let response_bytes = body.len();
     let mut host = host(&metered_config());
     let ex = host
         .vm(0)
         .exchange(&bedrock_request(true), &amazon_event_stream(body));
     assert_eq!(ex.client.status, 200);
-    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    let (tokens, femto) = converse_estimate(response_bytes);
+    assert_eq!(used(&mut host, "k", "tokens"), tokens);
+    assert_usd(used(&mut host, "k", "budget"), femto);
     assert_eq!(metric(&host, "usage_missing"), 1);
 }
 
 #[test]
-fn a_converse_stream_cut_inside_its_metadata_message_charges_nothing_of_it() {
+fn a_converse_stream_cut_inside_its_metadata_message_is_charged_an_estimate() {
     let body = fixture("bedrock-converse-stream.eventstream");
     let mut host = host(&metered_config());
     let vm = host.vm(0);
@@ -98,9 +110,12 @@ fn a_converse_stream_cut_inside_its_metadata_message_charges_nothing_of_it() {
         ("content-type", "application/vnd.amazon.eventstream"),
     ]);
     vm.send_response_headers(s, &headers, false);
-    vm.send_response_body(s, &body[..body.len() - 10], false);
+    let sent = body.len() - 10;
+    vm.send_response_body(s, &body[..sent], false);
     vm.upstream_reset(s);
-    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    let (tokens, femto) = converse_estimate(sent);
+    assert_eq!(used(&mut host, "k", "tokens"), tokens);
+    assert_usd(used(&mut host, "k", "budget"), femto);
     assert_eq!(metric(&host, "usage_missing"), 1);
 }
 
