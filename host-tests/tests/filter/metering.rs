@@ -1,7 +1,7 @@
 //! Metering through the real module: Bedrock's binary event stream, and the price list's
 //! long-context tiers, one-hour cache writes and per-request fees, charged exactly.
 
-use host_tests::{Headers, Response};
+use host_tests::{Headers, Request, Response};
 
 use crate::support::*;
 
@@ -199,4 +199,166 @@ fn a_per_request_fee_is_charged_once_per_request() {
     // Each: 0.01 + 100 × 1e-6 + 50 × 2e-6 = 0.0102.
     assert_usd(used(&mut host, "k", "budget"), 3 * 10_200_000_000_000);
     assert_eq!(used(&mut host, "k", "tokens"), 450.0);
+}
+
+/// A background Responses request as OpenAI answers its creation: queued, no usage yet.
+const QUEUED: &str = r#"{"id":"resp_bg_1","object":"response","created_at":1764300100,"status":"queued","background":true,"model":"gpt-4.1-2025-04-14","output":[],"usage":null}"#;
+
+#[test]
+fn a_background_request_is_charged_its_estimate_once_and_polling_is_free() {
+    let mut host = host(&metered_config());
+    let body = r#"{"model":"gpt-4.1","background":true,"max_output_tokens":3000,"input":"Write the report."}"#;
+    let create = Request::post("/v1/responses", body).header("x-bf-vk", "sk");
+    let ex = host.vm(0).exchange(&create, &Response::ok(QUEUED));
+    assert_eq!(ex.client.status, 200);
+    let (prompt, output) = exchange_estimate(body.len(), Some(3000), QUEUED.len());
+    let tokens = (prompt + output) as f64;
+    assert_eq!(used(&mut host, "k", "tokens"), tokens);
+    let usd = prompt as f64 * 2e-6 + output as f64 * 8e-6;
+    assert!((used(&mut host, "k", "budget") - usd).abs() < 1e-12);
+    assert_eq!(metric(&host, "usage_missing"), 1);
+
+    // Polling returns the finished response with its usage: not charged again.
+    for _ in 0..3 {
+        let poll = Request::get("/v1/responses/resp_bg_1").header("x-bf-vk", "sk");
+        let ex = host.vm(0).exchange(
+            &poll,
+            &Response::ok(fixture("openai-responses-background.json")),
+        );
+        assert_eq!(ex.client.status, 200);
+    }
+    assert_eq!(used(&mut host, "k", "tokens"), tokens);
+    assert_eq!(metric(&host, "usage_missing"), 1);
+}
+
+#[test]
+fn only_responses_to_post_are_charged() {
+    let mut host = host(&metered_config());
+    for method in ["GET", "DELETE", "PUT"] {
+        let mut request = chat("sk", "gpt-4o-mini");
+        request.headers.replace(":method", method);
+        let ex = host.vm(0).exchange(&request, &openai_json(100, 50));
+        assert_eq!(ex.client.status, 200, "{method} is admitted");
+    }
+    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    assert_eq!(metric(&host, "usage_missing"), 0);
+    let ex = host
+        .vm(0)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(100, 50));
+    assert_eq!(ex.client.status, 200);
+    assert_eq!(used(&mut host, "k", "tokens"), 150.0);
+}
+
+#[test]
+fn free_paths_are_not_charged_an_estimate_but_reported_usage_still_is() {
+    let config = config(&format!(
+        r#""free_paths": ["/v1/models", "/v1/responses/*/cancel", "/v1/embeddings"], {KEY}"#
+    ));
+    let mut host = host(&config);
+    let cancel = Request::post("/v1/responses/resp_1/cancel", "").header("x-bf-vk", "sk");
+    let ex = host.vm(0).exchange(&cancel, &Response::ok(QUEUED));
+    assert_eq!(ex.client.status, 200);
+    let listed = Request::post("/v1/models?limit=3", "{}").header("x-bf-vk", "sk");
+    host.vm(0)
+        .exchange(&listed, &Response::ok(r#"{"object":"list","data":[]}"#));
+    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    assert_eq!(metric(&host, "usage_missing"), 0);
+    // A free path that does report usage is charged it.
+    let embeddings = Request::post(
+        "/v1/embeddings",
+        r#"{"model":"text-embedding-3-small","input":["a","b"]}"#,
+    )
+    .header("x-bf-vk", "sk");
+    host.vm(0).exchange(
+        &embeddings,
+        &Response::ok(fixture("openai-embeddings.json")),
+    );
+    assert_eq!(used(&mut host, "k", "tokens"), 17.0);
+    // A path not listed is charged its estimate.
+    let other = Request::post("/v1/responses/resp_1/input_items", "{}").header("x-bf-vk", "sk");
+    let answer = r#"{"object":"list","data":[]}"#;
+    host.vm(0).exchange(&other, &Response::ok(answer));
+    let (prompt, output) = exchange_estimate(2, None, answer.len());
+    assert_eq!(
+        used(&mut host, "k", "tokens"),
+        (17 + prompt + output) as f64
+    );
+    assert_eq!(metric(&host, "usage_missing"), 1);
+}
+
+#[test]
+fn an_estimate_reads_the_output_cap_of_a_request_whose_path_names_the_model() {
+    let mut host = host(&metered_config());
+    let body =
+        r#"{"contents":[{"parts":[{"text":"hi"}]}],"generationConfig":{"maxOutputTokens":100}}"#;
+    let request = Request::post("/v1beta/models/gemini-2.5-flash:generateContent", body)
+        .header("x-bf-vk", "sk");
+    let answer = r#"{"candidates":[]}"#;
+    let ex = host
+        .vm(0)
+        .exchange_chunked(&request, &Response::ok(answer), 9);
+    assert_eq!(ex.client.status, 200);
+    let (prompt, output) = exchange_estimate(body.len(), Some(100), answer.len());
+    assert_eq!(used(&mut host, "k", "tokens"), (prompt + output) as f64);
+    let usd = prompt as f64 * 3e-7 + output as f64 * 2.5e-6;
+    assert!((used(&mut host, "k", "budget") - usd).abs() < 1e-12);
+}
+
+/// Bedrock InvokeModel of a model whose own body format has no `usage`.
+fn invoke(model: &str) -> Request {
+    Request::post(
+        &format!("/model/{}/invoke", model.replace(':', "%3A")),
+        r#"{"prompt":"hi","max_gen_len":50}"#,
+    )
+    .header("x-bf-vk", "sk")
+}
+
+fn invoke_answer(input: &str, output: &str) -> Response {
+    Response::ok(r#"{"generation":"Hello","prompt_token_count":12,"generation_token_count":5,"stop_reason":"stop"}"#)
+        .header("X-Amzn-Bedrock-Input-Token-Count", input)
+        .header("X-Amzn-Bedrock-Output-Token-Count", output)
+        .header("X-Amzn-Bedrock-Invocation-Latency", "312")
+}
+
+#[test]
+fn bedrock_invoke_model_is_charged_from_its_token_count_headers() {
+    let config = priced(
+        r#"{"meta.llama3-70b-instruct-v1:0": {"input_cost_per_token": 2.65e-6, "output_cost_per_token": 3.5e-6},
+            "anthropic.claude-sonnet-4-5-20250929-v1:0": {"input_cost_per_token": 3e-6, "output_cost_per_token": 1.5e-5}}"#,
+    );
+    let mut host = host(&config);
+    let ex = host.vm(0).exchange(
+        &invoke("meta.llama3-70b-instruct-v1:0"),
+        &invoke_answer("12", "5"),
+    );
+    assert_eq!(ex.client.status, 200);
+    assert_eq!(used(&mut host, "k", "tokens"), 17.0);
+    assert_usd(
+        used(&mut host, "k", "budget"),
+        12 * 2_650_000_000 + 5 * 3_500_000_000,
+    );
+    assert_eq!(metric(&host, "usage_missing"), 0);
+
+    // A body that reports usage (Anthropic's format) is charged from the body.
+    let anthropic = host.vm(0).exchange(
+        &invoke(BEDROCK_MODEL),
+        &Response::ok(fixture("anthropic-messages.json"))
+            .header("x-amzn-bedrock-input-token-count", "1")
+            .header("x-amzn-bedrock-output-token-count", "1"),
+    );
+    assert_eq!(anthropic.client.status, 200);
+    assert_eq!(used(&mut host, "k", "tokens"), 17.0 + 10_325.0);
+}
+
+#[test]
+fn token_count_headers_count_only_on_bedrock_paths() {
+    let mut host = host(&metered_config());
+    let request = chat("sk", "gpt-4o-mini");
+    let answer = r#"{"choices":[]}"#;
+    let response = Response::ok(answer)
+        .header("x-amzn-bedrock-input-token-count", "1")
+        .header("x-amzn-bedrock-output-token-count", "1");
+    host.vm(0).exchange(&request, &response);
+    let (prompt, output) = exchange_estimate(request.body.len(), None, answer.len());
+    assert_eq!(used(&mut host, "k", "tokens"), (prompt + output) as f64);
 }
