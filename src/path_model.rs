@@ -73,23 +73,25 @@ const BEDROCK_ACTIONS: [&str; 5] = [
 /// The model `path` (query string included or not) names; `deployments` maps Azure
 /// deployment names to models.
 pub fn path_model(path: &str, deployments: &BTreeMap<String, String>) -> PathModel {
-    let path = path.split_once('?').map_or(path, |(path, _)| path);
-    if let Some(found) = gemini(path) {
-        return found;
-    }
-    // One pass over the segments: most paths (`/v1/chat/completions`) have none of the
-    // markers, and a substring search per marker would cost more than this walk.
-    let mut rest = path;
-    while let Some(at) = rest.find('/') {
-        rest = rest.get(at.saturating_add(1)..).unwrap_or_default();
-        let found = if let Some(after) = rest.strip_prefix("publishers/") {
-            vertex(after)
-        } else if let Some(after) = rest.strip_prefix("openai/deployments/") {
-            azure(after, deployments)
-        } else if let Some(after) = rest.strip_prefix("model/") {
-            bedrock(after)
-        } else {
-            None
+    // Every request pays for this, and most paths (`/v1/chat/completions`) name no model:
+    // one pass over the bytes, comparing only after a `/` followed by the first letter of a
+    // shape (string searches cost several times more in wasm).
+    let end = path.bytes().position(|b| b == b'?').unwrap_or(path.len());
+    let path = path.get(..end).unwrap_or(path);
+    for (at, byte) in path.bytes().enumerate() {
+        if byte != b'/' {
+            continue;
+        }
+        let rest = path.get(at.saturating_add(1)..).unwrap_or_default();
+        let found = match rest.as_bytes().first() {
+            // Gemini's shape only starts a path; the others may follow a route's prefix.
+            Some(b'v') if at == 0 => gemini(rest),
+            Some(b'p') => rest.strip_prefix("publishers/").and_then(vertex),
+            Some(b'o') => rest
+                .strip_prefix("openai/deployments/")
+                .and_then(|rest| azure(rest, deployments)),
+            Some(b'm') => rest.strip_prefix("model/").and_then(bedrock),
+            _ => None,
         };
         if let Some(found) = found {
             return found;
@@ -98,11 +100,11 @@ pub fn path_model(path: &str, deployments: &BTreeMap<String, String>) -> PathMod
     PathModel::None
 }
 
-/// `/v1beta/models/{model}:{action}` or `/v1/models/{model}:{action}`.
+/// After the leading `/`: `v1beta/models/{model}:{action}` or `v1/models/{model}:{action}`.
 fn gemini(path: &str) -> Option<PathModel> {
     let rest = path
-        .strip_prefix("/v1beta/models/")
-        .or_else(|| path.strip_prefix("/v1/models/"))?;
+        .strip_prefix("v1beta/models/")
+        .or_else(|| path.strip_prefix("v1/models/"))?;
     let (model, action) = rest.split_once(':')?;
     if action.is_empty() || model.contains('/') {
         return None;

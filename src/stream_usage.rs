@@ -72,20 +72,45 @@ pub fn with_usage_requested(body: &[u8]) -> Option<Vec<u8>> {
     edit.apply(body)
 }
 
-/// Whether `body` has the bytes `"stream"` anywhere (a key of that name, or text).
+/// Whether `body` has the bytes `"stream"` anywhere (a key of that name, or text). This
+/// runs on every held completions body, so it looks for the needle's rarest byte, `m`,
+/// eight bytes at a time (a zero-byte test on 64-bit words), and checks the needle around
+/// each `m` found.
 fn mentions_stream(body: &[u8]) -> bool {
     const NEEDLE: &[u8] = b"\"stream\"";
-    let mut rest = body;
-    while let Some(at) = rest.iter().position(|&b| b == b'"') {
-        let Some(tail) = rest.get(at..) else {
-            return false;
-        };
-        if tail.starts_with(NEEDLE) {
-            return true;
+    /// Where `m` sits in the needle.
+    const AT: usize = 6;
+    const ONES: u64 = u64::from_le_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_le_bytes([0x80; 8]);
+    const MS: u64 = u64::from_le_bytes([b'm'; 8]);
+    let is_needle_at = |m: usize| {
+        m.checked_sub(AT)
+            .and_then(|start| body.get(start..start.checked_add(NEEDLE.len())?))
+            == Some(NEEDLE)
+    };
+    let mut words = body.chunks_exact(8);
+    let mut base = 0usize;
+    for word in words.by_ref() {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes) ^ MS;
+        // A lane is flagged when its byte is `m` (a lane above a true one may be flagged
+        // too: each flag is checked).
+        let mut flags = x.wrapping_sub(ONES) & !x & HIGHS;
+        while flags != 0 {
+            let lane = (flags.trailing_zeros() / 8) as usize;
+            if is_needle_at(base.saturating_add(lane)) {
+                return true;
+            }
+            flags &= flags.wrapping_sub(1);
         }
-        rest = tail.get(1..).unwrap_or_default();
+        base = base.saturating_add(8);
     }
-    false
+    words
+        .remainder()
+        .iter()
+        .enumerate()
+        .any(|(i, &b)| b == b'm' && is_needle_at(base.saturating_add(i)))
 }
 
 /// Where `value` (a slice of `text`, as serde_json hands out borrowed raw values) starts in
@@ -292,6 +317,26 @@ mod tests {
         let mut want = body.clone();
         want["stream_options"]["include_usage"] = json!(true);
         assert_eq!(serde_json::from_slice::<Value>(&out).unwrap(), want);
+    }
+
+    #[test]
+    fn the_byte_search_finds_the_needle_at_every_offset_and_nothing_else() {
+        for pad in 0..20 {
+            let found = format!("{}\"stream\"{}", "x".repeat(pad), "y".repeat(pad % 7));
+            assert!(mentions_stream(found.as_bytes()), "{found}");
+            for near in [
+                "\"streams\"",
+                "stream\"",
+                "\"strea\"",
+                "\"Stream\"",
+                "mmmmmmmm",
+            ] {
+                let text = format!("{}{near}{}", "m".repeat(pad), "x".repeat(pad % 5));
+                assert!(!mentions_stream(text.as_bytes()), "{text}");
+            }
+        }
+        assert!(!mentions_stream(b""));
+        assert!(mentions_stream(b"\"stream\""));
     }
 
     #[test]

@@ -9,20 +9,16 @@
 //! it is then framed by the protocol (chunked in HTTP/1.1, the stream's end in HTTP/2).
 
 use super::{Env, Flow, RequestSize, Rewrite};
-use crate::metrics::Metric;
+use crate::metrics::{Metric, MetricsSink};
 use crate::request_body::{BodyModel, RequestSniffer};
 use crate::stream_usage;
 use crate::usage::{invoke_model_usage, INVOKE_MODEL_TOKEN_HEADERS};
 
 impl Flow {
     /// At request headers, for a request with a body: whether its body is held for the
-    /// stream-usage rewrite, which takes `content-length` off the request.
-    pub(super) fn plan_rewrite(
-        &mut self,
-        path: &str,
-        env: &mut Env<'_>,
-        remove_headers: &mut Vec<String>,
-    ) {
+    /// stream-usage rewrite (then the glue takes `content-length` off the request, see
+    /// [`Flow::holds_request_body`]).
+    pub(super) fn plan_rewrite(&mut self, path: &str, env: &mut Env<'_>) {
         let metering = &self.policy.metering;
         if !metering.inject_stream_usage
             || !self.meter.post
@@ -36,7 +32,6 @@ impl Flow {
         match self.content_length {
             Some(length) if length <= metering.max_rewrite_body_bytes => {
                 self.meter.rewrite = Rewrite::Holding;
-                remove_headers.push("content-length".to_string());
             }
             _ => env.metrics.add(Metric::StreamUsageUnchecked, 1),
         }
@@ -62,14 +57,18 @@ impl Flow {
         if self.meter.rewrite == Rewrite::Holding {
             self.meter.rewrite = Rewrite::Ready;
         }
-        let Some(sniffer) = self.sniffer.take() else {
+        // Read in place and dropped there: moving the scanner out (about 1 KiB) would cost
+        // more than what is read from it.
+        let Some(sniffer) = self.sniffer.as_ref() else {
             return BodyModel::Absent;
         };
         self.meter.request = Some(RequestSize {
             bytes: sniffer.body_bytes(),
             max_output_tokens: sniffer.max_output_tokens(),
         });
-        sniffer.model()
+        let model = sniffer.model();
+        self.sniffer = None;
+        model
     }
 
     /// What has been read of a request body that never ended (the stream was cut).
@@ -83,7 +82,9 @@ impl Flow {
     }
 
     /// Whether Envoy must keep holding the request body (the glue answers the body
-    /// callback with Pause): a completions request within the bound, not yet whole.
+    /// callback with Pause): a completions request within the bound, not yet whole. Right
+    /// after request headers, this also says the request must lose its `content-length`
+    /// (the rewrite may change the length, and Envoy forwards the header as it came).
     pub fn holds_request_body(&self) -> bool {
         self.meter.rewrite == Rewrite::Holding
     }
@@ -95,13 +96,17 @@ impl Flow {
 
     /// The whole held request body as it must go upstream: `Some` with the new body when
     /// `stream_options.include_usage` was added, `None` when it goes as it is. Once only.
-    pub fn rewrite_request_body(&mut self, body: &[u8], env: &mut Env<'_>) -> Option<Vec<u8>> {
+    pub fn rewrite_request_body(
+        &mut self,
+        body: &[u8],
+        metrics: &mut dyn MetricsSink,
+    ) -> Option<Vec<u8>> {
         if self.meter.rewrite != Rewrite::Ready {
             return None;
         }
         self.meter.rewrite = Rewrite::Off;
         let rewritten = stream_usage::with_usage_requested(body)?;
-        env.metrics.add(Metric::StreamUsageInjected, 1);
+        metrics.add(Metric::StreamUsageInjected, 1);
         log::debug!(
             "#{} streaming request: stream_options.include_usage added",
             self.context_id

@@ -316,14 +316,12 @@ impl Flow {
             }
         }
 
-        let mut remove_headers = remove_headers;
         if !head.end_of_stream {
             // Read whole even when the path named the model: its size and output cap are
             // what a response without usage is charged on.
             self.sniffer = Some(RequestSniffer::default());
             self.content_length = header_text(head.headers, "content-length")
                 .and_then(|text| text.parse::<u64>().ok());
-            self.plan_rewrite(head.path, env, &mut remove_headers);
         }
         if model.is_some() || head.end_of_stream {
             // Everything is known now; the rules ran above for what was known.
@@ -336,13 +334,18 @@ impl Flow {
                 &mut counters,
                 env,
             );
+            if matches!(action, RequestAction::Reply(_)) {
+                return action;
+            }
+            if !head.end_of_stream {
+                self.plan_rewrite(head.path, env);
+            }
             return match action {
-                RequestAction::Continue { .. } => RequestAction::Continue { remove_headers },
                 RequestAction::Call { calls, .. } => RequestAction::Call {
                     remove_headers,
                     calls,
                 },
-                reply => reply,
+                _ => RequestAction::Continue { remove_headers },
             };
         }
         self.stage = Stage::AwaitingModel {
@@ -350,6 +353,7 @@ impl Flow {
             provider,
             judged,
         };
+        self.plan_rewrite(head.path, env);
         self.flush_conflicts(&counters, env);
         RequestAction::Continue { remove_headers }
     }

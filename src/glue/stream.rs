@@ -143,7 +143,8 @@ impl GovernanceStream {
                 &read
             }
         };
-        let rewritten = self.with_env(|flow, env| flow.rewrite_request_body(body, env));
+        // No clock read, unlike `with_env`: the rewrite only counts.
+        let rewritten = self.flow.rewrite_request_body(body, &mut self.metrics);
         if let Some(rewritten) = rewritten {
             self.set_http_request_body(0, body_size, &rewritten);
         }
@@ -192,6 +193,10 @@ impl HttpContext for GovernanceStream {
             end_of_stream,
         };
         let action = self.with_env(|flow, env| flow.on_request_headers(&head, env));
+        if self.flow.holds_request_body() {
+            // Its body may be rewritten, and Envoy would forward this length as it is.
+            self.set_http_request_header("content-length", None);
+        }
         self.carry_out(action)
     }
 

@@ -362,3 +362,43 @@ fn token_count_headers_count_only_on_bedrock_paths() {
     let (prompt, output) = exchange_estimate(request.body.len(), None, answer.len());
     assert_eq!(used(&mut host, "k", "tokens"), (prompt + output) as f64);
 }
+
+#[test]
+fn in_fleet_mode_an_estimate_is_reported_to_limitador_and_a_poll_nothing() {
+    use crate::fleet::{fleet_config, fleet_host};
+    let config = fleet_config(
+        "closed",
+        r#""virtual_keys":[{"id":"k","value":"sk",
+            "rate_limit":{"token_max_limit":1000000,"token_reset_duration":"1h"},
+            "budgets":[{"max_limit":100,"reset_duration":"1d"}]}]"#,
+    );
+    let (mut host, _) = fleet_host(&config, 1);
+    let reports = |host: &host_tests::Host| -> Vec<serde_json::Value> {
+        host.callouts()
+            .into_iter()
+            .filter(|c| c.header(":path") == Some("/report"))
+            .map(|c| serde_json::from_slice(&c.body).expect("JSON report"))
+            .collect()
+    };
+    let poll = Request::get("/v1/responses/resp_bg_1").header("x-bf-vk", "sk");
+    let ex = host.vm(0).exchange(
+        &poll,
+        &Response::ok(fixture("openai-responses-background.json")),
+    );
+    assert_eq!(ex.client.status, 200);
+    host.run_due();
+    assert!(reports(&host).is_empty(), "a GET is not charged");
+
+    let request = chat("sk", "gpt-4o-mini");
+    let answer = r#"{"choices":[]}"#;
+    let ex = host.vm(0).exchange(&request, &Response::ok(answer));
+    assert_eq!(ex.client.status, 200);
+    host.run_due();
+    let (prompt, output) = exchange_estimate(request.body.len(), None, answer.len());
+    let deltas: Vec<u64> = reports(&host)
+        .iter()
+        .map(|r| r["delta"].as_u64().expect("delta"))
+        .collect();
+    // Tokens, then nano-USD: $1.5e-7 and $6e-7 per token are 150 and 600 nano-USD.
+    assert_eq!(deltas, [prompt + output, prompt * 150 + output * 600]);
+}
