@@ -4,9 +4,12 @@
 //! responses give in headers (Bedrock InvokeModel).
 //!
 //! The rewrite changes the body's length after its headers went upstream, and Envoy does
-//! not correct `content-length` (it forwards the header as the client sent it). So a
-//! request that may be rewritten loses its `content-length` at request headers; upstream
-//! it is then framed by the protocol (chunked in HTTP/1.1, the stream's end in HTTP/2).
+//! not correct `content-length`: in Envoy 1.40 a body rewritten from 81 to 121 bytes went
+//! to an HTTP/1.1 upstream still announced as 81, so the upstream read a truncated JSON
+//! document and took the other 40 bytes for the start of the next request on the
+//! connection. So a request that may be rewritten loses its `content-length` at request
+//! headers; upstream it is then framed by the protocol (chunked in HTTP/1.1, the stream's
+//! end in HTTP/2), which the Envoy harness checks.
 
 use super::{Env, Flow, RequestSize, Rewrite};
 use crate::metrics::{Metric, MetricsSink};
