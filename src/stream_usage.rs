@@ -17,11 +17,8 @@
 //! A body that is not a JSON object, or whose last `stream` is not `true`, or that already
 //! asks for usage, is left alone.
 
-use std::borrow::Cow;
-use std::fmt;
+use std::collections::BTreeMap;
 
-use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// Whether a `POST` to `path` is an OpenAI-shaped completion, whose stream carries usage
@@ -43,22 +40,22 @@ pub fn with_usage_requested(body: &[u8]) -> Option<Vec<u8>> {
     }
     let text = std::str::from_utf8(body).ok()?;
     let members: Members<'_> = serde_json::from_str(text).ok()?;
-    if members.last("stream").map(RawValue::get) != Some("true") {
+    if members.get("stream").map(|value| value.get()) != Some("true") {
         return None;
     }
-    let edit = match members.last("stream_options") {
+    let edit = match members.get("stream_options").copied() {
         None => {
             let close = text.trim_end().len().checked_sub(1)?;
             Edit::insert(close, r#","stream_options":{"include_usage":true}"#)
         }
         Some(options) if options.get().starts_with('{') => {
             let inner: Members<'_> = serde_json::from_str(options.get()).ok()?;
-            match inner.last("include_usage") {
+            match inner.get("include_usage").copied() {
                 Some(value) if value.get() == "true" => return None,
                 Some(value) => Edit::replace(span(text, value)?, "true"),
                 None => {
                     let open = span(text, options)?.0.checked_add(1)?;
-                    let member = if inner.0.is_empty() {
+                    let member = if inner.is_empty() {
                         r#""include_usage":true"#
                     } else {
                         r#""include_usage":true,"#
@@ -157,66 +154,10 @@ impl Edit {
     }
 }
 
-/// The members of a JSON object in order, duplicates kept, values unparsed.
-struct Members<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
-
-impl<'a> Members<'a> {
-    /// The last member named `name`: the one the upstream's parser keeps.
-    fn last(&self, name: &str) -> Option<&'a RawValue> {
-        self.0
-            .iter()
-            .rev()
-            .find(|(key, _)| key == name)
-            .map(|(_, value)| *value)
-    }
-}
-
-impl<'de> Deserialize<'de> for Members<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Object;
-        impl<'de> Visitor<'de> for Object {
-            type Value = Members<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-                let mut members = Vec::new();
-                while let Some(Key(key)) = map.next_key()? {
-                    members.push((key, map.next_value()?));
-                }
-                Ok(Members(members))
-            }
-        }
-        deserializer.deserialize_map(Object)
-    }
-}
-
-/// A member name, borrowed from the body unless it had escapes.
-struct Key<'a>(Cow<'a, str>);
-
-impl<'de> Deserialize<'de> for Key<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Name;
-        impl<'de> Visitor<'de> for Name {
-            type Value = Key<'de>;
-
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a member name")
-            }
-
-            fn visit_borrowed_str<E>(self, name: &'de str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Borrowed(name)))
-            }
-
-            fn visit_str<E>(self, name: &str) -> Result<Self::Value, E> {
-                Ok(Key(Cow::Owned(name.to_string())))
-            }
-        }
-        deserializer.deserialize_str(Name)
-    }
-}
+/// A JSON object's members, values unparsed. A name given twice keeps its last value, the
+/// one the upstream's parser keeps (the same map type the configuration is read with, so
+/// the module carries one copy of that parser).
+type Members<'a> = BTreeMap<String, &'a RawValue>;
 
 #[cfg(test)]
 mod tests {
