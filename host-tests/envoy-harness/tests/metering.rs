@@ -43,8 +43,8 @@ fn used(stack: &Stack, id: &str, kind: &str) -> f64 {
         .send(&Request::get("/governance/usage").bearer(ADMIN_KEY))
         .expect("usage endpoint");
     let body = response.json().expect("usage JSON");
-    body["counters"]
-        .as_array()
+    body.get("counters")
+        .and_then(Value::as_array)
         .and_then(|all| all.iter().find(|c| c["id"] == id && c["kind"] == kind))
         .and_then(|c| c["used"].as_f64())
         .unwrap_or_else(|| panic!("no {kind} counter for {id} in {body}"))
@@ -71,7 +71,16 @@ fn only_upstream_request(stack: &Stack) -> RecordedRequest {
 /// The body's JSON plus `stream_options.include_usage: true`.
 fn with_usage(body: &[u8]) -> Value {
     let mut want: Value = serde_json::from_slice(body).expect("JSON body");
-    want["stream_options"]["include_usage"] = json!(true);
+    let options = want
+        .as_object_mut()
+        .expect("a JSON object")
+        .entry("stream_options")
+        .or_insert_with(|| json!({}));
+    if let Some(options) = options.as_object_mut() {
+        options.insert("include_usage".into(), json!(true));
+    } else {
+        *options = json!({"include_usage": true});
+    }
     want
 }
 
