@@ -1,5 +1,6 @@
 //! What a request may cost before its response says (SPEC.md §8): the amount reserved on
-//! every token limit and budget while the request is in flight.
+//! every token limit and budget while the request is in flight; and what a response that
+//! ended without usage is charged instead.
 
 use crate::config::{LimitKind, Reservation};
 use crate::money::Money;
@@ -30,6 +31,27 @@ impl Estimate {
             output: max_output_tokens.unwrap_or(config.default_max_output_tokens),
             ..Usage::default()
         };
+        let cost = price.map_or(Money::ZERO, |price| price.cost(&usage));
+        Self { usage, cost }
+    }
+
+    /// The charge of an exchange whose response ended without usage: the request's
+    /// estimate ([`Estimate::of_request`]) plus the response's own bytes as output, at the
+    /// same `prompt_bytes_per_token`. The output cap alone would price every answer the
+    /// same, however long it ran (or whatever a usage-less endpoint returned); adding what
+    /// was actually sent back keeps a response without usage from ever costing less than
+    /// one that reports it honestly.
+    pub fn of_exchange(
+        config: &Reservation,
+        body_bytes: u64,
+        max_output_tokens: Option<u64>,
+        response_bytes: u64,
+        price: Option<&Price>,
+    ) -> Self {
+        let mut usage = Self::of_request(config, body_bytes, max_output_tokens, None).usage;
+        usage.output = usage
+            .output
+            .saturating_add(ceil_div(response_bytes, config.prompt_bytes_per_token));
         let cost = price.map_or(Money::ZERO, |price| price.cost(&usage));
         Self { usage, cost }
     }
@@ -75,6 +97,30 @@ mod tests {
         assert_eq!(odd.usage.input_uncached, 101);
         assert_eq!(odd.amount(LimitKind::Tokens), 101 + 4096);
         assert_eq!(odd.amount(LimitKind::Budget), 0, "unpriced: no money held");
+    }
+
+    #[test]
+    fn an_exchange_adds_the_response_bytes_to_the_output() {
+        let price = Price::flat(Rates {
+            input: Money::from_usd(1e-6).unwrap(),
+            output: Money::from_usd(2e-6).unwrap(),
+            ..Rates::uniform(Money::ZERO)
+        });
+        // 401 request bytes: 101 prompt tokens; cap 100 + 1001 response bytes: 100 + 251.
+        let charged = Estimate::of_exchange(&config(), 401, Some(100), 1001, Some(&price));
+        assert_eq!(
+            (charged.usage.input_uncached, charged.usage.output),
+            (101, 351)
+        );
+        // 101 × $1e-6 + 351 × $2e-6 = $0.000803.
+        assert_eq!(charged.cost, Money::from_femto(803_000_000_000));
+        let empty = Estimate::of_exchange(&config(), 0, None, 0, None);
+        assert_eq!(
+            (empty.usage.total_tokens(), empty.cost),
+            (4096, Money::ZERO)
+        );
+        let huge = Estimate::of_exchange(&config(), u64::MAX, Some(u64::MAX), u64::MAX, None);
+        assert_eq!(huge.usage.output, u64::MAX, "saturates, never wraps");
     }
 
     #[test]

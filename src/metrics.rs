@@ -26,6 +26,11 @@ pub enum Metric {
     FleetChargesFailed,
     /// Expected limits found missing or different in Limitador.
     FleetLimitsMismatch,
+    /// Streaming completions requests given `stream_options.include_usage`.
+    StreamUsageInjected,
+    /// Completions requests whose body was larger than `max_rewrite_body_bytes`: passed on
+    /// unread, so a stream among them carries usage only if the client asked for it.
+    StreamUsageUnchecked,
 }
 
 impl Metric {
@@ -46,6 +51,8 @@ impl Metric {
             Metric::FleetUnavailable,
             Metric::FleetChargesFailed,
             Metric::FleetLimitsMismatch,
+            Metric::StreamUsageInjected,
+            Metric::StreamUsageUnchecked,
         ];
         all.extend(
             RejectionKind::ALL
@@ -72,11 +79,13 @@ impl Metric {
             Metric::FleetUnavailable => 11,
             Metric::FleetChargesFailed => 12,
             Metric::FleetLimitsMismatch => 13,
+            Metric::StreamUsageInjected => 14,
+            Metric::StreamUsageUnchecked => 15,
             Metric::RejectedBy(kind) => RejectionKind::ALL
                 .iter()
                 .position(|k| *k == kind)
                 .unwrap_or(0)
-                .saturating_add(14),
+                .saturating_add(16),
         }
     }
 
@@ -98,6 +107,8 @@ impl Metric {
             Metric::FleetUnavailable => "fleet.unavailable".to_string(),
             Metric::FleetChargesFailed => "fleet.charges_failed".to_string(),
             Metric::FleetLimitsMismatch => "fleet.limits_mismatch".to_string(),
+            Metric::StreamUsageInjected => "stream_usage_injected".to_string(),
+            Metric::StreamUsageUnchecked => "stream_usage_unchecked".to_string(),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::hash::BuildHasher as _;
 use sha2::{Digest, Sha256};
 
 use super::document::{Document, Text};
+use super::metering::compile_metering;
 use super::prices::compile_pricing;
 use super::wire::{
     WireBudget, WireCustomer, WireProviderConfig, WireRateLimit, WireReservation, WireTeam,
@@ -50,6 +51,7 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
         .map(compile_usage_endpoint)
         .transpose()?;
     let pricing = compile_pricing(&wire.pricing)?;
+    let metering = compile_metering(&wire)?;
 
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
@@ -193,6 +195,7 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
         key_cache: Default::default(),
         providers,
         fleet: None,
+        metering,
     };
     if let Some(wire_fleet) = wire_fleet {
         policy.fleet = Some(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy)?);

@@ -7,6 +7,7 @@
 
 mod compile;
 mod document;
+mod metering;
 mod model_set;
 mod prices;
 mod shape;
@@ -17,6 +18,7 @@ use std::fmt;
 
 use compile::{compile, count_limits};
 use document::{Document, Text};
+pub use metering::{Metering, PathPattern, MAX_REWRITE_BODY_BYTES_LIMIT};
 pub use model_set::ModelSet;
 pub use wire::{FailureMode, Mode};
 
@@ -109,6 +111,8 @@ pub struct Policy {
     pub guard_key: Vec<u8>,
     /// Fleet mode: counters in Limitador ([`crate::fleet`]); `None`: shared data only.
     pub fleet: Option<crate::fleet::FleetPolicy>,
+    /// Stream-usage rewrite, Azure deployments, free paths.
+    pub metering: Metering,
 }
 
 /// SPEC.md §8: reserve an estimate before admitting, settle after the response.

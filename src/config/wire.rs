@@ -51,6 +51,15 @@ pub struct WireConfig {
     pub reservation: Option<WireReservation>,
     #[serde(default)]
     pub fleet: Option<crate::fleet::WireFleet>,
+    #[serde(default = "yes")]
+    pub inject_stream_usage: bool,
+    #[serde(default = "default_max_rewrite_body_bytes")]
+    pub max_rewrite_body_bytes: u64,
+    /// Azure OpenAI deployment name -> model name.
+    #[serde(default)]
+    pub deployments: BTreeMap<String, String>,
+    #[serde(default)]
+    pub free_paths: Vec<String>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -243,6 +252,10 @@ fn default_max_output_tokens() -> u64 {
 
 fn default_prompt_bytes_per_token() -> u64 {
     4
+}
+
+fn default_max_rewrite_body_bytes() -> u64 {
+    256 * 1024
 }
 
 fn yes() -> bool {

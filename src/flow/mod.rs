@@ -18,11 +18,12 @@ use crate::estimate::Estimate;
 use crate::fleet::protocol::Call;
 use crate::identity::{identify, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
+use crate::path_model::{path_model, PathModel};
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
 use crate::request_body::{BodyModel, RequestSniffer};
 use crate::response_headers::emit_quota_headers;
 use crate::store::CasStore;
-use crate::usage::{BodyFormat, UsageScanner};
+use crate::usage::{BodyFormat, Usage, UsageScanner};
 use crate::usage_endpoint;
 
 /// What the host gives the core for one callback.
@@ -48,6 +49,7 @@ impl Outbox for NoOutbox {
 
 /// The request as seen at its headers.
 pub struct RequestHead<'a> {
+    /// `:method`: only responses to `POST` are charged.
     pub method: &'a str,
     /// `:path`, query string included.
     pub path: &'a str,
@@ -125,6 +127,47 @@ pub struct Flow {
     target: Option<(usize, Option<String>)>,
     /// Fleet mode's part of the request.
     fleet: fleet::Progress,
+    /// How the request is metered: its method, path and sizes.
+    meter: Meter,
+}
+
+/// What the charge at the end needs to know of the exchange besides its usage.
+#[derive(Debug, Default)]
+struct Meter {
+    /// The request is a `POST`: only those responses are charged (a `GET` polling a
+    /// background response carries its usage again).
+    post: bool,
+    /// The path is one of the operator's `free_paths`.
+    free_path: bool,
+    /// A Bedrock path: InvokeModel reports its usage in response headers.
+    bedrock: bool,
+    /// Usage read from the response headers.
+    header_usage: Option<Usage>,
+    /// The request body, once read whole: its size and output cap.
+    request: Option<RequestSize>,
+    /// Response body bytes seen.
+    response_bytes: u64,
+    /// The stream-usage rewrite of the request body.
+    rewrite: Rewrite,
+}
+
+/// A request body's size and the largest output cap it names.
+#[derive(Debug, Clone, Copy, Default)]
+struct RequestSize {
+    bytes: u64,
+    max_output_tokens: Option<u64>,
+}
+
+/// Where the request body stands with the stream-usage rewrite (`stream_usage.rs`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Rewrite {
+    /// Not a candidate, or decided.
+    #[default]
+    Off,
+    /// A completions request small enough so far: Envoy holds its body until it is whole.
+    Holding,
+    /// The whole held body is ready to be rewritten (by [`Flow::rewrite_request_body`]).
+    Ready,
 }
 
 impl Flow {
@@ -142,6 +185,7 @@ impl Flow {
             charged: false,
             target: None,
             fleet: fleet::Progress::default(),
+            meter: Meter::default(),
         }
     }
 
@@ -165,6 +209,10 @@ impl Flow {
                 Err(err) => RequestAction::Reply(self.unavailable(err, &mut counters, env)),
             };
         }
+
+        self.meter.post = head.method == "POST";
+        self.meter.free_path =
+            !policy.metering.free_paths.is_empty() && policy.metering.is_free(head.path);
 
         let identified = identify(&policy, head.headers);
         let remove_headers = match (&identified, policy.strip_virtual_key) {
@@ -198,10 +246,29 @@ impl Flow {
             }
         }
 
-        // Within this callback the order is SPEC.md §3's: what is known of the provider and
-        // model (provider header, Gemini path) first, then the limits of every level.
+        // Within this callback the order is the admission order: what is known of the
+        // provider and model (provider header, a model named by the path) first, then the
+        // limits of every level. The provider header wins over the path's provider.
         let provider = header_text(head.headers, &policy.provider_header);
-        let (provider, model) = split_provider(&policy, provider, gemini_path_model(head.path));
+        let (provider, model) = match path_model(head.path, &policy.metering.deployments) {
+            PathModel::Named {
+                provider: implied,
+                model,
+                bedrock,
+            } => {
+                self.meter.bedrock = bedrock;
+                (provider.or_else(|| Some(implied.to_string())), Some(model))
+            }
+            PathModel::Unreadable => {
+                if let Some(reply) =
+                    self.unreadable_model(key_index, ModelPlace::Path, &mut counters, env)
+                {
+                    return RequestAction::Reply(reply);
+                }
+                (provider, None)
+            }
+            PathModel::None => (provider, None),
+        };
         if provider.is_some() || model.is_some() {
             if let Some(reply) = self.target_rules(
                 key_index,
@@ -249,7 +316,9 @@ impl Flow {
             }
         }
 
-        if !head.end_of_stream && (model.is_none() || policy.reservation.enabled) {
+        if !head.end_of_stream {
+            // Read whole even when the path named the model: its size and output cap are
+            // what a response without usage is charged on.
             self.sniffer = Some(RequestSniffer::default());
             self.content_length = header_text(head.headers, "content-length")
                 .and_then(|text| text.parse::<u64>().ok());
@@ -265,13 +334,18 @@ impl Flow {
                 &mut counters,
                 env,
             );
+            if matches!(action, RequestAction::Reply(_)) {
+                return action;
+            }
+            if !head.end_of_stream {
+                self.plan_rewrite(head.path, env);
+            }
             return match action {
-                RequestAction::Continue { .. } => RequestAction::Continue { remove_headers },
                 RequestAction::Call { calls, .. } => RequestAction::Call {
                     remove_headers,
                     calls,
                 },
-                reply => reply,
+                _ => RequestAction::Continue { remove_headers },
             };
         }
         self.stage = Stage::AwaitingModel {
@@ -279,6 +353,7 @@ impl Flow {
             provider,
             judged,
         };
+        self.plan_rewrite(head.path, env);
         self.flush_conflicts(&counters, env);
         RequestAction::Continue { remove_headers }
     }
@@ -303,6 +378,12 @@ impl Flow {
                 .content_length
                 .zip(self.sniffer.as_ref().map(RequestSniffer::body_bytes))
                 .is_some_and(|(expected, seen)| seen >= expected);
+        let body_model = if body_complete {
+            self.body_complete(env)
+        } else {
+            self.check_rewrite_bound(env);
+            BodyModel::Absent
+        };
         match &self.stage {
             Stage::AwaitingModel {
                 key,
@@ -314,20 +395,15 @@ impl Flow {
                     return pass;
                 }
                 let (key, provider, judged) = (*key, provider.clone(), *judged);
-                let body_model = self
-                    .sniffer
-                    .as_ref()
-                    .map_or(BodyModel::Absent, RequestSniffer::model);
-                if !self.policy.reservation.enabled {
-                    self.sniffer = None;
-                }
                 let policy = Rc::clone(&self.policy);
                 let mut counters = Counters::new(env.store, &policy.guard_key);
                 let model = match body_model {
                     BodyModel::Named(model) => Some(model),
                     BodyModel::Absent => None,
                     BodyModel::Unreadable => {
-                        if let Some(reply) = self.unreadable_model(key, &mut counters, env) {
+                        if let Some(reply) =
+                            self.unreadable_model(key, ModelPlace::Body, &mut counters, env)
+                        {
                             return RequestAction::Reply(reply);
                         }
                         None
@@ -407,6 +483,8 @@ impl Flow {
     pub fn feed_response_body(&mut self, chunk: &[u8]) {
         if let Some(scanner) = self.scanner.as_mut() {
             scanner.feed(chunk);
+            let len = u64::try_from(chunk.len()).unwrap_or(u64::MAX);
+            self.meter.response_bytes = self.meter.response_bytes.saturating_add(len);
         }
     }
 
@@ -420,13 +498,14 @@ impl Flow {
         self.charge(env);
     }
 
-    /// The body's last top-level `"model"` cannot be read as a name. Where a rule depends on
-    /// the model (an allow-list, a provider config, or a budget that needs a price) the
-    /// request is refused, since the upstream would run a model nobody judged; otherwise it
-    /// goes on as a request that names no model.
+    /// The body's last top-level `"model"` (or the model's place in the path) cannot be read
+    /// as a name. Where a rule depends on the model (an allow-list, a provider config, or a
+    /// budget that needs a price) the request is refused, since the upstream would run a
+    /// model nobody judged; otherwise it goes on as a request that names no model.
     fn unreadable_model(
         &mut self,
         key_index: usize,
+        place: ModelPlace,
         counters: &mut Counters<'_>,
         env: &mut Env<'_>,
     ) -> Option<LocalReply> {
@@ -439,15 +518,20 @@ impl Flow {
         if key.allowed_models.is_none() && key.provider_configs.is_none() && !budget_applies {
             return None;
         }
-        let rejection = Rejection::new(
-            RejectionKind::ModelBlocked,
-            format!(
+        let message = match place {
+            ModelPlace::Body => format!(
                 "the request's model cannot be read: the last top-level \"model\" must be a \
                  string of 1 to {} bytes (virtual key '{}')",
                 crate::usage::MODEL_MAX_BYTES,
                 key.owner.id
             ),
-        );
+            ModelPlace::Path => format!(
+                "the model named in the request path cannot be read: it must be non-empty \
+                 UTF-8 once percent-decoded (virtual key '{}')",
+                key.owner.id
+            ),
+        };
+        let rejection = Rejection::new(RejectionKind::ModelBlocked, message);
         self.refuse(vec![rejection], counters, env)
     }
 
@@ -676,12 +760,12 @@ impl Flow {
     /// whole); `None` for a request without a body.
     fn estimate(&mut self, model: Option<&str>) -> Option<Estimate> {
         if self.estimate.is_none() {
-            let sniffer = self.sniffer.take()?;
+            let size = self.meter.request?;
             let price = model.and_then(|m| self.policy.pricing.lookup(m));
             self.estimate = Some(Estimate::of_request(
                 &self.policy.reservation,
-                sniffer.body_bytes(),
-                sniffer.max_output_tokens(),
+                size.bytes,
+                size.max_output_tokens,
                 price,
             ));
         }
@@ -694,6 +778,13 @@ impl Flow {
             env.metrics.add(Metric::CasConflicts, conflicts);
         }
     }
+}
+
+/// Where a request names its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModelPlace {
+    Body,
+    Path,
 }
 
 fn is_budget(policy: &Policy, id: LimitId) -> bool {
@@ -727,20 +818,6 @@ fn header_text(headers: &dyn RequestHeaders, name: &str) -> Option<String> {
         .filter(|text| !text.is_empty())
 }
 
-/// `/v1beta/models/{model}:generateContent` (and `/v1/...`) name the model in the path.
-fn gemini_path_model(path: &str) -> Option<String> {
-    // The prefixes hold no '?', so this is the test below, before the cost of splitting.
-    if !path.starts_with("/v1beta/models/") && !path.starts_with("/v1/models/") {
-        return None;
-    }
-    let path = path.split('?').next().unwrap_or(path);
-    let rest = path
-        .strip_prefix("/v1beta/models/")
-        .or_else(|| path.strip_prefix("/v1/models/"))?;
-    let (model, action) = rest.split_once(':')?;
-    (!model.is_empty() && !action.is_empty()).then(|| model.to_string())
-}
-
 /// Splits `provider/model` when the prefix is a configured provider; the provider header,
 /// when given, wins over the prefix.
 fn split_provider(
@@ -763,6 +840,7 @@ fn split_provider(
 }
 
 mod fleet;
+mod metering;
 mod refusal;
 mod settle;
 #[cfg(test)]

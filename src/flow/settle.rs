@@ -1,14 +1,25 @@
 //! Settling an admitted request once its response has ended (or its stream was cut):
-//! the usage it reported, or with reservations its estimate, charged to the limits that
-//! admitted it, and its holds given back.
+//! the usage it reported, or the estimate of an exchange that reported none, charged to
+//! the limits that admitted it, and its holds given back.
 
 use std::rc::Rc;
 
 use super::{is_budget, split_provider, Env, Flow, Stage};
 use crate::accounting;
 use crate::counter::Counters;
+use crate::estimate::Estimate;
 use crate::metrics::Metric;
 use crate::money::Money;
+use crate::pricing::Price;
+use crate::usage::Usage;
+
+/// What an exchange is charged.
+enum Charge {
+    /// The usage its response (body or headers) reported.
+    Usage(Usage),
+    /// No usage was reported: the estimate of the exchange.
+    Estimate(Estimate),
+}
 
 impl Flow {
     /// Settles the response once: at the end of its body, or when the stream ended early.
@@ -34,33 +45,13 @@ impl Flow {
                 from_response.as_deref()
             }
         };
-        let (usage, cost) = match (scanned.usage, self.estimate) {
-            (Some(usage), _) => (usage, None),
-            (None, estimate) => {
-                env.metrics.add(Metric::UsageMissing, 1);
-                // An upstream error is not billed by providers; any other response without
-                // usage (a stream cut short, usage not requested) may have produced output,
-                // so with reservations it is charged its estimate.
-                let failed = self.response_status.is_some_and(|status| status >= 400);
-                match estimate.filter(|_| !failed) {
-                    Some(estimate) => {
-                        log::debug!(
-                            "#{} response carried no usage; charging its estimate",
-                            self.context_id
-                        );
-                        (estimate.usage, Some(estimate.cost))
-                    }
-                    None => {
-                        log::debug!(
-                            "#{} response carried no usage; nothing charged",
-                            self.context_id
-                        );
-                        (crate::usage::Usage::default(), Some(Money::ZERO))
-                    }
-                }
-            }
-        };
         let price = priced_model.and_then(|m| policy.pricing.lookup(m));
+        let (usage, cost) = match self.usage_to_charge(scanned.usage, price, env) {
+            Some(Charge::Usage(usage)) => (usage, None),
+            // Unpriced, the estimate costs nothing: counted as `pricing_missing` below.
+            Some(Charge::Estimate(estimate)) => (estimate.usage, price.map(|_| estimate.cost)),
+            None => (Usage::default(), Some(Money::ZERO)),
+        };
         let cost = match (cost, price) {
             (Some(cost), _) => cost,
             (None, Some(price)) => price.cost(&usage),
@@ -109,5 +100,59 @@ impl Flow {
             priced_model.unwrap_or("unknown")
         );
         self.fleet_charges(limit_tokens, cost, env);
+    }
+
+    /// What the exchange is charged, `None` for nothing:
+    /// - only the response to a `POST` is charged: a `GET` that polls a stored or
+    ///   background response carries usage already charged when it was created;
+    /// - the usage the response reported, in its body, else in its headers (Bedrock
+    ///   InvokeModel);
+    /// - else the exchange's estimate ([`Estimate::of_exchange`]), counted as
+    ///   `usage_missing`, unless the path is one of the operator's `free_paths`, or the
+    ///   upstream answered with something other than a success (an error is not billed;
+    ///   a response whose status never came, a stream cut before its headers, is
+    ///   charged). A background request's creation answers without usage, so it is
+    ///   charged its estimate then.
+    fn usage_to_charge(
+        &self,
+        scanned: Option<Usage>,
+        price: Option<&Price>,
+        env: &mut Env<'_>,
+    ) -> Option<Charge> {
+        if !self.meter.post {
+            return None;
+        }
+        if let Some(usage) = scanned.or(self.meter.header_usage) {
+            return Some(Charge::Usage(usage));
+        }
+        if self.meter.free_path {
+            return None;
+        }
+        env.metrics.add(Metric::UsageMissing, 1);
+        let succeeded = self
+            .response_status
+            .is_none_or(|status| (200..300).contains(&status));
+        if !succeeded {
+            log::debug!(
+                "#{} upstream error without usage; nothing charged",
+                self.context_id
+            );
+            return None;
+        }
+        let size = self
+            .meter
+            .request
+            .unwrap_or_else(|| self.request_size_so_far());
+        log::debug!(
+            "#{} response carried no usage; charging the exchange's estimate",
+            self.context_id
+        );
+        Some(Charge::Estimate(Estimate::of_exchange(
+            &self.policy.reservation,
+            size.bytes,
+            size.max_output_tokens,
+            self.meter.response_bytes,
+            price,
+        )))
     }
 }

@@ -21,8 +21,9 @@ pub struct GovernanceStream {
     policy: Rc<Policy>,
     flow: Flow,
     metrics: MetricsHandle,
-    /// Whether a usage endpoint is configured (the only reader of `:method`).
-    usage_endpoint: bool,
+    /// Bytes of the request body Envoy holds for this filter (the body callbacks answered
+    /// Pause) that were read already: each callback hands over everything held.
+    request_body_read: usize,
     /// Fleet mode: the charge queue of this VM's root context.
     outbox: QueueOutbox,
     /// Fleet calls awaiting their answer: (token, index in the flow's round).
@@ -37,7 +38,7 @@ impl GovernanceStream {
         charge_queue: Option<u32>,
     ) -> Self {
         Self {
-            usage_endpoint: policy.usage_endpoint.is_some(),
+            request_body_read: 0,
             flow: Flow::new(Rc::clone(&policy), context_id),
             policy,
             metrics: MetricsHandle(metrics),
@@ -131,6 +132,24 @@ impl GovernanceStream {
         decided
     }
 
+    /// Replaces the held request body (`body_size` bytes, `whole` when already read) with
+    /// the flow's rewrite of it, if it has one.
+    fn rewrite_held_body(&mut self, body_size: usize, whole: Option<&[u8]>) {
+        let read;
+        let body = match whole {
+            Some(body) => body,
+            None => {
+                read = self.get_http_request_body(0, body_size).unwrap_or_default();
+                &read
+            }
+        };
+        // No clock read, unlike `with_env`: the rewrite only counts.
+        let rewritten = self.flow.rewrite_request_body(body, &mut self.metrics);
+        if let Some(rewritten) = rewritten {
+            self.set_http_request_body(0, body_size, &rewritten);
+        }
+    }
+
     fn send(&self, reply: &LocalReply) {
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -163,13 +182,9 @@ impl Context for GovernanceStream {
 impl HttpContext for GovernanceStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // One hostcall per header the core asks for, instead of copying the whole map (Envoy
-        // matches names case-insensitively). `:method` only matters to the usage endpoint.
+        // matches names case-insensitively).
         let headers = HostRequestHeaders;
-        let method = if self.usage_endpoint {
-            header_string(&headers, ":method")
-        } else {
-            String::new()
-        };
+        let method = header_string(&headers, ":method");
         let path = header_string(&headers, ":path");
         let head = RequestHead {
             method: &method,
@@ -178,6 +193,10 @@ impl HttpContext for GovernanceStream {
             end_of_stream,
         };
         let action = self.with_env(|flow, env| flow.on_request_headers(&head, env));
+        if self.flow.holds_request_body() {
+            // Its body may be rewritten, and Envoy would forward this length as it is.
+            self.set_http_request_header("content-length", None);
+        }
         self.carry_out(action)
     }
 
@@ -186,17 +205,31 @@ impl HttpContext for GovernanceStream {
             // Held for Limitador's answers; what Envoy buffers meanwhile was read already.
             return Action::Pause;
         }
-        // Continue passes each frame on; only the body's own bytes are read, never buffered.
-        let chunk = self.get_http_request_body(0, body_size).unwrap_or_default();
+        // Continue passes each frame on and Envoy keeps nothing; while the body is held for
+        // the stream-usage rewrite, Envoy hands over all it holds and only the end is new.
+        let start = self.request_body_read.min(body_size);
+        let chunk = self
+            .get_http_request_body(start, body_size.saturating_sub(start))
+            .unwrap_or_default();
         let action = self.with_env(|flow, env| flow.on_request_body(&chunk, end_of_stream, env));
-        self.carry_out(action)
+        if self.flow.request_body_to_rewrite() && !matches!(action, RequestAction::Reply(_)) {
+            self.rewrite_held_body(body_size, (start == 0).then_some(chunk.as_slice()));
+        }
+        let holding = self.flow.holds_request_body();
+        self.request_body_read = if holding { body_size } else { 0 };
+        match self.carry_out(action) {
+            Action::Continue if holding => Action::Pause,
+            other => other,
+        }
     }
 
     fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
         if self.flow.is_calling() {
             return Action::Pause;
         }
-        // Trailers end the request body: decide now if the body never named a model.
+        // Trailers end the request body: decide now if the body never named a model. A
+        // held body is not rewritten here (the body buffer is the body callbacks'); it
+        // goes on as it came.
         let action = self.with_env(|flow, env| flow.on_request_body(&[], true, env));
         self.carry_out(action)
     }
@@ -223,6 +256,16 @@ impl HttpContext for GovernanceStream {
                 },
             )
         });
+        let names = self.flow.token_count_headers();
+        if !names.is_empty() {
+            let values: Vec<(&str, Vec<u8>)> = names
+                .iter()
+                .filter_map(|name| Some((*name, self.get_http_response_header_bytes(name)?)))
+                .collect();
+            self.flow.on_token_count_headers(
+                values.iter().map(|(name, value)| (*name, value.as_slice())),
+            );
+        }
         Action::Continue
     }
 

@@ -3,7 +3,15 @@
 //!
 //! Routes (method is not checked, except that `GET /v1/models` lists models):
 //! - `/v1/chat/completions`: OpenAI chat JSON, or SSE when the body has `"stream": true`
-//!   (usage in the final chunk, then `data: [DONE]`);
+//!   (then, as OpenAI does, usage in a final chunk only when the body asks with
+//!   `"stream_options": {"include_usage": true}`, then `data: [DONE]`);
+//! - `/openai/deployments/{deployment}/chat/completions`: the same, as Azure OpenAI serves
+//!   it (the model reported is the body's, else the deployment name);
+//! - `/model/{modelId}/converse`: Bedrock Converse JSON (camelCase `usage`);
+//! - `/model/{modelId}/converse-stream`: Bedrock ConverseStream in Amazon's binary event
+//!   stream framing (`application/vnd.amazon.eventstream`, CRC-32 checked messages:
+//!   `messageStart`, one `contentBlockDelta` per chunk, `contentBlockStop`, `messageStop`,
+//!   and `metadata` with the usage);
 //! - `/v1/responses`: OpenAI Responses JSON, or SSE ending with `response.completed`;
 //! - `/v1/messages`: Anthropic Messages JSON, or SSE (`message_start` with input and cache
 //!   counts, `message_delta` with output tokens, `message_stop`);
@@ -390,6 +398,8 @@ struct Steering {
     status: Option<u16>,
     pad: usize,
     stream: bool,
+    /// `stream_options.include_usage` is `true`.
+    include_usage: bool,
     model: Option<String>,
 }
 
@@ -440,6 +450,11 @@ fn steering(headers: &[(String, String)], body: &[u8]) -> Steering {
             .and_then(|j| j.get("stream"))
             .and_then(Value::as_bool)
             .unwrap_or(false),
+        include_usage: json
+            .as_ref()
+            .and_then(|j| j.pointer("/stream_options/include_usage"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
         model: json
             .as_ref()
             .and_then(|j| j.get("model"))
@@ -484,11 +499,42 @@ fn respond(
             _ => write_simple(w, 404, "unknown gemini action", &id_header),
         };
     }
-    match route {
+    if let Some((model, action)) = route
+        .strip_prefix("/model/")
+        .and_then(|rest| rest.rsplit_once('/'))
+    {
+        return match action {
+            "converse" => write_json(w, 200, &converse_body(&text, s.usage.as_ref()), &id_header),
+            "converse-stream" => {
+                let messages = converse_stream(&split_text(&text, s.chunks), s.usage.as_ref());
+                write_event_stream(w, &messages, &s, &id_header)
+            }
+            _ => write_simple(
+                w,
+                404,
+                &format!("unknown bedrock action for {model}"),
+                &id_header,
+            ),
+        };
+    }
+    let deployment = route
+        .strip_prefix("/openai/deployments/")
+        .and_then(|rest| rest.strip_suffix("/chat/completions"));
+    let chat_route = if deployment.is_some() {
+        "/v1/chat/completions"
+    } else {
+        route
+    };
+    match chat_route {
         "/v1/chat/completions" => {
-            let model = s.model.clone().unwrap_or_else(|| "gpt-4o-mini".into());
+            let model = s
+                .model
+                .clone()
+                .or_else(|| deployment.map(str::to_string))
+                .unwrap_or_else(|| "gpt-4o-mini".into());
             if s.stream {
-                let events = chat_events(&model, &split_text(&text, s.chunks), s.usage.as_ref());
+                let usage = s.usage.as_ref().filter(|_| s.include_usage);
+                let events = chat_events(&model, &split_text(&text, s.chunks), usage);
                 write_sse(w, &events, &s, &id_header)
             } else {
                 write_json(
@@ -601,6 +647,97 @@ fn chat_events(model: &str, pieces: &[String], usage: Option<&MockUsage>) -> Vec
     events.push(format!("data: {last}\n\n"));
     events.push("data: [DONE]\n\n".into());
     events
+}
+
+fn converse_usage(u: &MockUsage) -> Value {
+    json!({"inputTokens": u.prompt, "outputTokens": u.completion,
+        "cacheReadInputTokens": u.cached, "cacheWriteInputTokens": u.cache_write,
+        "totalTokens": u.prompt + u.completion + u.cached + u.cache_write})
+}
+
+fn converse_body(text: &str, usage: Option<&MockUsage>) -> Value {
+    let mut body = json!({"output": {"message": {"role": "assistant",
+        "content": [{"text": text}]}}, "stopReason": "end_turn",
+        "metrics": {"latencyMs": 10}});
+    if let (Some(u), Some(obj)) = (usage, body.as_object_mut()) {
+        obj.insert("usage".into(), converse_usage(u));
+    }
+    body
+}
+
+/// ConverseStream's events, each `(event type, JSON payload)`.
+fn converse_stream(pieces: &[String], usage: Option<&MockUsage>) -> Vec<(&'static str, Value)> {
+    let mut events = vec![("messageStart", json!({"role": "assistant"}))];
+    for p in pieces {
+        events.push((
+            "contentBlockDelta",
+            json!({"contentBlockIndex": 0, "delta": {"text": p}}),
+        ));
+    }
+    events.push(("contentBlockStop", json!({"contentBlockIndex": 0})));
+    events.push(("messageStop", json!({"stopReason": "end_turn"})));
+    let mut metadata = json!({"metrics": {"latencyMs": 10}});
+    if let (Some(u), Some(obj)) = (usage, metadata.as_object_mut()) {
+        obj.insert("usage".into(), converse_usage(u));
+    }
+    events.push(("metadata", metadata));
+    events
+}
+
+/// One message of Amazon's binary event stream: a prelude (total and headers lengths, and
+/// their CRC-32), string headers, the payload, and the CRC-32 of everything before it.
+pub fn event_stream_message(event_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut headers = Vec::new();
+    for (name, value) in [
+        (":event-type", event_type),
+        (":content-type", "application/json"),
+        (":message-type", "event"),
+    ] {
+        headers.push(name.len() as u8);
+        headers.extend_from_slice(name.as_bytes());
+        headers.push(7);
+        headers.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        headers.extend_from_slice(value.as_bytes());
+    }
+    let total = 12 + headers.len() + payload.len() + 4;
+    let mut message = Vec::with_capacity(total);
+    message.extend_from_slice(&(total as u32).to_be_bytes());
+    message.extend_from_slice(&(headers.len() as u32).to_be_bytes());
+    let prelude_crc = crc32fast::hash(&message);
+    message.extend_from_slice(&prelude_crc.to_be_bytes());
+    message.extend_from_slice(&headers);
+    message.extend_from_slice(payload);
+    let crc = crc32fast::hash(&message);
+    message.extend_from_slice(&crc.to_be_bytes());
+    message
+}
+
+/// Writes an event-stream response, chunked, one message per chunk (after `chunk_delay`
+/// each, but the first).
+fn write_event_stream(
+    w: &mut BufWriter<TcpStream>,
+    events: &[(&'static str, Value)],
+    s: &Steering,
+    extra: &[(&str, String)],
+) -> io::Result<()> {
+    write_head(
+        w,
+        200,
+        &[
+            ("content-type", "application/vnd.amazon.eventstream".into()),
+            ("transfer-encoding", "chunked".into()),
+        ],
+        extra,
+    )?;
+    w.flush()?;
+    for (i, (event_type, payload)) in events.iter().enumerate() {
+        if i > 0 && !s.chunk_delay.is_zero() {
+            thread::sleep(s.chunk_delay);
+        }
+        let bytes = serde_json::to_vec(payload).unwrap_or_default();
+        write_chunk(w, &event_stream_message(event_type, &bytes))?;
+    }
+    write_last_chunk(w)
 }
 
 fn responses_usage(u: &MockUsage) -> Value {

@@ -62,7 +62,8 @@ fn openai_chat_sse_ends_with_usage_then_done() {
             &Request::post("/v1/chat/completions")
                 .header("x-mock-usage", "prompt=5,completion=6")
                 .header("x-mock-chunks", "4")
-                .json(&json!({"model": "gpt-4o-mini", "stream": true})),
+                .json(&json!({"model": "gpt-4o-mini", "stream": true,
+                    "stream_options": {"include_usage": true}})),
         )
         .unwrap();
     assert_eq!(r.header("content-type"), Some("text/event-stream"));
@@ -72,6 +73,72 @@ fn openai_chat_sse_ends_with_usage_then_done() {
     assert_eq!(data[5], "[DONE]");
     let last: serde_json::Value = serde_json::from_str(&data[4]).unwrap();
     assert_eq!(last["usage"]["completion_tokens"], 6);
+}
+
+#[test]
+fn openai_chat_sse_reports_usage_only_when_asked() {
+    let (_m, c) = mock();
+    let r = c
+        .send(
+            &Request::post("/openai/deployments/prod-mini/chat/completions?api-version=2024-10-21")
+                .json(&json!({"stream": true})),
+        )
+        .unwrap();
+    let data = r.sse_data();
+    assert_eq!(data.last().map(String::as_str), Some("[DONE]"));
+    let last: serde_json::Value = serde_json::from_str(&data[data.len() - 2]).unwrap();
+    assert_eq!(last["usage"], serde_json::Value::Null);
+    assert_eq!(
+        last["model"], "prod-mini",
+        "Azure: the deployment names the model"
+    );
+}
+
+#[test]
+fn bedrock_converse_json_and_event_stream() {
+    let (_m, c) = mock();
+    let r = c
+        .send(
+            &Request::post("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse")
+                .header("x-mock-usage", "prompt=30,completion=7,cached=3")
+                .json(&json!({"messages": []})),
+        )
+        .unwrap();
+    let b = r.json().unwrap();
+    assert_eq!(b["usage"]["inputTokens"], 30);
+    assert_eq!(b["usage"]["cacheReadInputTokens"], 3);
+    let r = c
+        .send(
+            &Request::post("/model/anthropic.claude-sonnet-4-5-20250929-v1%3A0/converse-stream")
+                .header("x-mock-usage", "prompt=30,completion=7")
+                .header("x-mock-chunks", "2")
+                .json(&json!({"messages": []})),
+        )
+        .unwrap();
+    assert_eq!(
+        r.header("content-type"),
+        Some("application/vnd.amazon.eventstream")
+    );
+    // Walk the messages: lengths and both CRCs hold; the last is `metadata` with usage.
+    let mut rest = r.body.as_slice();
+    let mut events = Vec::new();
+    while !rest.is_empty() {
+        let word = |at: usize| u32::from_be_bytes(rest[at..at + 4].try_into().unwrap());
+        let (total, headers) = (word(0) as usize, word(4) as usize);
+        assert_eq!(word(8), crc32fast::hash(&rest[..8]));
+        assert_eq!(
+            word(total - 4),
+            crc32fast::hash(&rest[..total - 4]),
+            "message CRC"
+        );
+        let payload: serde_json::Value =
+            serde_json::from_slice(&rest[12 + headers..total - 4]).unwrap();
+        events.push(payload);
+        rest = &rest[total..];
+    }
+    assert_eq!(events.len(), 1 + 2 + 3);
+    assert_eq!(events[5]["usage"]["inputTokens"], 30);
+    assert_eq!(events[5]["usage"]["outputTokens"], 7);
 }
 
 #[test]

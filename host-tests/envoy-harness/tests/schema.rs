@@ -78,7 +78,17 @@ fn the_base_a_litellm_priced_entry_and_reservations_are_valid_for_both() {
             "input_cost_per_request": 0.001, "litellm_provider": "anthropic",
             "supports_prompt_caching": true});
     });
-    for config in [base(), litellm, reserving, long_context] {
+    let metering = with(|c| {
+        c["inject_stream_usage"] = json!(false);
+        c["max_rewrite_body_bytes"] = json!(1_048_576);
+        c["deployments"] = json!({"prod-4o": "gpt-4o", "team mini": "gpt-4o-mini"});
+        c["free_paths"] = json!([
+            "/v1/models",
+            "/v1/responses/*/cancel",
+            "/model/*/count-tokens"
+        ]);
+    });
+    for config in [base(), litellm, reserving, long_context, metering] {
         assert!(schema_errors(&v, &config).is_empty(), "{config}");
         governance::config::parse(&config.to_string()).unwrap();
     }
@@ -222,6 +232,46 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
         (
             "reservation with an unknown field",
             with(|c| c["reservation"] = json!({"enabled": true, "estimate": "high"})),
+        ),
+        (
+            "stream-usage injection not a boolean",
+            with(|c| c["inject_stream_usage"] = json!("yes")),
+        ),
+        (
+            "zero rewrite bound",
+            with(|c| c["max_rewrite_body_bytes"] = json!(0)),
+        ),
+        (
+            "rewrite bound over 16 MiB",
+            with(|c| c["max_rewrite_body_bytes"] = json!(16 * 1024 * 1024 + 1)),
+        ),
+        (
+            "fractional rewrite bound",
+            with(|c| c["max_rewrite_body_bytes"] = json!(1.5)),
+        ),
+        (
+            "deployment mapped to no model",
+            with(|c| c["deployments"] = json!({"prod": ""})),
+        ),
+        (
+            "deployment mapped to a number",
+            with(|c| c["deployments"] = json!({"prod": 4})),
+        ),
+        (
+            "empty deployment name",
+            with(|c| c["deployments"] = json!({"": "gpt-4o"})),
+        ),
+        (
+            "free path without a slash",
+            with(|c| c["free_paths"] = json!(["v1/models"])),
+        ),
+        (
+            "free path with a query",
+            with(|c| c["free_paths"] = json!(["/v1/models?x=1"])),
+        ),
+        (
+            "free paths not a list",
+            with(|c| c["free_paths"] = json!("/v1/models")),
         ),
     ];
     let mut problems = Vec::new();

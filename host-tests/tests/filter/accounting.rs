@@ -167,21 +167,28 @@ fn the_response_model_prices_a_request_that_named_none() {
 }
 
 #[test]
-fn a_response_without_usage_charges_nothing_and_is_counted() {
+fn a_response_without_usage_is_charged_an_estimate_and_an_error_nothing() {
     let mut host = host(&metered_config());
-    let ex = host.vm(0).exchange(
-        &chat("sk", "gpt-4o-mini"),
-        &Response::ok(r#"{"choices":[]}"#),
-    );
+    let request = chat("sk", "gpt-4o-mini");
+    let answer = r#"{"choices":[]}"#;
+    let ex = host.vm(0).exchange(&request, &Response::ok(answer));
     assert_eq!(ex.client.status, 200);
     assert_eq!(metric(&host, "usage_missing"), 1);
-    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    let (prompt, output) = exchange_estimate(request.body.len(), None, answer.len());
+    assert_eq!(used(&mut host, "k", "tokens"), (prompt + output) as f64);
+    let cost = prompt as f64 * 1.5e-7 + output as f64 * 6e-7;
+    assert!((used(&mut host, "k", "budget") - cost).abs() < 1e-12);
     let ex = host.vm(0).exchange(
-        &chat("sk", "gpt-4o-mini"),
+        &request,
         &Response::status(502).body("text/plain", "upstream error"),
     );
     assert_eq!(ex.client.status, 502);
     assert_eq!(metric(&host, "usage_missing"), 2);
+    assert_eq!(
+        used(&mut host, "k", "tokens"),
+        (prompt + output) as f64,
+        "an upstream error is not charged"
+    );
 }
 
 fn open(host: &mut host_tests::Host, response_content_type: &str) -> host_tests::StreamId {
@@ -216,14 +223,18 @@ fn a_stream_cut_short_is_charged_with_the_usage_seen_so_far() {
 }
 
 #[test]
-fn a_stream_cut_before_any_usage_charges_nothing() {
+fn a_stream_cut_before_any_usage_is_charged_an_estimate() {
     let mut host = host(&metered_config());
     let s = open(&mut host, "text/event-stream");
-    host.vm(0)
-        .send_response_body(s, b"event: ping\ndata: {\"type\":\"ping\"}\n\n", false);
+    let ping = b"event: ping\ndata: {\"type\":\"ping\"}\n\n";
+    host.vm(0).send_response_body(s, ping, false);
     host.vm(0).upstream_reset(s);
     assert_eq!(metric(&host, "usage_missing"), 1);
-    assert_eq!(used(&mut host, "k", "tokens"), 0.0);
+    let request_bytes = chat("sk", "claude-sonnet-4-5").body.len();
+    let (prompt, output) = exchange_estimate(request_bytes, None, ping.len());
+    assert_eq!(used(&mut host, "k", "tokens"), (prompt + output) as f64);
+    let cost = prompt as f64 * 3e-6 + output as f64 * 1.5e-5;
+    assert!((used(&mut host, "k", "budget") - cost).abs() < 1e-12);
 }
 
 #[test]

@@ -117,3 +117,47 @@ fn a_good_configuration_creates_every_counter_at_start() {
         "traffic and time add no keys"
     );
 }
+
+#[test]
+fn the_metering_fields_are_refused_naming_their_paths() {
+    let cases = [
+        (
+            r#"{"max_rewrite_body_bytes":0}"#,
+            "max_rewrite_body_bytes: 0 must be between 1 and 16777216",
+        ),
+        (
+            r#"{"max_rewrite_body_bytes":16777217}"#,
+            "max_rewrite_body_bytes: 16777217 must be between 1 and 16777216",
+        ),
+        (
+            r#"{"max_rewrite_body_bytes":-5}"#,
+            "max_rewrite_body_bytes: invalid value",
+        ),
+        (
+            r#"{"inject_stream_usage":"yes"}"#,
+            "inject_stream_usage: invalid type",
+        ),
+        (
+            r#"{"deployments":{"prod":""}}"#,
+            r#"deployments["prod"]: the model must not be empty"#,
+        ),
+        (
+            r#"{"deployments":{"":"gpt-4o"}}"#,
+            r#"deployments[""]: a deployment name must not be empty"#,
+        ),
+        (
+            r#"{"deployments":{"prod":4}}"#,
+            "deployments.prod: invalid type",
+        ),
+        (
+            r#"{"free_paths":["/v1/models","v1/files"]}"#,
+            r#"free_paths[1]: "v1/files" must be a path starting with '/'"#,
+        ),
+        (r#"{"free_paths":["/v1/models?limit=1"]}"#, "free_paths[0]:"),
+        (r#"{"free_paths":"/v1/models"}"#, "free_paths: invalid type"),
+    ];
+    for (config, want) in cases {
+        let logs = refusal(config);
+        assert!(logs.contains(want), "{config}: {logs}");
+    }
+}

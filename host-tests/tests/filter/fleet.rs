@@ -18,7 +18,7 @@ use crate::support::*;
 type Shared = Arc<Mutex<FakeLimitador>>;
 
 /// A configuration with fleet mode on (cluster `limitador`, `unavailable` as given).
-fn fleet_config(unavailable: &str, rest: &str) -> String {
+pub(crate) fn fleet_config(unavailable: &str, rest: &str) -> String {
     config(&format!(
         r#""fleet": {{"cluster": "limitador", "authority": "limitador.local", "timeout_ms": 300,
                      "namespace_prefix": "gov", "unavailable": "{unavailable}"}}, {rest}"#
@@ -71,7 +71,7 @@ fn answer(limitador: &Shared, callout: &Callout) -> CalloutAnswer {
 }
 
 /// A host of `workers` VMs whose cluster `limitador` is the fake holding `config`'s limits.
-fn fleet_host(config: &str, workers: usize) -> (Host, Shared) {
+pub(crate) fn fleet_host(config: &str, workers: usize) -> (Host, Shared) {
     let limitador: Shared = Arc::new(Mutex::new(FakeLimitador::new(limits_of(config))));
     let fake = Arc::clone(&limitador);
     let host = HostBuilder::new(GOVERNANCE_WASM)

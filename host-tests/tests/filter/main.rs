@@ -17,5 +17,7 @@ mod fleet;
 mod key_cache;
 mod metering;
 mod operating;
+mod paths;
 mod refusals;
 mod reservations;
+mod stream_usage;

@@ -190,17 +190,15 @@ fn a_stream_without_usage_is_charged_its_estimate_and_an_upstream_error_nothing(
         "rate_limit": {"token_max_limit": 100000, "token_reset_duration": "1h"}"#,
     ));
     let body = capped_body(64);
-    let (tokens, usd) = estimate(&body, 64);
     let s = send(&mut host, 0, &body);
-    // OpenAI streams carry no usage unless the client asks for it.
-    respond(
-        &mut host,
-        0,
-        s,
-        "200",
-        "text/event-stream",
-        b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n",
-    );
+    // An OpenAI stream without usage (the client did not ask for it).
+    let stream = b"data: {\"choices\":[{\"delta\":{\"content\":\"Hi\"}}]}\n\ndata: [DONE]\n\n";
+    respond(&mut host, 0, s, "200", "text/event-stream", stream);
+    // Charged more than its hold: the response's bytes count as output too.
+    let (prompt, output) = exchange_estimate(body.len(), Some(64), stream.len());
+    let tokens = prompt + output;
+    let usd = prompt as f64 * INPUT + output as f64 * OUTPUT;
+    assert!(tokens > estimate(&body, 64).0);
     assert_eq!(used(&mut host, "k", "tokens"), tokens as f64);
     assert!((used(&mut host, "k", "budget") - usd).abs() < 1e-15);
     assert_eq!(reserved(&mut host, "k", "tokens"), 0.0);

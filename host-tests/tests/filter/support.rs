@@ -107,6 +107,20 @@ pub fn sse(body: Vec<u8>) -> Response {
     Response::status(200).body("text/event-stream", body)
 }
 
+/// What an exchange whose response carried no usage is charged (the reservation settings'
+/// defaults: 4 bytes per token, 4,096 output tokens when the request names no cap), as
+/// (prompt tokens, output tokens): the request body's bytes / 4 as prompt, and the cap plus
+/// the response body's bytes / 4 as output, each rounded up.
+pub fn exchange_estimate(
+    request_bytes: usize,
+    cap: Option<u64>,
+    response_bytes: usize,
+) -> (u64, u64) {
+    let prompt = request_bytes.div_ceil(4) as u64;
+    let output = cap.unwrap_or(4096) + response_bytes.div_ceil(4) as u64;
+    (prompt, output)
+}
+
 /// The JSON body of what the client got.
 pub fn body_json(ex: &Exchange) -> Value {
     serde_json::from_slice(&ex.client.body).unwrap_or_else(|err| {
