@@ -75,6 +75,26 @@ pub fn identify<'p>(policy: &'p Policy, headers: &dyn RequestHeaders) -> Option<
     })
 }
 
+/// The refusal message of a request that carries no key in any configured header: it
+/// names those headers, so a client that sent its key elsewhere learns where it belongs.
+pub fn key_required_message(policy: &Policy) -> String {
+    let headers: Vec<String> = policy
+        .key_headers
+        .iter()
+        .map(|name| {
+            if name == "authorization" {
+                "authorization (Bearer <key>)".to_string()
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    format!(
+        "a virtual key is required in one of these headers: {}",
+        headers.join(", ")
+    )
+}
+
 /// The first configured header that carries a key. For `authorization` only a
 /// `Bearer <token>` value counts; any other scheme is passed over.
 pub fn presented_key(policy: &Policy, headers: &dyn RequestHeaders) -> Option<PresentedKey> {

@@ -61,6 +61,8 @@ pub enum Decision {
         exhausted: bool,
         /// The estimate that did not fit, in the filter's units (reservations).
         estimate: Option<u128>,
+        /// What Limitador said is left, in its units (`None`: it did not say).
+        remaining: Option<u64>,
     },
     /// Limitador could not be asked (`unreachable`: a call found no answer) or an owner's
     /// limits do not match: handled as the `unavailable` setting says.
@@ -264,18 +266,20 @@ impl Round {
                             .window_end
                             .map(|end| crate::admission::seconds_until(now, end))
                             .or(answer.reset_secs);
-                        let (exhausted, estimate) = match planned.purpose {
+                        let (exhausted, estimate, remaining) = match planned.purpose {
                             Purpose::Hold { units, .. } => (
                                 answer.remaining == Some(0),
                                 Some(names::from_units(limit.kind, units)),
+                                answer.remaining,
                             ),
-                            _ => (true, None),
+                            _ => (true, None, Some(0)),
                         };
                         refusal = Some(Decision::Refused {
                             limit: limit_id,
                             retry_after_secs,
                             exhausted,
                             estimate,
+                            remaining,
                         });
                     }
                 }

@@ -16,7 +16,7 @@ use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
 use crate::counter::Counters;
 use crate::estimate::Estimate;
 use crate::fleet::protocol::Call;
-use crate::identity::{identify, RequestHeaders};
+use crate::identity::{identify, key_required_message, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
 use crate::request_body::{BodyModel, RequestSniffer};
@@ -178,7 +178,7 @@ impl Flow {
             }
             let rejection = Rejection::new(
                 RejectionKind::VirtualKeyRequired,
-                "a virtual key is required",
+                key_required_message(&policy),
             );
             return self.refuse_or_bypass(rejection, &mut counters, env, remove_headers);
         };
