@@ -1,4 +1,4 @@
-//! What a request may cost before its response says (SPEC.md §8): the amount reserved on
+//! What a request may cost before its response says (docs/reservations.md): the amount reserved on
 //! every token limit and budget while the request is in flight.
 
 use crate::config::{LimitKind, Reservation};

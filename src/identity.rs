@@ -1,4 +1,4 @@
-//! Finding the virtual key of a request (SPEC.md §3): which header carries it, and which
+//! Finding the virtual key of a request (docs/clients.md): which header carries it, and which
 //! configured key it is.
 //!
 //! A configured key is found by the SHA-256 of the presented secret. Hashing is the costly

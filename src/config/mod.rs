@@ -111,7 +111,7 @@ pub struct Policy {
     pub fleet: Option<crate::fleet::FleetPolicy>,
 }
 
-/// SPEC.md §8: reserve an estimate before admitting, settle after the response.
+/// docs/reservations.md: reserve an estimate before admitting, settle after the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     pub enabled: bool,

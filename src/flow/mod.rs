@@ -4,9 +4,9 @@
 //! and what the glue must do returned. Checks run as soon as what they need is known: the
 //! key and the key/team/customer limits at request headers; the provider and model rules,
 //! pricing and provider-config limits once the model is known (Gemini path or request
-//! body), or at the end of the request body. With reservations (SPEC.md §8) the request's
-//! estimate is held on every token limit and budget at the end of its body, before the last
-//! frame goes upstream. The response is scanned for usage as it passes, and settled once,
+//! body), or at the end of the request body. With reservations (docs/reservations.md) the
+//! request's estimate is held on every token limit and budget at the end of its body, before
+//! the last frame goes upstream. The response is scanned for usage as it passes, and settled once,
 //! at its end or when the stream ends early.
 
 use std::rc::Rc;
@@ -95,7 +95,8 @@ enum Stage {
     Calling { model: Option<String> },
 }
 
-/// What the request headers already judged of SPEC.md §3 step 3.
+/// What the request headers already judged of step 3 of the order of checks
+/// (docs/clients.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Judged {
     Nothing,
@@ -198,8 +199,8 @@ impl Flow {
             }
         }
 
-        // Within this callback the order is SPEC.md §3's: what is known of the provider and
-        // model (provider header, Gemini path) first, then the limits of every level.
+        // Within this callback the order is docs/clients.md's: what is known of the provider
+        // and model (provider header, Gemini path) first, then the limits of every level.
         let provider = header_text(head.headers, &policy.provider_header);
         let (provider, model) = split_provider(&policy, provider, gemini_path_model(head.path));
         if provider.is_some() || model.is_some() {
@@ -463,8 +464,8 @@ impl Flow {
         }
     }
 
-    /// The provider and model rules and pricing (SPEC.md §3 step 3) for what is known:
-    /// `Some(reply)` when the request is refused. `check_provider` is false when the
+    /// The provider and model rules and pricing (docs/clients.md, order of checks: step 3)
+    /// for what is known: `Some(reply)` when the request is refused. `check_provider` is false when the
     /// provider was already judged at request headers.
     fn target_rules(
         &mut self,
@@ -643,8 +644,8 @@ impl Flow {
         }
     }
 
-    /// SPEC.md §8: the estimate of a request whose body has been read, held on its token
-    /// limits and budgets at every level (provider config first). A request without a body
+    /// docs/reservations.md: the estimate of a request whose body has been read, held on its
+    /// token limits and budgets at every level (provider config first). A request without a body
     /// has nothing to estimate from and holds nothing. `Some(reply)` when refused.
     fn reserve(
         &mut self,
@@ -655,7 +656,7 @@ impl Flow {
         let estimate = self.estimate(model)?;
         let policy = Rc::clone(&self.policy);
         let mut limits = self.admission.chargeable.clone();
-        // Level order, as SPEC.md §3 checks them: provider config, key, team, customer.
+        // Level order, as docs/clients.md checks them: provider config, key, team, customer.
         limits.sort_by_key(|id| policy.limits.get(*id).map(|l| l.owner_kind));
         let refusals = match admission::reserve(
             &policy,

@@ -1,5 +1,6 @@
-//! The governance promises (SPEC.md §3-§5, §9) in a real Envoy with 4 workers and 16
-//! parallel clients: the counters are shared by every worker's VM through shared data.
+//! The governance promises (docs/clients.md, docs/accounting.md, docs/windows.md,
+//! docs/operating.md) in a real Envoy with 4 workers and 16 parallel clients: the counters
+//! are shared by every worker's VM through shared data.
 
 mod common;
 
@@ -241,7 +242,7 @@ fn a_short_window_reopens() {
     }
 }
 
-/// SPEC.md §8 in a real Envoy: 32 clients on 4 workers send at once, the upstream answers
+/// docs/reservations.md in a real Envoy: 32 clients on 4 workers send at once, the upstream answers
 /// each after 3 s, so every request is in flight before any is settled. Each request's
 /// estimate is held on the budget before it goes upstream: no more are admitted than the
 /// estimates fit, and the spend stays within the budget.
@@ -277,7 +278,7 @@ fn reservations_bound_a_burst_in_flight_across_four_workers() {
         admitted >= fits && admitted < 32,
         "{admitted} admitted, {fits} estimates fit"
     );
-    // A refusal at the end of the body comes after the head went upstream (SPEC.md §3);
+    // A refusal at the end of the body comes after the head went upstream (docs/clients.md);
     // the request never arrives whole.
     assert_eq!(stack.mock.complete_count(), admitted);
     let budget = usage(&stack, "k", "budget");
