@@ -465,8 +465,8 @@ impl Flow {
     }
 
     /// The provider and model rules and pricing (docs/clients.md, order of checks: step 3)
-    /// for what is known: `Some(reply)` when the request is refused. `check_provider` is false when the
-    /// provider was already judged at request headers.
+    /// for what is known: `Some(reply)` when the request is refused. `check_provider` is
+    /// false when the provider was already judged at request headers.
     fn target_rules(
         &mut self,
         key_index: usize,
