@@ -305,13 +305,18 @@ fn a_refusal_at_headers_sends_nothing_upstream_and_one_at_the_body_never_the_who
         .send(&chat("sk-unknown", false, "prompt=1,completion=1"))
         .unwrap();
     assert_eq!(refused.status, 401);
-    assert_eq!(stack.mock.request_count(), 0, "decided at headers: nothing upstream");
+    assert_eq!(
+        stack.mock.request_count(),
+        0,
+        "decided at headers: nothing upstream"
+    );
 
     // The head alone first: Envoy passes it on, since the model is still to come.
-    let body = json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]})
-        .to_string();
+    let body =
+        json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}).to_string();
     let mut conn = std::net::TcpStream::connect(stack.envoy.listen_addr()).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
     write!(
         conn,
         "POST /v1/chat/completions HTTP/1.1\r\nhost: llm\r\nauthorization: Bearer sk-k\r\n\
