@@ -371,7 +371,10 @@ impl Running {
                 if differ == 0 {
                     "every answer as try.json expects".to_string()
                 } else {
-                    format!("{differ} answers differ from try.json (marked !!)")
+                    format!(
+                        "{differ} of {} answers differ from try.json (marked !!)",
+                        exchanges.len()
+                    )
                 }
             ),
         );

@@ -121,3 +121,25 @@ fn an_unknown_example_is_refused_with_the_list() {
         "{e}"
     );
 }
+
+/// A script whose expectation the answer does not meet is reported (`make try` then exits
+/// 1): the answer is marked and the summary counts it.
+#[test]
+fn an_answer_that_differs_from_the_script_is_marked() {
+    let mut example = examples::load("demo").unwrap();
+    example.script.steps.truncate(1);
+    example.script.steps[0].times = 1;
+    example.script.steps[0].expect = 402;
+    let mut printed = Vec::new();
+    let running = examples::start(example, &default_wasm(), &mut printed).unwrap();
+    let exchanges = running.play(&mut printed).unwrap();
+    let printed = String::from_utf8_lossy(&printed);
+    assert_eq!(exchanges.len(), 1);
+    assert_eq!(exchanges[0].response.status, 200);
+    assert!(!exchanges[0].as_expected());
+    assert!(printed.contains("!! try.json expects 402"), "{printed}");
+    assert!(
+        printed.contains("1 of 1 answers differ from try.json"),
+        "{printed}"
+    );
+}
