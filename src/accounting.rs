@@ -1,5 +1,6 @@
-//! Settling a request (SPEC.md §4 and §8): its response's usage charged to the limits that
-//! admitted it, and the estimates it held given back, one CAS per counter.
+//! Settling a request (docs/accounting.md and docs/reservations.md): its response's usage
+//! charged to the limits that admitted it, and the estimates it held given back, one CAS per
+//! counter.
 
 use crate::admission::{take_back, Held};
 use crate::config::{LimitId, LimitKind, Policy};

@@ -1,10 +1,10 @@
-//! Admission against counters (SPEC.md §3 steps 4 to 6): request slots, token limits and
-//! budgets of every level, in that order.
+//! Admission against counters (docs/clients.md, order of checks): request slots, token
+//! limits and budgets of every level, in that order.
 //!
 //! A request slot is taken atomically (check and increment in one CAS), so under any
 //! concurrency exactly `request_max_limit` requests are admitted per window. Token limits and
 //! budgets are checked against usage charged so far plus what requests in flight reserved:
-//! admitted while used + reserved < max. With reservations (SPEC.md §8), [`reserve`] then
+//! admitted while used + reserved < max. With reservations (docs/reservations.md), [`reserve`] then
 //! holds the request's estimate on each of them, checking `used + reserved + estimate <= max`
 //! and adding the estimate in the same CAS. A request refused at any step gives back the
 //! slots and reservations it took, and the window starts its writes opened, so it leaves
@@ -18,6 +18,7 @@ use crate::counter::{Change, CounterError, Counters, FirstUse, Record, Updated};
 use crate::estimate::Estimate;
 use crate::money::Money;
 use crate::rejection::{Rejection, RejectionKind};
+use crate::response_headers::{limit_headers, Quota};
 
 /// A request slot taken in a counter's window; released if the request is refused later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ pub struct Admission {
     pub seen: Vec<Seen>,
     /// The token limits and budgets to charge when the response ends.
     pub chargeable: Vec<LimitId>,
-    /// Reservations this request holds (SPEC.md §8).
+    /// Reservations this request holds (docs/reservations.md).
     pub held: Vec<Held>,
     /// Token limits and budgets never used when they were checked (at `.1`): their windows
     /// open when the admission stands ([`start_unused`]).
@@ -113,7 +114,7 @@ pub fn check(
             };
             admission.seen.push(Seen { limit: id, record });
             if refused {
-                refusals.push(refusal(limit, &record, now, None));
+                refusals.push(refusal(policy, limit, &record, now, None));
                 if evaluation == Evaluation::StopAtFirst {
                     let taken = admission.slots.split_off(first_new_slot);
                     release(policy, counters, now, &taken)?;
@@ -171,7 +172,7 @@ pub fn reserve(
                 }),
             }
             if !updated.value {
-                refusals.push(refusal(limit, &updated.record, now, Some(amount)));
+                refusals.push(refusal(policy, limit, &updated.record, now, Some(amount)));
                 if evaluation == Evaluation::StopAtFirst {
                     let taken = admission.held.split_off(first_new);
                     crate::accounting::give_back(policy, counters, now, &taken)?;
@@ -275,7 +276,13 @@ pub fn start_unused(
     Ok(())
 }
 
-fn refusal(limit: &Limit, record: &Record, now: i64, estimate: Option<u128>) -> Rejection {
+fn refusal(
+    policy: &Policy,
+    limit: &Limit,
+    record: &Record,
+    now: i64,
+    estimate: Option<u128>,
+) -> Rejection {
     let (kind, what) = match limit.kind {
         LimitKind::Requests => (RejectionKind::RequestLimited, "request limit"),
         LimitKind::Tokens => (RejectionKind::TokenLimited, "token limit"),
@@ -309,10 +316,20 @@ fn refusal(limit: &Limit, record: &Record, now: i64, estimate: Option<u128>) -> 
         limit.owner_id,
         rfc3339(record.window_end)
     );
+    let quota = Quota {
+        remaining: limit.max.saturating_sub(committed(record)),
+        reserved: policy.reservation.enabled.then_some(record.reserved),
+        resets_in: record.window_end.saturating_sub(now),
+    };
     Rejection {
         kind,
         message,
         retry_after_secs: Some(seconds_until(now, record.window_end)),
+        quota_headers: if policy.response_headers {
+            limit_headers(limit, &quota)
+        } else {
+            Vec::new()
+        },
     }
 }
 

@@ -1,6 +1,6 @@
-//! What a request may cost before its response says (SPEC.md §8): the amount reserved on
-//! every token limit and budget while the request is in flight; and what a response that
-//! ended without usage is charged instead.
+//! What a request may cost before its response says (docs/reservations.md): the amount
+//! reserved on every token limit and budget while the request is in flight; and what a
+//! response that ended without usage is charged instead.
 
 use crate::config::{LimitKind, Reservation};
 use crate::money::Money;

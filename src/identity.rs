@@ -1,4 +1,4 @@
-//! Finding the virtual key of a request (SPEC.md §3): which header carries it, and which
+//! Finding the virtual key of a request (docs/clients.md): which header carries it, and which
 //! configured key it is.
 //!
 //! A configured key is found by the SHA-256 of the presented secret. Hashing is the costly
@@ -73,6 +73,26 @@ pub fn identify<'p>(policy: &'p Policy, headers: &dyn RequestHeaders) -> Option<
             key,
         })
     })
+}
+
+/// The refusal message of a request that carries no key in any configured header: it
+/// names those headers, so a client that sent its key elsewhere learns where it belongs.
+pub fn key_required_message(policy: &Policy) -> String {
+    let headers: Vec<String> = policy
+        .key_headers
+        .iter()
+        .map(|name| {
+            if name == "authorization" {
+                "authorization (Bearer <key>)".to_string()
+            } else {
+                name.clone()
+            }
+        })
+        .collect();
+    format!(
+        "a virtual key is required in one of these headers: {}",
+        headers.join(", ")
+    )
 }
 
 /// The first configured header that carries a key. For `authorization` only a

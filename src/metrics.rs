@@ -1,4 +1,4 @@
-//! The Envoy counters the filter keeps (SPEC.md §9), named once here.
+//! The Envoy counters the filter keeps (docs/operating.md), named once here.
 
 use crate::money::Money;
 use crate::rejection::RejectionKind;

@@ -1,4 +1,5 @@
-//! Rejections: their types, status codes and the OpenAI-compatible local reply (SPEC.md §3).
+//! Rejections: their types, status codes and the OpenAI-compatible local reply
+//! (docs/clients.md).
 
 /// Every reason the filter answers a request itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -69,6 +70,8 @@ pub struct Rejection {
     pub message: String,
     /// Whole seconds until the blocking window ends (429 and 402 only).
     pub retry_after_secs: Option<u64>,
+    /// The quota headers of the limit that refused (429 and 402 only).
+    pub quota_headers: Vec<(String, String)>,
 }
 
 impl Rejection {
@@ -77,6 +80,7 @@ impl Rejection {
             kind,
             message: message.into(),
             retry_after_secs: None,
+            quota_headers: Vec::new(),
         }
     }
 
@@ -93,6 +97,7 @@ impl Rejection {
         if let Some(secs) = self.retry_after_secs {
             headers.push(("retry-after".to_string(), secs.to_string()));
         }
+        headers.extend(self.quota_headers.iter().cloned());
         LocalReply {
             status: self.kind.status(),
             headers,

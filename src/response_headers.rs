@@ -1,6 +1,7 @@
-//! Remaining-quota headers on admitted responses (SPEC.md §5): the tightest limit of each
-//! kind over the hierarchy, OpenAI style. Remaining is what neither usage nor requests in
-//! flight hold; with reservations (SPEC.md §8) the held amount is reported beside it.
+//! Remaining-quota headers (docs/clients.md): on admitted responses the tightest limit of
+//! each kind over the hierarchy, OpenAI style; on 429 and 402 refusals those of the limit
+//! that refused. Remaining is what neither usage nor requests in flight hold; with
+//! reservations (docs/reservations.md) the held amount is reported beside it.
 //!
 //! They run on every admitted response, so the values are written with the small decimal
 //! writers of [`crate::decimal`] into one reused buffer, and handed to the caller one by
@@ -58,47 +59,90 @@ pub fn emit_quota_headers(
         let Some((limit, record)) = tightest.get(kind_index(kind)).copied().flatten() else {
             continue;
         };
-        let remaining = limit.max.saturating_sub(committed(record));
-        let [limit_name, remaining_name, reset_name] = match kind {
-            LimitKind::Requests => [
-                "x-ratelimit-limit-requests",
-                "x-ratelimit-remaining-requests",
-                "x-ratelimit-reset-requests",
-            ],
-            LimitKind::Tokens => [
-                "x-ratelimit-limit-tokens",
-                "x-ratelimit-remaining-tokens",
-                "x-ratelimit-reset-tokens",
-            ],
-            LimitKind::Budget => [
-                "x-budget-limit-usd",
-                "x-budget-remaining-usd",
-                "x-budget-reset",
-            ],
+        let quota = Quota {
+            remaining: limit.max.saturating_sub(committed(record)),
+            reserved: policy.reservation.enabled.then_some(record.reserved),
+            resets_in: record.window_end.saturating_sub(now),
         };
-        let amount = |text: &mut Vec<u8>, value: u128| match kind {
-            LimitKind::Budget => push_money(text, Money::from_femto(value)),
-            LimitKind::Requests | LimitKind::Tokens => push_u128(text, value),
-        };
+        emit_limit(limit, &quota, &mut text, emit);
+    }
+}
+
+/// What one limit's headers say, besides its maximum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Quota {
+    /// In the limit's units (requests, tokens, femto-USD).
+    pub remaining: u128,
+    /// Held by requests in flight; `None` when reservations are off (no header).
+    pub reserved: Option<u128>,
+    /// Nanoseconds until the window ends.
+    pub resets_in: i64,
+}
+
+/// The headers of one limit alone: a refusal carries those of the level that refused.
+pub fn limit_headers(limit: &Limit, quota: &Quota) -> Vec<(String, String)> {
+    let mut headers = Vec::new();
+    emit_limit(
+        limit,
+        quota,
+        &mut Vec::with_capacity(32),
+        &mut |name, value| {
+            headers.push((
+                name.to_string(),
+                String::from_utf8_lossy(value).into_owned(),
+            ));
+        },
+    );
+    headers
+}
+
+/// `x-ratelimit-{limit,remaining,reset}-{requests,tokens}` or `x-budget-{limit-usd,
+/// remaining-usd,reset}` of `limit`, and the reserved amount when reservations are on.
+fn emit_limit(
+    limit: &Limit,
+    quota: &Quota,
+    text: &mut Vec<u8>,
+    emit: &mut dyn FnMut(&'static str, &[u8]),
+) {
+    let [limit_name, remaining_name, reset_name] = match limit.kind {
+        LimitKind::Requests => [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        LimitKind::Tokens => [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+        LimitKind::Budget => [
+            "x-budget-limit-usd",
+            "x-budget-remaining-usd",
+            "x-budget-reset",
+        ],
+    };
+    let amount = |text: &mut Vec<u8>, value: u128| match limit.kind {
+        LimitKind::Budget => push_money(text, Money::from_femto(value)),
+        LimitKind::Requests | LimitKind::Tokens => push_u128(text, value),
+    };
+    text.clear();
+    amount(text, limit.max);
+    emit(limit_name, text);
+    text.clear();
+    amount(text, quota.remaining);
+    emit(remaining_name, text);
+    text.clear();
+    push_openai_reset(text, quota.resets_in);
+    emit(reset_name, text);
+    let reserved_name = match limit.kind {
+        LimitKind::Requests => return,
+        LimitKind::Tokens => "x-ratelimit-reserved-tokens",
+        LimitKind::Budget => "x-budget-reserved-usd",
+    };
+    if let Some(reserved) = quota.reserved {
         text.clear();
-        amount(&mut text, limit.max);
-        emit(limit_name, &text);
-        text.clear();
-        amount(&mut text, remaining);
-        emit(remaining_name, &text);
-        text.clear();
-        push_openai_reset(&mut text, record.window_end.saturating_sub(now));
-        emit(reset_name, &text);
-        if policy.reservation.enabled {
-            let reserved_name = match kind {
-                LimitKind::Requests => continue,
-                LimitKind::Tokens => "x-ratelimit-reserved-tokens",
-                LimitKind::Budget => "x-budget-reserved-usd",
-            };
-            text.clear();
-            amount(&mut text, record.reserved);
-            emit(reserved_name, &text);
-        }
+        amount(text, reserved);
+        emit(reserved_name, text);
     }
 }
 

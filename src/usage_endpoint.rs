@@ -1,4 +1,5 @@
-//! `GET <usage_endpoint.path>` (SPEC.md §7): the filter answers with counters itself.
+//! `GET <usage_endpoint.path>` (docs/clients.md, usage endpoint): the filter answers with
+//! counters itself.
 
 use crate::admission::{committed, rfc3339};
 use crate::config::{Limit, LimitId, LimitKind, Policy};

@@ -1,4 +1,4 @@
-//! From wire types to a validated [`Policy`]: every rule of SPEC.md §2 that serde cannot
+//! From wire types to a validated [`Policy`]: every rule of docs/configuration.md that serde cannot
 //! express is checked here, and each failure names the JSON path of the first problem.
 
 use std::collections::hash_map::RandomState;

@@ -115,7 +115,7 @@ pub struct Policy {
     pub metering: Metering,
 }
 
-/// SPEC.md §8: reserve an estimate before admitting, settle after the response.
+/// docs/reservations.md: reserve an estimate before admitting, settle after the response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reservation {
     pub enabled: bool,

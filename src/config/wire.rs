@@ -1,4 +1,4 @@
-//! The plugin configuration as written by the operator (SPEC.md §2): serde types only.
+//! The plugin configuration as written by the operator (docs/configuration.md): serde types only.
 //!
 //! Every struct refuses unknown fields, except a pricing entry, which accepts the other fields
 //! of the LiteLLM price list so entries can be pasted from it (`prices.rs` applies or refuses
@@ -209,7 +209,7 @@ pub struct WireRateLimit {
     pub timezone: Option<String>,
 }
 
-/// SPEC.md §8: off unless `enabled`; the defaults are the SPEC's.
+/// Reservations (docs/reservations.md): off unless `enabled`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WireReservation {

@@ -64,6 +64,8 @@ pub enum Decision {
         /// What an admission would charge (shadow mode admits refused requests): the
         /// refused limits included, as slots to report and limits to charge.
         admitted: Admitted,
+        /// What Limitador said is left, in its units (`None`: it did not say).
+        remaining: Option<u64>,
     },
     /// Limitador could not be asked (`unreachable`: a call found no answer) or an owner's
     /// limits do not match: handled as the `unavailable` setting says.
@@ -240,7 +242,7 @@ impl Round {
     pub fn decide(&self, policy: &Policy, verified: bool, now: i64) -> Decision {
         let mut admitted = Admitted::default();
         let mut unreachable = false;
-        let mut refusal: Option<(LimitId, Option<u64>, bool, Option<u128>)> = None;
+        let mut refusal: Option<(LimitId, Option<u64>, bool, Option<u128>, Option<u64>)> = None;
         for (planned, answer) in self.planned.iter().zip(&self.answers) {
             let answer = answer.clone().unwrap_or_default();
             let verdict = answer.verdict();
@@ -267,14 +269,15 @@ impl Round {
                             .window_end
                             .map(|end| crate::admission::seconds_until(now, end))
                             .or(answer.reset_secs);
-                        let (exhausted, estimate) = match planned.purpose {
+                        let (exhausted, estimate, remaining) = match planned.purpose {
                             Purpose::Hold { units, .. } => (
                                 answer.remaining == Some(0),
                                 Some(names::from_units(limit.kind, units)),
+                                answer.remaining,
                             ),
-                            _ => (true, None),
+                            _ => (true, None, Some(0)),
                         };
-                        refusal = Some((limit_id, retry_after_secs, exhausted, estimate));
+                        refusal = Some((limit_id, retry_after_secs, exhausted, estimate, remaining));
                     }
                     // Counted nothing: a request admitted anyway (shadow) reports its slot.
                     if let Purpose::Slot(id) = planned.purpose {
@@ -302,12 +305,13 @@ impl Round {
                 }
             }
         }
-        if let Some((limit, retry_after_secs, exhausted, estimate)) = refusal {
+        if let Some((limit, retry_after_secs, exhausted, estimate, remaining)) = refusal {
             return Decision::Refused {
                 limit,
                 retry_after_secs,
                 exhausted,
                 estimate,
+                remaining,
                 admitted,
             };
         }

@@ -15,6 +15,7 @@ use crate::fleet::{charges, memory, names, usage, Unavailable};
 use crate::metrics::Metric;
 use crate::money::Money;
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
+use crate::response_headers::{limit_headers, Quota};
 use crate::usage_endpoint::{self, Viewer};
 
 /// What fleet mode keeps of one request.
@@ -45,6 +46,8 @@ struct PendingRefusal {
     estimate: Option<u128>,
     /// What is charged if the request goes on anyway (shadow mode).
     admitted: Admitted,
+    /// Left in the refusing counter, in Limitador's units, when known.
+    remaining: Option<u64>,
 }
 
 impl Flow {
@@ -86,7 +89,14 @@ impl Flow {
                 let max = names::max_value(limit);
                 if let Some(until) = memory::exhausted_until(env.store, limit, max, env.now) {
                     let retry = admission::seconds_until(env.now, until);
-                    let rejection = fleet_rejection(limit, retry, env.now, None);
+                    let rejection = fleet_rejection(
+                        limit,
+                        retry,
+                        env.now,
+                        None,
+                        Some(0),
+                        policy.response_headers,
+                    );
                     env.metrics.add(Metric::FleetRefused, 1);
                     return self.refuse(vec![rejection], counters, env);
                 }
@@ -185,12 +195,14 @@ impl Flow {
                 exhausted,
                 estimate,
                 admitted,
+                remaining,
             } => {
                 let pending = PendingRefusal {
                     limit,
                     exhausted,
                     estimate,
                     admitted,
+                    remaining,
                 };
                 match retry_after_secs {
                     Some(retry) => self.fleet_refuse(pending, retry, model, &mut counters, env),
@@ -338,7 +350,14 @@ impl Flow {
             let until = env.now.saturating_add(secs.saturating_mul(1_000_000_000));
             memory::remember_exhausted(env.store, limit, names::max_value(limit), until);
         }
-        let rejection = fleet_rejection(limit, retry_after_secs, env.now, pending.estimate);
+        let rejection = fleet_rejection(
+            limit,
+            retry_after_secs,
+            env.now,
+            pending.estimate,
+            pending.remaining,
+            policy.response_headers,
+        );
         match self.refuse(vec![rejection], counters, env) {
             Some(reply) => RequestAction::Reply(reply),
             None => {
@@ -501,12 +520,16 @@ impl Flow {
     }
 }
 
-/// The refusal of a limit Limitador (or this Envoy's memory of it) refused.
+/// The refusal of a limit Limitador (or this Envoy's memory of it) refused; its quota
+/// headers (with `headers`: the configuration's `response_headers`) say what Limitador said
+/// is left, and are left out when it did not say.
 fn fleet_rejection(
     limit: &crate::config::Limit,
     retry_after_secs: u64,
     now: i64,
     estimate: Option<u128>,
+    remaining: Option<u64>,
+    headers: bool,
 ) -> Rejection {
     let (kind, what) = match limit.kind {
         LimitKind::Requests => (RejectionKind::RequestLimited, "request limit"),
@@ -533,10 +556,20 @@ fn fleet_rejection(
     let secs = i64::try_from(retry_after_secs).unwrap_or(i64::MAX);
     let end = now.saturating_add(secs.saturating_mul(1_000_000_000));
     message.push_str(&format!(", resets {}", admission::rfc3339(end)));
+    let remaining = remaining.filter(|_| headers);
+    let quota_headers = remaining.map_or_else(Vec::new, |units| {
+        let quota = Quota {
+            remaining: names::from_units(limit.kind, units).min(limit.max),
+            reserved: None,
+            resets_in: secs.saturating_mul(1_000_000_000),
+        };
+        limit_headers(limit, &quota)
+    });
     Rejection {
         kind,
         message,
         retry_after_secs: Some(retry_after_secs),
+        quota_headers,
     }
 }
 

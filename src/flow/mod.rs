@@ -4,9 +4,9 @@
 //! and what the glue must do returned. Checks run as soon as what they need is known: the
 //! key and the key/team/customer limits at request headers; the provider and model rules,
 //! pricing and provider-config limits once the model is known (Gemini path or request
-//! body), or at the end of the request body. With reservations (SPEC.md §8) the request's
-//! estimate is held on every token limit and budget at the end of its body, before the last
-//! frame goes upstream. The response is scanned for usage as it passes, and settled once,
+//! body), or at the end of the request body. With reservations (docs/reservations.md) the
+//! request's estimate is held on every token limit and budget at the end of its body, before
+//! the last frame goes upstream. The response is scanned for usage as it passes, and settled once,
 //! at its end or when the stream ends early.
 
 use std::rc::Rc;
@@ -16,7 +16,7 @@ use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
 use crate::counter::Counters;
 use crate::estimate::Estimate;
 use crate::fleet::protocol::Call;
-use crate::identity::{identify, RequestHeaders};
+use crate::identity::{identify, key_required_message, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::path_model::{path_model, PathModel};
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
@@ -97,7 +97,8 @@ enum Stage {
     Calling { model: Option<String> },
 }
 
-/// What the request headers already judged of SPEC.md §3 step 3.
+/// What the request headers already judged of step 3 of the order of checks
+/// (docs/clients.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Judged {
     Nothing,
@@ -226,7 +227,7 @@ impl Flow {
             }
             let rejection = Rejection::new(
                 RejectionKind::VirtualKeyRequired,
-                "a virtual key is required",
+                key_required_message(&policy),
             );
             return self.refuse_or_bypass(rejection, &mut counters, env, remove_headers);
         };
@@ -246,9 +247,9 @@ impl Flow {
             }
         }
 
-        // Within this callback the order is the admission order: what is known of the
-        // provider and model (provider header, a model named by the path) first, then the
-        // limits of every level. The provider header wins over the path's provider.
+        // Within this callback the order is docs/clients.md's: what is known of the provider
+        // and model (provider header, a model named by the path) first, then the limits of
+        // every level. The provider header wins over the path's provider.
         let provider = header_text(head.headers, &policy.provider_header);
         let (provider, model) = match path_model(head.path, &policy.metering.deployments) {
             PathModel::Named {
@@ -547,9 +548,9 @@ impl Flow {
         }
     }
 
-    /// The provider and model rules and pricing (SPEC.md §3 step 3) for what is known:
-    /// `Some(reply)` when the request is refused. `check_provider` is false when the
-    /// provider was already judged at request headers.
+    /// The provider and model rules and pricing (docs/clients.md, order of checks: step 3)
+    /// for what is known: `Some(reply)` when the request is refused. `check_provider` is
+    /// false when the provider was already judged at request headers.
     fn target_rules(
         &mut self,
         key_index: usize,
@@ -727,8 +728,8 @@ impl Flow {
         }
     }
 
-    /// SPEC.md §8: the estimate of a request whose body has been read, held on its token
-    /// limits and budgets at every level (provider config first). A request without a body
+    /// docs/reservations.md: the estimate of a request whose body has been read, held on its
+    /// token limits and budgets at every level (provider config first). A request without a body
     /// has nothing to estimate from and holds nothing. `Some(reply)` when refused.
     fn reserve(
         &mut self,
@@ -739,7 +740,7 @@ impl Flow {
         let estimate = self.estimate(model)?;
         let policy = Rc::clone(&self.policy);
         let mut limits = self.admission.chargeable.clone();
-        // Level order, as SPEC.md §3 checks them: provider config, key, team, customer.
+        // Level order, as docs/clients.md checks them: provider config, key, team, customer.
         limits.sort_by_key(|id| policy.limits.get(*id).map(|l| l.owner_kind));
         let refusals = match admission::reserve(
             &policy,

@@ -468,6 +468,126 @@ fn shadow_counts_a_blocked_provider_once() {
     assert_eq!(sim.metrics.get("admitted"), 1);
 }
 
+/// The headers of a local reply, by name.
+fn reply_header<'o>(outcome: &'o Outcome, name: &str) -> Option<&'o str> {
+    let reply = outcome.reply.as_ref()?;
+    reply
+        .headers
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+}
+
+fn reply_message(outcome: &Outcome) -> String {
+    let reply = outcome.reply.as_ref().expect("a local reply");
+    let body: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+    body["error"]["message"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn a_request_without_a_key_is_told_which_headers_carry_one() {
+    let config = format!(
+        r#"{{{PRICING},"virtual_key_headers":["x-bf-vk","authorization"],
+        "virtual_keys":[{{"id":"k","value":"sk"}}]}}"#
+    );
+    let mut sim = Sim::new(&config);
+    // The right key in a header this configuration does not list.
+    let headers = vec![("x-api-key".to_string(), b"sk".to_vec())];
+    let refused = sim.exchange_with(headers, "POST", "/v1/messages", &chat("gpt-4o-mini"), "{}");
+    assert_eq!(
+        (refused.status(), refused.error_type().as_str()),
+        (401, "virtual_key_required")
+    );
+    assert_eq!(
+        reply_message(&refused),
+        "a virtual key is required in one of these headers: x-bf-vk, authorization (Bearer <key>)"
+    );
+    // An authorization header with another scheme carries no key either.
+    let headers = vec![("authorization".to_string(), b"Basic c2s6".to_vec())];
+    let refused = sim.exchange_with(headers, "POST", "/v1/messages", &chat("gpt-4o-mini"), "{}");
+    assert_eq!(refused.error_type(), "virtual_key_required");
+}
+
+#[test]
+fn a_429_carries_the_quota_headers_of_the_level_that_refused() {
+    // The key allows 10 requests an hour, its team 1 a minute: the team refuses.
+    let config = format!(
+        r#"{{{PRICING},"teams":[{{"id":"t","rate_limit":{{"request_max_limit":1,"request_reset_duration":"1m"}}}}],
+        "virtual_keys":[{{"id":"k","value":"sk","team_id":"t","rate_limit":{{"request_max_limit":10,"request_reset_duration":"1h"}}}}]}}"#
+    );
+    let mut sim = Sim::new(&config);
+    let ok = sim.exchange(Some("sk"), &chat("gpt-4o-mini"), &usage_body(1, 1));
+    assert_eq!(ok.header("x-ratelimit-limit-requests"), Some("1"));
+    sim.now += 15_000_000_000;
+    let refused = sim.exchange(Some("sk"), &chat("gpt-4o-mini"), "{}");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(reply_header(&refused, "retry-after"), Some("45"));
+    assert_eq!(
+        reply_header(&refused, "x-ratelimit-limit-requests"),
+        Some("1")
+    );
+    assert_eq!(
+        reply_header(&refused, "x-ratelimit-remaining-requests"),
+        Some("0")
+    );
+    assert_eq!(
+        reply_header(&refused, "x-ratelimit-reset-requests"),
+        Some("45s")
+    );
+    assert_eq!(
+        reply_header(&refused, "x-budget-limit-usd"),
+        None,
+        "only the refusing limit's kind"
+    );
+}
+
+#[test]
+fn a_402_carries_the_budget_headers_of_the_level_that_refused() {
+    let config = format!(
+        r#"{{{PRICING},"customers":[{{"id":"c","budgets":[{{"max_limit":0.01,"reset_duration":"1d"}}]}}],
+        "virtual_keys":[{{"id":"k","value":"sk","customer_id":"c","budgets":[{{"max_limit":5,"reset_duration":"1h"}}]}}]}}"#
+    );
+    let mut sim = Sim::new(&config);
+    // 4000 prompt × 1e-6 + 4000 completion × 2e-6 = $0.012, over the customer's $0.01.
+    sim.exchange(Some("sk"), &chat("gpt-4o-mini"), &usage_body(4000, 4000));
+    sim.now += 3_600_000_000_000;
+    let refused = sim.exchange(Some("sk"), &chat("gpt-4o-mini"), "{}");
+    assert_eq!(refused.status(), 402);
+    assert!(reply_message(&refused).starts_with("customer 'c' budget exceeded"));
+    let quota: Vec<(&str, &str)> = refused
+        .reply
+        .as_ref()
+        .unwrap()
+        .headers
+        .iter()
+        .filter(|(k, _)| k.starts_with("x-"))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(
+        quota,
+        [
+            ("x-budget-limit-usd", "0.01"),
+            ("x-budget-remaining-usd", "0"),
+            ("x-budget-reset", "23h0m0s"),
+        ]
+    );
+    assert_eq!(reply_header(&refused, "retry-after"), Some("82800"));
+}
+
+#[test]
+fn refusals_carry_no_quota_headers_when_they_are_turned_off() {
+    let config = format!(
+        r#"{{{PRICING},"response_headers":false,
+        "virtual_keys":[{{"id":"k","value":"sk","rate_limit":{{"request_max_limit":1,"request_reset_duration":"1m"}}}}]}}"#
+    );
+    let mut sim = Sim::new(&config);
+    sim.exchange(Some("sk"), &chat("gpt-4o-mini"), &usage_body(1, 1));
+    let refused = sim.exchange(Some("sk"), &chat("gpt-4o-mini"), "{}");
+    assert_eq!(refused.status(), 429);
+    assert_eq!(reply_header(&refused, "retry-after"), Some("60"));
+    assert_eq!(reply_header(&refused, "x-ratelimit-limit-requests"), None);
+}
+
 mod fleet;
 mod refusals;
 mod reservations;

@@ -74,7 +74,8 @@ pub(crate) enum Field {
     /// input and not part of `promptTokenCount`.
     GeminiToolUse,
     /// A request's output cap: `max_tokens`, `max_completion_tokens`, `max_output_tokens`
-    /// or Gemini's `generationConfig.maxOutputTokens` (reservation estimates, SPEC.md §8).
+    /// or Gemini's `generationConfig.maxOutputTokens` (reservation estimates,
+    /// docs/reservations.md).
     MaxOutput,
 }
 

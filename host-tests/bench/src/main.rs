@@ -1,10 +1,10 @@
-//! `bench`: performance figures of governance.wasm, one per line, and the budgets of issue 5.
+//! `bench`: performance figures of governance.wasm, one per line, and their budgets.
 //!
 //! ```text
 //! cargo run --release -p bench -- [--quick] [--no-envoy] [--wasm PATH]
 //! ```
 //! Exit status: 1 if a budget fails (in `--quick` mode only when `BENCH_ENFORCE=1`), 2 on a
-//! usage error. See README.md, section Performance.
+//! usage error. See docs/performance.md.
 
 mod envoy;
 mod profile;
@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 
 /// Module size budget (at opt-level 3; 400 KiB would need configuration code cut or a
-/// slower build, see README.md, Performance).
+/// slower build, see docs/performance.md).
 const MAX_MODULE_BYTES: u64 = 600 * 1024;
 
 /// The flags rustc enabled for wasm32-wasip1 (SIMD from `.cargo/config.toml`); wasm-opt

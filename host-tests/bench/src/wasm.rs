@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// Budgets (issue 5).
+/// Budgets (docs/performance.md).
 pub const MAX_TYPICAL_FUEL: u64 = 40_000;
 pub const MAX_FUEL_PER_STREAM_BYTE: f64 = 5.0;
 pub const MAX_KEYS_RATIO: f64 = 1.1;
@@ -194,7 +194,7 @@ pub fn run(opts: &Opts, report: &mut Report) {
         "typical_request_fuel_with_reservation",
         thousands(reserving),
         &format!(
-            "the same request with reservation.enabled (SPEC.md §8): {:+.0}% (information, not a budget)",
+            "the same request with reservation.enabled: {:+.0}% (information, not a budget)",
             (reserving as f64 / typical.max(1) as f64 - 1.0) * 100.0
         ),
     );

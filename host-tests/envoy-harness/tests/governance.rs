@@ -1,5 +1,6 @@
-//! The governance promises (SPEC.md §3-§5, §9) in a real Envoy with 4 workers and 16
-//! parallel clients: the counters are shared by every worker's VM through shared data.
+//! The governance promises (docs/clients.md, docs/accounting.md, docs/windows.md,
+//! docs/operating.md) in a real Envoy with 4 workers and 16 parallel clients: the counters
+//! are shared by every worker's VM through shared data.
 
 mod common;
 
@@ -241,7 +242,7 @@ fn a_short_window_reopens() {
     }
 }
 
-/// SPEC.md §8 in a real Envoy: 32 clients on 4 workers send at once, the upstream answers
+/// docs/reservations.md in a real Envoy: 32 clients on 4 workers send at once, the upstream answers
 /// each after 3 s, so every request is in flight before any is settled. Each request's
 /// estimate is held on the budget before it goes upstream: no more are admitted than the
 /// estimates fit, and the spend stays within the budget.
@@ -277,7 +278,7 @@ fn reservations_bound_a_burst_in_flight_across_four_workers() {
         admitted >= fits && admitted < 32,
         "{admitted} admitted, {fits} estimates fit"
     );
-    // A refusal at the end of the body comes after the head went upstream (SPEC.md §3);
+    // A refusal at the end of the body comes after the head went upstream (docs/clients.md);
     // the request never arrives whole.
     assert_eq!(stack.mock.complete_count(), admitted);
     let budget = usage(&stack, "k", "budget");
@@ -286,4 +287,57 @@ fn reservations_bound_a_burst_in_flight_across_four_workers() {
     assert!((spent - expected).abs() < 1e-12, "spent {spent}");
     assert!(spent <= 0.001, "spent {spent} of 0.001");
     assert_eq!(budget["reserved"], 0.0, "every hold settled: {budget}");
+}
+
+/// What a refused request lets reach the upstream (docs/clients.md, "What reaches the
+/// upstream"): a refusal decided at the request headers, nothing; one decided at the request
+/// body (here the model the body names), at most the head and the body's first bytes, never
+/// the whole request.
+#[test]
+fn a_refusal_at_headers_sends_nothing_upstream_and_one_at_the_body_never_the_whole_request() {
+    use std::io::{Read, Write};
+    let stack = start(json!({
+        "pricing": pricing(),
+        "virtual_keys": [{"id": "k", "value": "sk-k", "allowed_models": ["gpt-4o-mini"]}]
+    }));
+    let refused = stack
+        .client()
+        .send(&chat("sk-unknown", false, "prompt=1,completion=1"))
+        .unwrap();
+    assert_eq!(refused.status, 401);
+    assert_eq!(
+        stack.mock.request_count(),
+        0,
+        "decided at headers: nothing upstream"
+    );
+
+    // The head alone first: Envoy passes it on, since the model is still to come.
+    let body =
+        json!({"model": "gpt-4.1", "messages": [{"role": "user", "content": "hi"}]}).to_string();
+    let mut conn = std::net::TcpStream::connect(stack.envoy.listen_addr()).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    write!(
+        conn,
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: llm\r\nauthorization: Bearer sk-k\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .unwrap();
+    assert!(
+        stack.mock.wait_for_requests(1, Duration::from_secs(10)),
+        "the head went upstream before the body was read"
+    );
+    conn.write_all(body.as_bytes()).unwrap();
+    let mut reply = String::new();
+    let _ = conn.read_to_string(&mut reply);
+    assert!(reply.starts_with("HTTP/1.1 403"), "{reply}");
+    assert!(reply.contains("model_blocked"), "{reply}");
+    let upstream = &stack.mock.requests()[0];
+    assert!(
+        !upstream.complete,
+        "the upstream never got the whole request: {} of {} bytes",
+        upstream.body_len,
+        body.len()
+    );
 }

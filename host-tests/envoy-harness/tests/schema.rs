@@ -56,7 +56,7 @@ fn every_shipped_configuration_is_valid_under_the_schema() {
 }
 
 #[test]
-fn the_base_a_litellm_priced_entry_and_reservations_are_valid_for_both() {
+fn the_base_a_litellm_priced_entry_reservations_and_fleet_blocks_are_valid_for_both() {
     let v = validator();
     let litellm = with(|c| {
         c["pricing"]["gpt-4o"] = json!({"input_cost_per_token": 2.5e-6,
@@ -88,7 +88,20 @@ fn the_base_a_litellm_priced_entry_and_reservations_are_valid_for_both() {
             "/model/*/count-tokens"
         ]);
     });
-    for config in [base(), litellm, reserving, long_context, metering] {
+    let fleet = with(|c| {
+        c["fleet"] = json!({"cluster": "limitador", "authority": "limitador.internal",
+            "timeout_ms": 250, "namespace_prefix": "gw", "unavailable": "closed"});
+    });
+    let fleet_defaults = with(|c| c["fleet"] = json!({"cluster": "limitador"}));
+    for config in [
+        base(),
+        litellm,
+        reserving,
+        long_context,
+        fleet,
+        fleet_defaults,
+        metering,
+    ] {
         assert!(schema_errors(&v, &config).is_empty(), "{config}");
         governance::config::parse(&config.to_string()).unwrap();
     }
@@ -273,6 +286,35 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
             "free paths not a list",
             with(|c| c["free_paths"] = json!("/v1/models")),
         ),
+        ("fleet without a cluster", with(|c| c["fleet"] = json!({}))),
+        (
+            "fleet with an empty cluster",
+            with(|c| c["fleet"] = json!({"cluster": " "})),
+        ),
+        (
+            "fleet with an empty authority",
+            with(|c| c["fleet"] = json!({"cluster": "limitador", "authority": ""})),
+        ),
+        (
+            "fleet timeout of zero",
+            with(|c| c["fleet"] = json!({"cluster": "limitador", "timeout_ms": 0})),
+        ),
+        (
+            "fleet timeout over a minute",
+            with(|c| c["fleet"] = json!({"cluster": "limitador", "timeout_ms": 60001})),
+        ),
+        (
+            "fleet with an empty namespace prefix",
+            with(|c| c["fleet"] = json!({"cluster": "limitador", "namespace_prefix": ""})),
+        ),
+        (
+            "unknown unavailable mode",
+            with(|c| c["fleet"] = json!({"cluster": "limitador", "unavailable": "fail"})),
+        ),
+        (
+            "unknown fleet field",
+            with(|c| c["fleet"] = json!({"cluster": "limitador", "redis": "redis://r"})),
+        ),
     ];
     let mut problems = Vec::new();
     for (name, config) in &cases {
@@ -289,8 +331,8 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
 /// Objects written as JSON arrays. The schema refuses them; the filter (serde's derived
 /// `Deserialize` accepts a sequence for a struct, field by field in declaration order)
 /// currently accepts them: `["x", "shadow"]` is read as namespace "x" in shadow mode, and a
-/// budget `[5, "1d"]` as `{"max_limit": 5, "reset_duration": "1d"}`. SPEC §2 says the
-/// configuration is one JSON object.
+/// budget `[5, "1d"]` as `{"max_limit": 5, "reset_duration": "1d"}`. docs/configuration.md
+/// says the configuration is one JSON object.
 #[test]
 fn arrays_in_place_of_objects_are_refused_by_schema_and_filter() {
     let v = validator();

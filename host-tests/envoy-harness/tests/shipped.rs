@@ -5,6 +5,8 @@
 //!   in the Istio / Envoy Gateway manifests) is accepted by the filter's own parser;
 //! - each example's envoy.yaml embeds exactly its config.json;
 //! - the manifests say what they must (FAIL_CLOSE, failOpen false);
+//! - the fleet example's limits file is what `governance-cli limitador` writes from its
+//!   configuration, and its Docker Compose and Kubernetes files run what the directory holds;
 //! - the reference bootstrap runs for real: one request admitted, one rejected.
 
 mod common;
@@ -26,6 +28,7 @@ fn every_shipped_bootstrap_passes_envoy_validate() {
         "examples/single-team-openai/envoy.yaml",
         "examples/multi-tenant/envoy.yaml",
         "envoy/envoy-mock.yaml",
+        "examples/fleet/envoy.yaml",
     ] {
         assert!(
             names.iter().any(|n| n.ends_with(must)),
@@ -57,8 +60,8 @@ fn every_shipped_bootstrap_passes_envoy_validate() {
 #[test]
 fn every_shipped_plugin_configuration_is_accepted_by_the_filter_parser() {
     let all = all_plugin_configs();
-    // 3 config.json (demo + 2 examples), 3 bootstraps, 2 manifests at least.
-    assert!(all.len() >= 8, "found only {all:?}");
+    // 4 config.json (demo + 3 examples), 5 bootstraps, 2 manifests at least.
+    assert!(all.len() >= 11, "found only {all:?}");
     for (where_, text) in &all {
         if let Err(e) = governance::config::parse(text) {
             panic!("{where_}: refused by the filter: {e}");
@@ -68,7 +71,7 @@ fn every_shipped_plugin_configuration_is_accepted_by_the_filter_parser() {
 
 #[test]
 fn examples_embed_exactly_their_config_json() {
-    for ex in ["single-team-openai", "multi-tenant"] {
+    for ex in ["single-team-openai", "multi-tenant", "fleet"] {
         let dir = repo_path(&format!("examples/{ex}"));
         let file: Value = serde_json::from_str(&read(&dir.join("config.json"))).unwrap();
         let docs = yaml_documents(&dir.join("envoy.yaml"));
@@ -230,4 +233,130 @@ fn manifest_configurations_load_in_real_envoy() {
         );
         s.envoy.stop();
     }
+}
+
+/// examples/fleet: limits.yaml is exactly what `governance-cli limitador config.json` writes
+/// (one configuration stays the source of truth), and the Compose and Kubernetes files run
+/// this directory's files, with Limitador where the bootstrap's cluster looks for it.
+#[test]
+fn the_fleet_example_files_agree_with_each_other() {
+    let dir = repo_path("examples/fleet");
+    let config = read(&dir.join("config.json"));
+    let generated = governance::cli::limitador(&config).unwrap();
+    assert_eq!(
+        read(&dir.join("limits.yaml")),
+        generated,
+        "examples/fleet/limits.yaml is stale: run \
+         `cargo run -q -p governance --bin governance-cli -- limitador examples/fleet/config.json \
+         > examples/fleet/limits.yaml`"
+    );
+
+    // The bootstrap's cluster named by fleet.cluster: Limitador's HTTP API on port 8080.
+    let plugin: Value = serde_json::from_str(&config).unwrap();
+    let cluster = plugin["fleet"]["cluster"].as_str().unwrap();
+    let bootstrap = &yaml_documents(&dir.join("envoy.yaml"))[0];
+    let clusters = bootstrap["static_resources"]["clusters"]
+        .as_sequence()
+        .unwrap();
+    let limitador = clusters
+        .iter()
+        .find(|c| c["name"].as_str() == Some(cluster))
+        .unwrap_or_else(|| panic!("no cluster {cluster} in examples/fleet/envoy.yaml"));
+    let endpoint = &limitador["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
+        ["address"]["socket_address"];
+    assert_eq!(endpoint["address"].as_str(), Some("limitador"));
+    assert_eq!(endpoint["port_value"].as_u64(), Some(8080));
+    assert!(
+        limitador.get("transport_socket").is_none(),
+        "Limitador's HTTP API is plain HTTP"
+    );
+
+    // Docker Compose: both Envoys run envoy.yaml; Limitador the limits file, on Redis with
+    // an append-only file.
+    let compose = &yaml_documents(&dir.join("docker-compose.yaml"))[0];
+    let services = compose["services"].as_mapping().unwrap();
+    for envoy in ["envoy-a", "envoy-b"] {
+        let volumes = format!("{:?}", services[envoy]["volumes"]);
+        assert!(
+            volumes.contains("./envoy.yaml:/etc/envoy/envoy.yaml"),
+            "{envoy}: {volumes}"
+        );
+        assert!(volumes.contains("governance.wasm:/etc/envoy/governance.wasm"));
+    }
+    let command: Vec<&str> = services["limitador"]["command"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        command,
+        [
+            "limitador-server",
+            "/etc/limitador/limits.yaml",
+            "redis",
+            "redis://redis:6379"
+        ]
+    );
+    assert!(format!("{:?}", services["limitador"]["volumes"])
+        .contains("./limits.yaml:/etc/limitador/limits.yaml"));
+    assert!(format!("{:?}", services["redis"]["command"]).contains("appendonly"));
+
+    // Kubernetes: kustomize builds the ConfigMaps from this directory's files; the
+    // Deployments mount them where their commands read them.
+    let kustomization = &yaml_documents(&dir.join("kustomization.yaml"))[0];
+    let generated_from: Vec<String> = kustomization["configMapGenerator"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .flat_map(|g| g["files"].as_sequence().unwrap().iter())
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(generated_from, ["envoy.yaml", "limits.yaml"]);
+    let manifests = yaml_documents(&dir.join("kubernetes.yaml"));
+    let find = |kind: &str, name: &str| {
+        manifests
+            .iter()
+            .find(|d| {
+                d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name)
+            })
+            .unwrap_or_else(|| panic!("no {kind} {name} in examples/fleet/kubernetes.yaml"))
+    };
+    let container =
+        |name: &str| find("Deployment", name)["spec"]["template"]["spec"]["containers"][0].clone();
+    let limitador = container("limitador");
+    assert_eq!(
+        limitador["image"]
+            .as_str()
+            .map(|i| i.starts_with("quay.io/kuadrant/limitador:")),
+        Some(true)
+    );
+    assert_eq!(
+        limitador["command"][1].as_str(),
+        Some("/etc/limitador/limits.yaml")
+    );
+    assert_eq!(
+        limitador["volumeMounts"][0]["mountPath"].as_str(),
+        Some("/etc/limitador")
+    );
+    let service = find("Service", cluster);
+    assert_eq!(service["spec"]["ports"][0]["port"].as_u64(), Some(8080));
+    let envoy = container("envoy");
+    assert_eq!(
+        envoy["command"][2].as_str(),
+        Some("/etc/envoy/fleet/envoy.yaml")
+    );
+    assert_eq!(
+        envoy["volumeMounts"][0]["mountPath"].as_str(),
+        Some("/etc/envoy/fleet")
+    );
+    let redis = find("StatefulSet", "redis");
+    assert!(format!(
+        "{:?}",
+        redis["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+    .contains("appendonly"));
+    assert!(redis["spec"]["volumeClaimTemplates"]
+        .as_sequence()
+        .is_some_and(|v| !v.is_empty()));
 }

@@ -1,4 +1,4 @@
-//! Accounting through the real module (SPEC.md §4): usage read from provider bodies as they
+//! Accounting through the real module (docs/accounting.md): usage read from provider bodies as they
 //! stream, priced exactly, charged once to the limits that admitted the request.
 
 use host_tests::{Headers, Request, Response};

@@ -1,4 +1,4 @@
-//! Admission through the real module (SPEC.md §3): identification, the order of checks,
+//! Admission through the real module (docs/clients.md): identification, the order of checks,
 //! status codes and bodies, and what reaches upstream.
 
 use host_tests::{Request, Response};

@@ -422,7 +422,7 @@ fn rolling_minute_window_refuses_until_its_end_then_rolls() {
 
 #[test]
 fn rolling_token_window_starts_at_the_admission_that_first_uses_it() {
-    // SPEC §5: rolling windows start at the counter's first use (admission or charge). The
+    // docs/windows.md: rolling windows start at the counter's first use (admission or charge). The
     // admission's quota headers already promise a window ending one minute after it.
     let config = r#"{"virtual_keys": [{"id": "m3", "value": "sk-m3",
         "rate_limit": {"token_max_limit": 100, "token_reset_duration": "1m"}}]}"#;

@@ -312,5 +312,12 @@ fn when_the_first_user_is_refused_the_window_starts_at_the_first_that_stood() {
             .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
         assert_eq!(limited.client.status, 429);
         assert_eq!(header(&limited, "retry-after"), Some("60"));
+        // The refusal tells the client the quota of the limit that refused.
+        assert_eq!(header(&limited, "x-ratelimit-limit-requests"), Some("2"));
+        assert_eq!(
+            header(&limited, "x-ratelimit-remaining-requests"),
+            Some("0")
+        );
+        assert_eq!(header(&limited, "x-ratelimit-reset-requests"), Some("1m0s"));
     }
 }

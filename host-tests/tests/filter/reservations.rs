@@ -1,5 +1,5 @@
-//! SPEC.md §8 through the real module: estimates held before requests go upstream, settled
-//! after their responses, on several worker VMs sharing one shared-data store.
+//! docs/reservations.md through the real module: estimates held before requests go
+//! upstream, settled after their responses, on several worker VMs sharing one shared-data store.
 
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ fn capped_body(max_tokens: u64) -> String {
     )
 }
 
-/// The filter's estimate of `body` (SPEC.md §8 defaults): (tokens, USD).
+/// The filter's estimate of `body` (default reservation settings): (tokens, USD).
 fn estimate(body: &str, max_tokens: u64) -> (u64, f64) {
     let prompt = (body.len() as u64).div_ceil(4);
     (
@@ -367,7 +367,7 @@ fn the_decision_comes_with_the_last_byte_not_the_empty_end_frame() {
     );
 }
 
-/// SPEC.md §8's guarantee through the real module, over random interleavings of requests
+/// docs/reservations.md's guarantee through the real module, over random interleavings of requests
 /// admitted on two VMs, responses (with usage above or below the estimate, without usage,
 /// upstream errors) and clock moves across a one-minute budget window: after every step the
 /// window's spend exceeds the budget by no more than what actual costs exceeded their

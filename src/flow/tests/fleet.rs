@@ -53,6 +53,34 @@ fn requests_alternating_between_two_envoys_are_admitted_exactly_max_times() {
                 .and_then(|r| r.headers.iter().find(|(k, _)| k == "retry-after"))
                 .map(|(_, v)| v.clone());
             assert_eq!(retry.as_deref(), Some("3600"));
+            // Limitador's refusals and the ones remembered from them alike carry the
+            // refusing limit's quota headers.
+            let quota: Vec<(String, String)> = outcome
+                .reply
+                .as_ref()
+                .map(|r| {
+                    r.headers
+                        .iter()
+                        .filter(|(k, _)| k.starts_with("x-ratelimit"))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert_eq!(
+                quota,
+                [
+                    ("x-ratelimit-limit-requests".to_string(), "5".to_string()),
+                    (
+                        "x-ratelimit-remaining-requests".to_string(),
+                        "0".to_string()
+                    ),
+                    (
+                        "x-ratelimit-reset-requests".to_string(),
+                        "1h0m0s".to_string()
+                    ),
+                ],
+                "request {i}"
+            );
         }
     }
     assert_eq!(admitted, 5, "exactly the limit, fleet-wide");

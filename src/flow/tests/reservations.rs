@@ -1,4 +1,4 @@
-//! SPEC.md §8 natively: estimates held at admission, settled after the response.
+//! docs/reservations.md natively: estimates held at admission, settled after the response.
 
 use super::*;
 use crate::estimate::Estimate;
@@ -14,7 +14,7 @@ fn capped_chat(max_tokens: u64) -> String {
     )
 }
 
-/// What the filter estimates for `body` (SPEC.md §8), in femto-USD and tokens.
+/// What the filter estimates for `body` (docs/reservations.md), in femto-USD and tokens.
 fn estimate_of(sim: &Sim, body: &str) -> Estimate {
     let policy = &sim.policy;
     let sniffer_cap =
@@ -401,7 +401,7 @@ mod interleavings {
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(200))]
 
-        /// SPEC.md §8's guarantee, checked after every step of any interleaving of
+        /// docs/reservations.md's guarantee, checked after every step of any interleaving of
         /// admissions, settlements and rollovers: a window's spend exceeds `max_limit` by
         /// no more than what actual costs exceeded their estimates (a request admitted in an
         /// earlier window exceeds by its whole cost), and what is held is exactly the

@@ -259,26 +259,35 @@ fn run(config_path: &PathBuf, workers: u32) -> Result<(), String> {
         }
     }
 
-    header("envoy counters (wasmcustom.governance.*)");
+    let namespace = config
+        .get("namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("governance");
+    header(&format!(
+        "envoy counters (wasmcustom.{namespace}.*, and Envoy's own Wasm VM counters)"
+    ));
     match stack.envoy.stats() {
         Ok(stats) => {
-            let custom: Vec<_> = stats
+            let prefix = format!("wasmcustom.{namespace}.");
+            let mut lines: Vec<(&str, &str)> = stats
                 .iter()
-                .filter(|(k, _)| k.starts_with("wasmcustom."))
+                .filter(|(k, _)| k.starts_with(&prefix))
+                .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
-            if custom.is_empty() {
+            if lines.is_empty() {
                 println!("  (the filter defined no custom metrics)");
-            }
-            for (k, v) in custom {
-                println!("  {k:<50} {v}");
             }
             for k in [
                 "wasm.envoy.wasm.runtime.v8.active",
                 "wasm.governance.vm_reload",
             ] {
                 if let Some(v) = stats.get(k) {
-                    println!("  {k:<50} {v}");
+                    lines.push((k, v.as_str()));
                 }
+            }
+            let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+            for (k, v) in lines {
+                println!("  {k:<width$}  {v}");
             }
         }
         Err(e) => println!("  {e}"),
@@ -439,27 +448,76 @@ fn print_usage(resp: &Response) {
         );
         return;
     };
-    println!(
-        "  {:<16} {:<12} {:<9} {:>6} {:>12} {:>12} {:>12}  window end",
-        "owner", "id", "kind", "window", "limit", "used", "remaining"
-    );
     let s = |c: &Value, k: &str| match c.get(k) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Null) | None => "-".into(),
         Some(v) => v.to_string(),
     };
-    for c in &counters {
-        println!(
-            "  {:<16} {:<12} {:<9} {:>6} {:>12} {:>12} {:>12}  {}",
-            s(c, "owner"),
-            s(c, "id"),
-            s(c, "kind"),
-            s(c, "reset_duration"),
-            s(c, "limit"),
-            s(c, "used"),
-            s(c, "remaining"),
-            s(c, "window_end")
-        );
+    // Spend past the limit is what check-then-charge allows (see the note below the table).
+    let over = |c: &Value| {
+        let number = |k: &str| c.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        number("used") > number("limit")
+    };
+    let heading = [
+        "owner",
+        "id",
+        "kind",
+        "window",
+        "limit",
+        "used",
+        "remaining",
+        "window end",
+    ];
+    let rows: Vec<[String; 8]> = counters
+        .iter()
+        .map(|c| {
+            [
+                s(c, "owner"),
+                s(c, "id"),
+                s(c, "kind"),
+                s(c, "reset_duration"),
+                s(c, "limit"),
+                s(c, "used"),
+                s(c, "remaining"),
+                s(c, "window_end"),
+            ]
+        })
+        .collect();
+    let mut widths = heading.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.len());
+        }
+    }
+    let line = |cells: [&str; 8], marked: bool| {
+        let mut text = String::from(" ");
+        for (i, (cell, width)) in cells.iter().zip(widths).enumerate() {
+            // Names left, numbers right.
+            if (4..7).contains(&i) {
+                text.push_str(&format!(" {cell:>width$}"));
+            } else {
+                text.push_str(&format!(" {cell:<width$}"));
+            }
+        }
+        if marked {
+            text.push_str("  *");
+        }
+        println!("{}", text.trim_end());
+    };
+    line(heading, false);
+    for (row, c) in rows.iter().zip(&counters) {
+        line(row.each_ref().map(String::as_str), over(c));
+    }
+    if counters.iter().any(over) {
+        for note in [
+            "* spent past the limit, as expected without reservations: a request is admitted",
+            "  while spend is below the limit and charged after its response, so the last one",
+            "  admitted (and any in flight with it) can take spend past the limit. With",
+            "  \"reservation\": {\"enabled\": true} each request's estimate is held before it is",
+            "  admitted, which bounds this (docs/reservations.md).",
+        ] {
+            println!("  {note}");
+        }
     }
     println!("  ({} counters, status {})", counters.len(), resp.status);
 }

@@ -7,7 +7,8 @@ use serde_json::{json, Value};
 /// The secret of the one virtual key in [`plugin_config`].
 pub const KEY: &str = "sk-test-smoke-0001";
 
-/// A small valid plugin configuration (SPEC §2): one key, no limits, two priced models.
+/// A small valid plugin configuration (docs/configuration.md): one key, no limits, two
+/// priced models.
 pub fn plugin_config() -> String {
     json!({
         "pricing": {
@@ -32,4 +33,5 @@ pub fn chat(stream: bool) -> Value {
         "messages": [{"role": "user", "content": "hi"}]})
 }
 pub mod json_schema;
+pub mod replies;
 pub mod shipped;
