@@ -1,44 +1,170 @@
-//! The operators' command-line tool: the policy core outside Envoy, reading configurations
-//! with the same code as the filter (docs/cli.md).
-//!
-//! `governance-cli limitador <config.json>` writes Limitador's limits file for fleet mode
-//! (docs/fleet.md): one configuration stays the source of truth.
+//! The operators' command-line tool, `governance-cli`: the verbs of `crate::tools` (the
+//! policy core outside Envoy, reading configurations with the filter's own code) on files
+//! or standard input, JSON on standard output (docs/tools.md). The limits file of fleet mode
+//! (docs/fleet.md) is YAML, as Limitador reads it.
 
 use std::io::Write;
 
-use crate::config;
-use crate::fleet;
+use serde_json::Value;
 
-/// What a verb produced: text for stdout, or an error for stderr and a non-zero exit.
-pub type Outcome = Result<String, String>;
+use crate::tools::{self, Failure};
 
-const USAGE: &str = "usage: governance-cli limitador <config.json | ->   write Limitador's limits file (YAML) for fleet mode";
+const USAGE: &str = "\
+usage: governance-cli <verb> <arguments>   (a file may be `-` for standard input)
+  check <config.json>                          every problem with its JSON path; exit 1 when invalid
+  describe <config.json> [--at <time>]         owners, limits and the window each is in (default: now)
+  explain <config.json> <request.json> [--trace <trace.jsonl>]
+                                               what the filter would do with the request, and why
+  simulate <config.json> <trace.jsonl>         replays requests: admissions, refusals, spend, exhaustion
+  limitador <config.json>                      Limitador's limits file (YAML) for fleet mode
+times are RFC 3339 (2026-03-02T09:30:00Z)";
 
-/// Runs the tool on `args` (without the program name).
-pub fn run(args: &[String]) -> Outcome {
-    match args {
-        [verb, path] if verb == "limitador" => limitador(&read(path)?),
-        [flag] if flag == "-h" || flag == "--help" => Ok(format!("{USAGE}\n")),
-        _ => Err(USAGE.to_string()),
+/// What the tool prints and its exit status: 0 done, 1 the input is invalid (the answer
+/// says why), 2 the command line is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub stdout: String,
+    pub stderr: String,
+    pub status: u8,
+}
+
+impl Outcome {
+    fn json(value: &Value, status: u8) -> Self {
+        let text = serde_json::to_string_pretty(value).unwrap_or_default();
+        Self {
+            stdout: format!("{text}\n"),
+            stderr: String::new(),
+            status,
+        }
+    }
+
+    fn answer(answer: tools::Answer) -> Self {
+        match answer {
+            Ok(value) => Self::json(&value, 0),
+            Err(failure) => Self::failure(&failure),
+        }
+    }
+
+    fn failure(failure: &Failure) -> Self {
+        let mut outcome = Self::json(&failure.to_json(), 1);
+        outcome.stderr = format!("{}\n", failure.error);
+        outcome
+    }
+
+    fn usage(message: &str) -> Self {
+        Self {
+            stdout: String::new(),
+            stderr: format!("{message}\n{USAGE}\n"),
+            status: 2,
+        }
     }
 }
 
-/// The limits file of a configuration: every limit of every owner, in the namespaces,
-/// windows and units the filter uses.
-pub fn limitador(config_text: &str) -> Outcome {
-    let policy =
-        config::parse(config_text).map_err(|err| format!("invalid configuration: {err}"))?;
-    let prefix = policy
-        .fleet
-        .as_ref()
-        .map_or_else(|| policy.namespace.clone(), |f| f.prefix.clone());
-    let limits = fleet::expected_limits(&policy, &prefix);
-    let yaml =
-        serde_norway::to_string(&limits).map_err(|err| format!("cannot write YAML: {err}"))?;
-    Ok(format!(
-        "# Limitador limits for fleet mode, written by governance-cli from the filter's\n\
-         # configuration: regenerate it whenever that configuration changes.\n{yaml}"
-    ))
+/// Runs the tool on `args` (without the program name); `now` is the clock's time in
+/// nanoseconds since the epoch (the default of `--at`).
+pub fn run(args: &[String], now: i64) -> Outcome {
+    let (positional, options) = match split_options(args) {
+        Ok(split) => split,
+        Err(message) => return Outcome::usage(&message),
+    };
+    let option = |name: &str| {
+        options
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let known = |allowed: &[&str]| options.iter().all(|(n, _)| allowed.contains(&n.as_str()));
+    let inputs = |paths: &[&String]| -> Result<Vec<String>, Outcome> {
+        paths
+            .iter()
+            .map(|path| read(path))
+            .collect::<Result<_, _>>()
+            .map_err(|err| Outcome::failure(&Failure::new(err)))
+    };
+    let positional: Vec<&String> = positional.iter().collect();
+    match positional.as_slice() {
+        [verb, config] if verb.as_str() == "check" && known(&[]) => match inputs(&[config]) {
+            Ok(texts) => {
+                let answer = tools::check(texts.first().map_or("", String::as_str));
+                let valid = answer.get("valid").and_then(Value::as_bool) == Some(true);
+                Outcome::json(&answer, if valid { 0 } else { 1 })
+            }
+            Err(outcome) => outcome,
+        },
+        [verb, config] if verb.as_str() == "describe" && known(&["--at"]) => {
+            let at = match option("--at").map(tools::parse_time).transpose() {
+                Ok(at) => at.unwrap_or(now),
+                Err(err) => return Outcome::usage(&format!("--at: {err}")),
+            };
+            match inputs(&[config]) {
+                Ok(texts) => Outcome::answer(tools::describe(first(&texts), at)),
+                Err(outcome) => outcome,
+            }
+        }
+        [verb, config, request] if verb.as_str() == "explain" && known(&["--trace"]) => {
+            let trace = match option("--trace").map(read).transpose() {
+                Ok(trace) => trace,
+                Err(err) => return Outcome::failure(&Failure::new(err)),
+            };
+            match inputs(&[config, request]) {
+                Ok(texts) => Outcome::answer(tools::explain(
+                    first(&texts),
+                    texts.get(1).map_or("", String::as_str),
+                    trace.as_deref(),
+                )),
+                Err(outcome) => outcome,
+            }
+        }
+        [verb, config, trace] if verb.as_str() == "simulate" && known(&[]) => {
+            match inputs(&[config, trace]) {
+                Ok(texts) => Outcome::answer(tools::simulate(
+                    first(&texts),
+                    texts.get(1).map_or("", String::as_str),
+                )),
+                Err(outcome) => outcome,
+            }
+        }
+        [verb, config] if verb.as_str() == "limitador" && known(&[]) => match inputs(&[config]) {
+            Ok(texts) => match tools::limitador(first(&texts)) {
+                Ok(yaml) => Outcome {
+                    stdout: yaml,
+                    stderr: String::new(),
+                    status: 0,
+                },
+                Err(failure) => Outcome::failure(&failure),
+            },
+            Err(outcome) => outcome,
+        },
+        [flag] if flag.as_str() == "-h" || flag.as_str() == "--help" => Outcome {
+            stdout: format!("{USAGE}\n"),
+            stderr: String::new(),
+            status: 0,
+        },
+        _ => Outcome::usage("unknown verb or wrong arguments"),
+    }
+}
+
+fn first(texts: &[String]) -> &str {
+    texts.first().map_or("", String::as_str)
+}
+
+/// `--name value` pairs.
+type Options = Vec<(String, String)>;
+
+/// Positional arguments, and `--name value` options.
+fn split_options(args: &[String]) -> Result<(Vec<String>, Options), String> {
+    let mut positional = Vec::new();
+    let mut options = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        if arg.starts_with("--") && arg != "--help" {
+            let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+            options.push((arg.clone(), value.clone()));
+        } else {
+            positional.push(arg.clone());
+        }
+    }
+    Ok((positional, options))
 }
 
 fn read(path: &str) -> Result<String, String> {
@@ -51,83 +177,16 @@ fn read(path: &str) -> Result<String, String> {
     std::fs::read_to_string(path).map_err(|err| format!("cannot read {path}: {err}"))
 }
 
-/// The process: prints the outcome, exits 0 or 1.
+/// The process: prints the outcome, exits with its status.
 pub fn main() -> std::process::ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    match run(&args) {
-        Ok(text) => {
-            let _ = std::io::stdout().write_all(text.as_bytes());
-            std::process::ExitCode::SUCCESS
-        }
-        Err(message) => {
-            let _ = writeln!(std::io::stderr(), "{message}");
-            std::process::ExitCode::FAILURE
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_limits_file_holds_every_limit_in_the_filters_names() {
-        let config = r#"{"namespace":"gw","fleet":{"cluster":"limitador"},
-            "customers":[{"id":"acme","budgets":[{"max_limit":2000,"reset_duration":"1M",
-                "calendar_aligned":true,"timezone":"America/New_York"}]}],
-            "virtual_keys":[{"id":"k1","value":"s","customer_id":"acme",
-                "rate_limit":{"request_max_limit":60,"request_reset_duration":"1m"},
-                "provider_configs":[{"provider":"openai","rate_limit":{"token_max_limit":1000,"token_reset_duration":"1h"}}]}]}"#;
-        let yaml = limitador(config).unwrap();
-        let limits: Vec<fleet::limits::LimitadorLimit> =
-            serde_norway::from_str(yaml.split_once('\n').unwrap().1).unwrap();
-        let summary: Vec<(String, u64, u64, Vec<String>)> = limits
-            .iter()
-            .map(|l| {
-                (
-                    l.namespace.clone(),
-                    l.max_value,
-                    l.seconds,
-                    l.conditions.clone(),
-                )
-            })
-            .collect();
-        assert_eq!(
-            summary,
-            vec![
-                (
-                    "gw:customer:acme".to_string(),
-                    2_000_000_000_000,
-                    (31 * 24 + 24) * 3600,
-                    vec!["descriptors[0].limit == 'budget:1M:cal@America/New_York'".to_string()]
-                ),
-                (
-                    "gw:vk:k1".to_string(),
-                    60,
-                    60,
-                    vec!["descriptors[0].limit == 'requests:1m:rolling'".to_string()]
-                ),
-                (
-                    "gw:provider:k1:openai".to_string(),
-                    1000,
-                    3600,
-                    vec!["descriptors[0].limit == 'tokens:1h:rolling'".to_string()]
-                ),
-            ]
-        );
-        assert!(limits
-            .iter()
-            .all(|l| l.variables == ["descriptors[0].window"]));
-    }
-
-    #[test]
-    fn a_bad_configuration_names_its_path() {
-        let err = limitador(r#"{"virtual_keys":[{"id":"k","value":"s","budgets":[{"max_limit":1,"reset_duration":"5x"}]}]}"#)
-            .unwrap_err();
-        assert!(
-            err.contains("virtual_keys[0].budgets[0].reset_duration"),
-            "{err}"
-        );
-        assert!(run(&["frobnicate".to_string()]).is_err());
-    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()
+        .and_then(|since| i64::try_from(since.as_nanos()).ok())
+        .unwrap_or(0);
+    let outcome = run(&args, now);
+    let _ = std::io::stdout().write_all(outcome.stdout.as_bytes());
+    let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
+    std::process::ExitCode::from(outcome.status)
 }

@@ -456,6 +456,13 @@ impl Flow {
         matches!(self.stage, Stage::Calling { .. })
     }
 
+    /// The key (index in [`Policy::keys`]) and provider the request was resolved to, once
+    /// its rules have run (what the operators' tools report of a request).
+    pub fn target(&self) -> Option<(usize, Option<&str>)> {
+        let (key, provider) = self.target.as_ref()?;
+        Some((*key, provider.as_deref()))
+    }
+
     fn evaluation(&self) -> Evaluation {
         match self.policy.mode {
             Mode::Enforce => Evaluation::StopAtFirst,
@@ -739,6 +746,27 @@ fn gemini_path_model(path: &str) -> Option<String> {
         .or_else(|| path.strip_prefix("/v1/models/"))?;
     let (model, action) = rest.split_once(':')?;
     (!model.is_empty() && !action.is_empty()).then(|| model.to_string())
+}
+
+/// The provider and model of a whole request, read as the callbacks above read them: the
+/// provider header; the model of a Gemini path, else the body's last top-level `"model"`;
+/// then a configured provider's prefix split off the model. For the operators' `explain`,
+/// which shows them even for a request refused before the flow got to them.
+pub fn provider_and_model(
+    policy: &Policy,
+    head: &RequestHead<'_>,
+    body: &[u8],
+) -> (Option<String>, Option<String>) {
+    let provider = header_text(head.headers, &policy.provider_header);
+    let model = gemini_path_model(head.path).or_else(|| {
+        let mut sniffer = RequestSniffer::default();
+        sniffer.feed(body);
+        match sniffer.model() {
+            BodyModel::Named(model) => Some(model),
+            BodyModel::Absent | BodyModel::Unreadable => None,
+        }
+    });
+    split_provider(policy, provider, model)
 }
 
 /// Splits `provider/model` when the prefix is a configured provider; the provider header,
