@@ -190,3 +190,83 @@ pub fn main() -> std::process::ExitCode {
     let _ = std::io::stderr().write_all(outcome.stderr.as_bytes());
     std::process::ExitCode::from(outcome.status)
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|arg| arg.to_string()).collect()
+    }
+
+    fn write(name: &str, text: &str) -> String {
+        let dir = std::env::temp_dir().join(format!("governance-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn the_exit_status_says_whether_the_input_was_valid() {
+        let good = write("good.json", r#"{"virtual_keys":[{"id":"k","value":"s"}]}"#);
+        let bad = write("bad.json", r#"{"virtual_keys":[{"id":"k"}]}"#);
+        let checked = run(&args(&["check", &good]), 0);
+        assert_eq!(checked.status, 0);
+        let answer: Value = serde_json::from_str(&checked.stdout).unwrap();
+        assert_eq!(answer["valid"], true);
+        let checked = run(&args(&["check", &bad]), 0);
+        assert_eq!(checked.status, 1);
+        let answer: Value = serde_json::from_str(&checked.stdout).unwrap();
+        assert_eq!(answer["problems"][0]["path"], "virtual_keys[0]");
+        // Another verb on an invalid configuration: the failure as JSON, its line on stderr.
+        let failed = run(&args(&["describe", &bad]), 0);
+        assert_eq!(failed.status, 1);
+        assert_eq!(
+            failed.stderr,
+            "invalid configuration: virtual_keys[0]: needs `value` or `value_sha256`\n"
+        );
+        let missing = run(&args(&["check", "/nonexistent/config.json"]), 0);
+        assert_eq!(missing.status, 1);
+        assert!(missing
+            .stderr
+            .starts_with("cannot read /nonexistent/config.json"));
+    }
+
+    #[test]
+    fn describe_defaults_to_the_clock_and_takes_another_time() {
+        let config = write(
+            "describe.json",
+            r#"{"virtual_keys":[{"id":"k","value":"s"}]}"#,
+        );
+        let now = tools::parse_time("2026-03-02T09:30:00Z").unwrap();
+        let at_now: Value =
+            serde_json::from_str(&run(&args(&["describe", &config]), now).stdout).unwrap();
+        assert_eq!(at_now["at"], "2026-03-02T09:30:00Z");
+        let later = run(
+            &args(&["describe", &config, "--at", "2026-12-24T18:00:00+01:00"]),
+            now,
+        );
+        let later: Value = serde_json::from_str(&later.stdout).unwrap();
+        assert_eq!(later["at"], "2026-12-24T17:00:00Z");
+    }
+
+    #[test]
+    fn a_wrong_command_line_is_status_2_with_the_usage() {
+        for wrong in [
+            &["frobnicate"][..],
+            &["check"],
+            &["check", "a", "b"],
+            &["describe", "c", "--at"],
+            &["check", "c", "--trace", "t"],
+        ] {
+            let outcome = run(&args(wrong), 0);
+            assert_eq!(outcome.status, 2, "{wrong:?}");
+            assert!(
+                outcome.stderr.contains("usage: governance-cli"),
+                "{wrong:?}"
+            );
+        }
+        let help = run(&args(&["--help"]), 0);
+        assert_eq!((help.status, help.stdout.contains("simulate")), (0, true));
+    }
+}

@@ -38,11 +38,11 @@ struct Inherited {
 
 /// Compiles the document's owners one entry at a time, read from `text`, so only one
 /// entry's wire form exists at once. `limit_count` is [`count_limits`]'s.
-pub fn compile(
+pub fn compile<const C: bool>(
     document: Document,
     limit_count: usize,
     text: &Text<'_>,
-    problems: &mut Problems,
+    problems: &mut Problems<C>,
 ) -> Result<Policy> {
     let wire = document.wire;
     let reservation = problems
@@ -258,10 +258,10 @@ pub fn compile(
 /// doubling would hold the old and the new copy at once (megabytes with 10,000 keys). The
 /// pass also refuses a malformed entry before any entry is compiled, as reading the whole
 /// document first did.
-pub fn count_limits(
+pub fn count_limits<const C: bool>(
     document: &Document,
     text: &Text<'_>,
-    problems: &mut Problems,
+    problems: &mut Problems<C>,
 ) -> Result<usize> {
     let mut count = 0usize;
     for i in 0..document.customers.len() {
@@ -348,7 +348,7 @@ fn key_secret(key: &WireVirtualKey, path: &str) -> Result<[u8; 32]> {
     clippy::too_many_arguments,
     reason = "one call site; the arguments are the tables built so far"
 )]
-fn compile_key(
+fn compile_key<const C: bool>(
     key: &WireVirtualKey,
     secret_sha256: [u8; 32],
     path: &str,
@@ -358,7 +358,7 @@ fn compile_key(
     customer_index: &HashMap<String, usize>,
     builder: &mut Builder,
     providers: &mut BTreeSet<String>,
-    problems: &mut Problems,
+    problems: &mut Problems<C>,
 ) -> Result<VirtualKey> {
     if key.team_id.is_some() && key.customer_id.is_some() {
         problems.note(ConfigError::new(
@@ -421,14 +421,14 @@ fn compile_key(
     })
 }
 
-fn compile_provider_configs(
+fn compile_provider_configs<const C: bool>(
     key: &WireVirtualKey,
     configs: &[WireProviderConfig],
     key_path: &str,
     inherited: &Inherited,
     builder: &mut Builder,
     providers: &mut BTreeSet<String>,
-    problems: &mut Problems,
+    problems: &mut Problems<C>,
 ) -> Result<Vec<ProviderConfig>> {
     let mut seen = HashSet::new();
     let mut compiled = Vec::with_capacity(configs.len());
@@ -485,7 +485,7 @@ impl Builder {
         clippy::too_many_arguments,
         reason = "an owner's limits, where they are, and where problems go"
     )]
-    fn owner_limits(
+    fn owner_limits<const C: bool>(
         &mut self,
         owner_kind: OwnerKind,
         owner_id: &str,
@@ -493,7 +493,7 @@ impl Builder {
         rate_limit: Option<&WireRateLimit>,
         inherited: &Inherited,
         path: &str,
-        problems: &mut Problems,
+        problems: &mut Problems<C>,
     ) -> Result<Vec<LimitId>> {
         let mut ids = Vec::with_capacity(limits_of(budgets, rate_limit));
         let mut budget_durations = HashSet::new();
@@ -682,12 +682,12 @@ fn storage_key(
 
 /// An owner's window defaults; when its zone is invalid (and problems are collected), its
 /// parent's zone stands in, so its limits are still checked.
-fn owner_defaults(
+fn owner_defaults<const C: bool>(
     global: &Inherited,
     aligned: Option<bool>,
     zone: Option<&str>,
     path: &str,
-    problems: &mut Problems,
+    problems: &mut Problems<C>,
 ) -> Result<Inherited> {
     let defaults = problems.take(window_defaults(global, aligned, zone, path))?;
     Ok(defaults.unwrap_or_else(|| Inherited {
@@ -717,7 +717,10 @@ fn parse_zone(text: &str, path: &str) -> Result<Zone> {
     Zone::parse(text).map_err(|err| ConfigError::new(path, err.to_string()))
 }
 
-fn header_names(names: &[String], problems: &mut Problems) -> Result<Vec<String>> {
+fn header_names<const C: bool>(
+    names: &[String],
+    problems: &mut Problems<C>,
+) -> Result<Vec<String>> {
     if names.is_empty() {
         problems.note(ConfigError::new(
             "virtual_key_headers",

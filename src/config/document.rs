@@ -72,7 +72,7 @@ impl Text<'_> {
 impl Document {
     /// The structure of `text`. Only a text that is not JSON, or not an object, is an error
     /// here when `problems` collects: the small fields' problems go there.
-    pub fn parse(text: &str, problems: &mut Problems) -> Result<Self> {
+    pub fn parse<const C: bool>(text: &str, problems: &mut Problems<C>) -> Result<Self> {
         // First the whole text through serde_json's parser, keeping nothing, so that a
         // broken document is refused with the message (and position) it always had.
         serde_json::from_str::<Checked>(text).map_err(|err| {
@@ -118,9 +118,9 @@ impl Document {
 
 /// The small fields as their wire type. When `problems` collects, a field with a problem is
 /// left out (its default stands) and the rest read again, so every field's problem is found.
-fn read_small_fields(
+fn read_small_fields<const C: bool>(
     mut rest: serde_json::Map<String, Value>,
-    problems: &mut Problems,
+    problems: &mut Problems<C>,
 ) -> Result<WireConfig> {
     if !problems.collecting() {
         return small_fields(rest);
@@ -166,15 +166,10 @@ impl Entries {
     /// The `id` of entry `index` when it is a string, however wrong the rest of the entry
     /// is: references to an owner whose entry has a problem are then not problems too.
     pub fn id(&self, index: usize, text: &Text<'_>) -> Option<String> {
-        #[derive(Deserialize)]
-        struct Id {
-            id: String,
-        }
         let range = self.ranges.get(index)?;
         let entry = text.get(range.clone()).ok()?;
-        serde_json::from_str::<Id>(&entry)
-            .ok()
-            .map(|found| found.id)
+        let value: Value = serde_json::from_str(&entry).ok()?;
+        value.get("id")?.as_str().map(str::to_string)
     }
 
     /// Entry `index`, read from `text`, as its wire type, checked as the whole document used

@@ -20,7 +20,7 @@ use std::fmt;
 use compile::{compile, count_limits};
 use document::{Document, Text};
 pub use model_set::ModelSet;
-use problems::Problems;
+use problems::{CollectAll, Problems, StopAtFirst};
 pub use wire::{FailureMode, Mode};
 
 use crate::money::Money;
@@ -58,7 +58,7 @@ impl fmt::Display for ConfigError {
 
 /// Parses and compiles a plugin configuration string.
 pub fn parse(text: &str) -> Result<Policy, ConfigError> {
-    parse_into(text, &mut Problems::stop_at_first())
+    parse_into(text, &mut StopAtFirst::new())
 }
 
 /// Every problem of a configuration, each with its JSON path, in the order compilation
@@ -67,7 +67,7 @@ pub fn parse(text: &str) -> Result<Policy, ConfigError> {
 /// unknown field) hides the rest of that entry, and a document that is not JSON has only
 /// that problem.
 pub fn problems(text: &str) -> Vec<ConfigError> {
-    let mut problems = Problems::collect_all();
+    let mut problems = CollectAll::new();
     let fatal = parse_into(text, &mut problems).err();
     let mut found = problems.into_vec();
     found.extend(fatal.filter(|fatal| !found.contains(fatal)));
@@ -76,7 +76,10 @@ pub fn problems(text: &str) -> Vec<ConfigError> {
 
 /// [`parse`], with the problems going to `problems`: when it collects them, a policy is
 /// returned even though problems were found, and is good for nothing else.
-fn parse_into(text: &str, problems: &mut Problems) -> Result<Policy, ConfigError> {
+fn parse_into<const C: bool>(
+    text: &str,
+    problems: &mut Problems<C>,
+) -> Result<Policy, ConfigError> {
     let document = Document::parse(text, problems)?;
     let text = Text::InMemory(text);
     let limit_count = count_limits(&document, &text, problems)?;
@@ -92,7 +95,7 @@ pub fn parse_rereading(
     text: String,
     read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
 ) -> Result<Policy, ConfigError> {
-    let problems = &mut Problems::stop_at_first();
+    let problems = &mut StopAtFirst::new();
     let document = Document::parse(&text, problems)?;
     let limit_count = count_limits(&document, &Text::InMemory(&text), problems)?;
     drop(text);

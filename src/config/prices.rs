@@ -29,9 +29,9 @@ pub(super) fn entry_path(name: &str) -> String {
     format!("pricing[{quoted}]")
 }
 
-pub(super) fn compile_pricing(
+pub(super) fn compile_pricing<const C: bool>(
     entries: &BTreeMap<String, Value>,
-    problems: &mut Problems,
+    problems: &mut Problems<C>,
 ) -> Result<Pricing> {
     let mut pricing = Pricing::default();
     for (name, entry) in entries {

@@ -3,35 +3,32 @@
 //! run the same checks in the same order: in collecting mode a problem is kept and the
 //! compiler goes on without the part it spoiled, so the first problem kept is always the one
 //! the filter reports.
+//!
+//! The mode is a constant of the type, not a flag: the filter's build compiles only the
+//! stopping mode, and none of the going-on code that only `check` needs.
 
 use super::ConfigError;
 
 type Result<T> = std::result::Result<T, ConfigError>;
 
-pub struct Problems {
+/// `COLLECT`: keep every problem and go on; else stop at the first.
+#[derive(Default)]
+pub struct Problems<const COLLECT: bool> {
     found: Vec<ConfigError>,
-    collect: bool,
 }
 
-impl Problems {
-    /// Compilation ends at the first problem (the filter).
-    pub fn stop_at_first() -> Self {
-        Self {
-            found: Vec::new(),
-            collect: false,
-        }
-    }
+/// Compilation ends at the first problem (the filter).
+pub type StopAtFirst = Problems<false>;
+/// Every problem is kept and compilation goes on (`check`).
+pub type CollectAll = Problems<true>;
 
-    /// Every problem is kept and compilation goes on (`check`).
-    pub fn collect_all() -> Self {
-        Self {
-            found: Vec::new(),
-            collect: true,
-        }
+impl<const COLLECT: bool> Problems<COLLECT> {
+    pub fn new() -> Self {
+        Self { found: Vec::new() }
     }
 
     pub fn collecting(&self) -> bool {
-        self.collect
+        COLLECT
     }
 
     /// `result`'s value as `Some`; or its problem, returned as the error when stopping at
@@ -40,7 +37,7 @@ impl Problems {
     pub fn take<T>(&mut self, result: Result<T>) -> Result<Option<T>> {
         match result {
             Ok(value) => Ok(Some(value)),
-            Err(problem) if self.collect => {
+            Err(problem) if COLLECT => {
                 if !self.found.contains(&problem) {
                     self.found.push(problem);
                 }

@@ -88,3 +88,6 @@ fn policy_of(text: &str) -> Result<Policy, Failure> {
         problems: config::problems(text).iter().map(Problem::from).collect(),
     })
 }
+
+#[cfg(test)]
+mod tests;
