@@ -60,111 +60,126 @@ impl Outcome {
     }
 }
 
+/// A command line, understood.
+enum Command {
+    Check {
+        config: String,
+    },
+    Describe {
+        config: String,
+        at: Option<String>,
+    },
+    Explain {
+        config: String,
+        request: String,
+        trace: Option<String>,
+    },
+    Simulate {
+        config: String,
+        trace: String,
+    },
+    Limitador {
+        config: String,
+    },
+    Help,
+}
+
 /// Runs the tool on `args` (without the program name); `now` is the clock's time in
 /// nanoseconds since the epoch (the default of `--at`).
 pub fn run(args: &[String], now: i64) -> Outcome {
-    let (positional, options) = match split_options(args) {
-        Ok(split) => split,
-        Err(message) => return Outcome::usage(&message),
-    };
-    let option = |name: &str| {
-        options
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
-    };
-    let known = |allowed: &[&str]| options.iter().all(|(n, _)| allowed.contains(&n.as_str()));
-    let inputs = |paths: &[&String]| -> Result<Vec<String>, Outcome> {
-        paths
-            .iter()
-            .map(|path| read(path))
-            .collect::<Result<_, _>>()
-            .map_err(|err| Outcome::failure(&Failure::new(err)))
-    };
-    let positional: Vec<&String> = positional.iter().collect();
-    match positional.as_slice() {
-        [verb, config] if verb.as_str() == "check" && known(&[]) => match inputs(&[config]) {
-            Ok(texts) => {
-                let answer = tools::check(texts.first().map_or("", String::as_str));
-                let valid = answer.get("valid").and_then(Value::as_bool) == Some(true);
-                Outcome::json(&answer, if valid { 0 } else { 1 })
+    match command(args) {
+        Ok(command) => execute(command, now).unwrap_or_else(|failure| Outcome::failure(&failure)),
+        Err(message) => Outcome::usage(&message),
+    }
+}
+
+/// The command `args` give, or what is wrong with them.
+fn command(args: &[String]) -> Result<Command, String> {
+    let mut positional = Vec::new();
+    let mut options: Vec<(&str, String)> = Vec::new();
+    let mut args = args.iter();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Command::Help),
+            name @ ("--at" | "--trace") => {
+                let value = args.next().ok_or_else(|| format!("{name} needs a value"))?;
+                options.push((name, value.clone()));
             }
-            Err(outcome) => outcome,
+            other if other.starts_with("--") => return Err(format!("unknown option {other}")),
+            _ => positional.push(arg.clone()),
+        }
+    }
+    let mut option = |name: &str| {
+        let at = options.iter().position(|(n, _)| *n == name)?;
+        Some(options.remove(at).1)
+    };
+    let command = match positional.as_slice() {
+        [verb, config] if verb == "check" => Command::Check {
+            config: config.clone(),
         },
-        [verb, config] if verb.as_str() == "describe" && known(&["--at"]) => {
-            let at = match option("--at").map(tools::parse_time).transpose() {
+        [verb, config] if verb == "describe" => Command::Describe {
+            config: config.clone(),
+            at: option("--at"),
+        },
+        [verb, config, request] if verb == "explain" => Command::Explain {
+            config: config.clone(),
+            request: request.clone(),
+            trace: option("--trace"),
+        },
+        [verb, config, trace] if verb == "simulate" => Command::Simulate {
+            config: config.clone(),
+            trace: trace.clone(),
+        },
+        [verb, config] if verb == "limitador" => Command::Limitador {
+            config: config.clone(),
+        },
+        _ => return Err("unknown verb or wrong arguments".to_string()),
+    };
+    match options.first() {
+        Some((name, _)) => Err(format!("{name} is not an option of this verb")),
+        None => Ok(command),
+    }
+}
+
+/// Reads the command's files and runs its verb.
+fn execute(command: Command, now: i64) -> Result<Outcome, Failure> {
+    let read = |path: &str| read(path).map_err(Failure::new);
+    Ok(match command {
+        Command::Check { config } => {
+            let answer = tools::check(&read(&config)?);
+            let valid = answer.get("valid").and_then(Value::as_bool) == Some(true);
+            Outcome::json(&answer, if valid { 0 } else { 1 })
+        }
+        Command::Describe { config, at } => {
+            let at = match at.as_deref().map(tools::parse_time).transpose() {
                 Ok(at) => at.unwrap_or(now),
-                Err(err) => return Outcome::usage(&format!("--at: {err}")),
+                Err(err) => return Ok(Outcome::usage(&format!("--at: {err}"))),
             };
-            match inputs(&[config]) {
-                Ok(texts) => Outcome::answer(tools::describe(first(&texts), at)),
-                Err(outcome) => outcome,
-            }
+            Outcome::answer(tools::describe(&read(&config)?, at))
         }
-        [verb, config, request] if verb.as_str() == "explain" && known(&["--trace"]) => {
-            let trace = match option("--trace").map(read).transpose() {
-                Ok(trace) => trace,
-                Err(err) => return Outcome::failure(&Failure::new(err)),
-            };
-            match inputs(&[config, request]) {
-                Ok(texts) => Outcome::answer(tools::explain(
-                    first(&texts),
-                    texts.get(1).map_or("", String::as_str),
-                    trace.as_deref(),
-                )),
-                Err(outcome) => outcome,
-            }
+        Command::Explain {
+            config,
+            request,
+            trace,
+        } => {
+            let trace = trace.as_deref().map(read).transpose()?;
+            let answer = tools::explain(&read(&config)?, &read(&request)?, trace.as_deref());
+            Outcome::answer(answer)
         }
-        [verb, config, trace] if verb.as_str() == "simulate" && known(&[]) => {
-            match inputs(&[config, trace]) {
-                Ok(texts) => Outcome::answer(tools::simulate(
-                    first(&texts),
-                    texts.get(1).map_or("", String::as_str),
-                )),
-                Err(outcome) => outcome,
-            }
+        Command::Simulate { config, trace } => {
+            Outcome::answer(tools::simulate(&read(&config)?, &read(&trace)?))
         }
-        [verb, config] if verb.as_str() == "limitador" && known(&[]) => match inputs(&[config]) {
-            Ok(texts) => match tools::limitador(first(&texts)) {
-                Ok(yaml) => Outcome {
-                    stdout: yaml,
-                    stderr: String::new(),
-                    status: 0,
-                },
-                Err(failure) => Outcome::failure(&failure),
-            },
-            Err(outcome) => outcome,
+        Command::Limitador { config } => Outcome {
+            stdout: tools::limitador(&read(&config)?)?,
+            stderr: String::new(),
+            status: 0,
         },
-        [flag] if flag.as_str() == "-h" || flag.as_str() == "--help" => Outcome {
+        Command::Help => Outcome {
             stdout: format!("{USAGE}\n"),
             stderr: String::new(),
             status: 0,
         },
-        _ => Outcome::usage("unknown verb or wrong arguments"),
-    }
-}
-
-fn first(texts: &[String]) -> &str {
-    texts.first().map_or("", String::as_str)
-}
-
-/// `--name value` pairs.
-type Options = Vec<(String, String)>;
-
-/// Positional arguments, and `--name value` options.
-fn split_options(args: &[String]) -> Result<(Vec<String>, Options), String> {
-    let mut positional = Vec::new();
-    let mut options = Vec::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        if arg.starts_with("--") && arg != "--help" {
-            let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
-            options.push((arg.clone(), value.clone()));
-        } else {
-            positional.push(arg.clone());
-        }
-    }
-    Ok((positional, options))
+    })
 }
 
 fn read(path: &str) -> Result<String, String> {
