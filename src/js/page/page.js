@@ -177,7 +177,10 @@ function run() {
     return;
   }
   const dayStart = Date.parse(`${$('day').value}T00:00:00Z`);
-  showHierarchy(describe(text, new Date(dayStart + 12 * 3600e3)));
+  // The windows of now when the day is today, else of that day's noon (UTC).
+  const now = Date.now();
+  const today = now >= dayStart && now < dayStart + 24 * 3600e3;
+  showHierarchy(describe(text, new Date(today ? now : dayStart + 12 * 3600e3)));
   const trace = dayOfTraffic(JSON.parse(text), dayStart, Number($('per-key').value) || 1,
     Number($('prompt').value) || 0, Number($('output').value) || 0);
   $('trace').value = trace.map((line) => JSON.stringify(line)).join('\n');
