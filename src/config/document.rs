@@ -19,6 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
+use super::problems::Problems;
 use super::wire::WireConfig;
 use super::{shape, ConfigError};
 
@@ -69,7 +70,9 @@ impl Text<'_> {
 }
 
 impl Document {
-    pub fn parse(text: &str) -> Result<Self> {
+    /// The structure of `text`. Only a text that is not JSON, or not an object, is an error
+    /// here when `problems` collects: the small fields' problems go there.
+    pub fn parse<const C: bool>(text: &str, problems: &mut Problems<C>) -> Result<Self> {
         // First the whole text through serde_json's parser, keeping nothing, so that a
         // broken document is refused with the message (and position) it always had.
         serde_json::from_str::<Checked>(text).map_err(|err| {
@@ -102,13 +105,7 @@ impl Document {
                 rest.insert(name, serde_json::from_str(raw.get()).map_err(invalid_json)?);
             }
         }
-        let rest = Value::Object(rest);
-        shape::require_objects(&rest)?;
-        let wire = serde_path_to_error::deserialize(rest).map_err(|err| {
-            let path = err.path().to_string();
-            let path = if path == "." { String::new() } else { path };
-            ConfigError::new(path, err.into_inner().to_string())
-        })?;
+        let wire = read_small_fields(rest, problems)?;
         let [customers, teams, virtual_keys] = lists;
         Ok(Self {
             wire,
@@ -119,9 +116,60 @@ impl Document {
     }
 }
 
+/// The small fields as their wire type. When `problems` collects, a field with a problem is
+/// left out (its default stands) and the rest read again, so every field's problem is found.
+fn read_small_fields<const C: bool>(
+    mut rest: serde_json::Map<String, Value>,
+    problems: &mut Problems<C>,
+) -> Result<WireConfig> {
+    if !problems.collecting() {
+        return small_fields(rest);
+    }
+    loop {
+        let problem = match small_fields(rest.clone()) {
+            Ok(wire) => return Ok(wire),
+            Err(problem) => problem,
+        };
+        let field = leading_field(&problem.path).to_string();
+        problems.note(problem)?;
+        if rest.remove(&field).is_none() {
+            // No field to blame: only the defaults are left (an empty object always reads).
+            if rest.is_empty() {
+                return small_fields(rest);
+            }
+            rest.clear();
+        }
+    }
+}
+
+fn small_fields(rest: serde_json::Map<String, Value>) -> Result<WireConfig> {
+    let rest = Value::Object(rest);
+    shape::require_objects(&rest)?;
+    serde_path_to_error::deserialize(rest).map_err(|err| {
+        let path = err.path().to_string();
+        let path = if path == "." { String::new() } else { path };
+        ConfigError::new(path, err.into_inner().to_string())
+    })
+}
+
+/// The top-level field a JSON path starts in (`pricing` for `pricing["gpt-4o"].x`).
+fn leading_field(path: &str) -> &str {
+    let end = path.find(['.', '[']).unwrap_or(path.len());
+    path.get(..end).unwrap_or(path)
+}
+
 impl Entries {
     pub fn len(&self) -> usize {
         self.ranges.len()
+    }
+
+    /// The `id` of entry `index` when it is a string, however wrong the rest of the entry
+    /// is: references to an owner whose entry has a problem are then not problems too.
+    pub fn id(&self, index: usize, text: &Text<'_>) -> Option<String> {
+        let range = self.ranges.get(index)?;
+        let entry = text.get(range.clone()).ok()?;
+        let value: Value = serde_json::from_str(&entry).ok()?;
+        value.get("id")?.as_str().map(str::to_string)
     }
 
     /// Entry `index`, read from `text`, as its wire type, checked as the whole document used

@@ -3,13 +3,15 @@
 //!
 //! Compilation happens once per root context (per `on_configure`); requests share the result.
 //! The first problem found is reported as one line naming its JSON path, e.g.
-//! `virtual_keys[2].budgets[0].reset_duration: "5x" is not a duration`.
+//! `virtual_keys[2].budgets[0].reset_duration: "5x" is not a duration`; [`problems`] lists
+//! them all, the same first one included (the operators' `check`).
 
 mod compile;
 mod document;
 mod metering;
 mod model_set;
 mod prices;
+mod problems;
 mod shape;
 pub mod wire;
 
@@ -20,6 +22,7 @@ use compile::{compile, count_limits};
 use document::{Document, Text};
 pub use metering::{Metering, PathPattern, MAX_REWRITE_BODY_BYTES_LIMIT};
 pub use model_set::ModelSet;
+use problems::{CollectAll, Problems, StopAtFirst};
 pub use wire::{FailureMode, Mode};
 
 use crate::money::Money;
@@ -57,10 +60,32 @@ impl fmt::Display for ConfigError {
 
 /// Parses and compiles a plugin configuration string.
 pub fn parse(text: &str) -> Result<Policy, ConfigError> {
-    let document = Document::parse(text)?;
+    parse_into(text, &mut StopAtFirst::new())
+}
+
+/// Every problem of a configuration, each with its JSON path, in the order compilation
+/// meets them: the first is the one [`parse`] refuses the configuration with. Empty when
+/// the configuration is valid. A problem in the shape of an owner's entry (a wrong type, an
+/// unknown field) hides the rest of that entry, and a document that is not JSON has only
+/// that problem.
+pub fn problems(text: &str) -> Vec<ConfigError> {
+    let mut problems = CollectAll::new();
+    let fatal = parse_into(text, &mut problems).err();
+    let mut found = problems.into_vec();
+    found.extend(fatal.filter(|fatal| !found.contains(fatal)));
+    found
+}
+
+/// [`parse`], with the problems going to `problems`: when it collects them, a policy is
+/// returned even though problems were found, and is good for nothing else.
+fn parse_into<const C: bool>(
+    text: &str,
+    problems: &mut Problems<C>,
+) -> Result<Policy, ConfigError> {
+    let document = Document::parse(text, problems)?;
     let text = Text::InMemory(text);
-    let limit_count = count_limits(&document, &text)?;
-    compile(document, limit_count, &text)
+    let limit_count = count_limits(&document, &text, problems)?;
+    compile(document, limit_count, &text, problems)
 }
 
 /// [`parse`] for a configuration the host can hand over again in pieces (Envoy's plugin
@@ -72,10 +97,11 @@ pub fn parse_rereading(
     text: String,
     read: &dyn Fn(usize, usize) -> Option<Vec<u8>>,
 ) -> Result<Policy, ConfigError> {
-    let document = Document::parse(&text)?;
-    let limit_count = count_limits(&document, &Text::InMemory(&text))?;
+    let problems = &mut StopAtFirst::new();
+    let document = Document::parse(&text, problems)?;
+    let limit_count = count_limits(&document, &Text::InMemory(&text), problems)?;
     drop(text);
-    compile(document, limit_count, &Text::Host(read))
+    compile(document, limit_count, &Text::Host(read), problems)
 }
 
 /// The validated configuration.

@@ -23,6 +23,12 @@ impl ModelSet {
         self.exact.iter().any(|m| m == model)
             || self.prefixes.iter().any(|p| model.starts_with(p.as_str()))
     }
+
+    /// The entries as written (`prefix*` for a prefix), exact names first.
+    pub fn entries(&self) -> Vec<String> {
+        let prefixes = self.prefixes.iter().map(|p| format!("{p}*"));
+        self.exact.iter().cloned().chain(prefixes).collect()
+    }
 }
 
 #[cfg(test)]

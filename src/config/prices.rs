@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::problems::Problems;
 use super::wire::WirePrice;
 use super::ConfigError;
 use crate::money::Money;
@@ -28,16 +29,22 @@ pub(super) fn entry_path(name: &str) -> String {
     format!("pricing[{quoted}]")
 }
 
-pub(super) fn compile_pricing(entries: &BTreeMap<String, Value>) -> Result<Pricing> {
+pub(super) fn compile_pricing<const C: bool>(
+    entries: &BTreeMap<String, Value>,
+    problems: &mut Problems<C>,
+) -> Result<Pricing> {
     let mut pricing = Pricing::default();
     for (name, entry) in entries {
         if name.is_empty() {
-            return Err(ConfigError::new(
+            problems.note(ConfigError::new(
                 "pricing",
                 "a model name must not be empty",
-            ));
+            ))?;
+            continue;
         }
-        pricing.insert(name, compile_entry(entry, &entry_path(name))?);
+        if let Some(price) = problems.take(compile_entry(entry, &entry_path(name)))? {
+            pricing.insert(name, price);
+        }
     }
     Ok(pricing)
 }

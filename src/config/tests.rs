@@ -158,9 +158,9 @@ fn counter_identity_ignores_max_but_not_window() {
     }
 }
 
-#[test]
-fn refusals_name_the_json_path() {
-    let cases: Vec<(String, &str)> = vec![
+/// Refused configurations and the start of the line each is refused with.
+fn refusal_cases() -> Vec<(String, &'static str)> {
+    vec![
         ("not json".to_string(), "configuration is not valid JSON"),
         (r#"{"nope":1}"#.to_string(), "nope: unknown field `nope`"),
         ("[]".to_string(), "the configuration must be a JSON object"),
@@ -247,8 +247,12 @@ fn refusals_name_the_json_path() {
             with_key(r#"{"id":"k","value":"a","provider_configs":[{"provider":"openai","budgets":[{"max_limit":-1,"reset_duration":"1d"}]}]}"#),
             "virtual_keys[0].provider_configs[0].budgets[0].max_limit: -1 is not a USD amount",
         ),
-    ];
-    for (json, expected) in cases {
+    ]
+}
+
+#[test]
+fn refusals_name_the_json_path() {
+    for (json, expected) in refusal_cases() {
         let error = error_of(&json);
         assert!(
             error.starts_with(expected),
@@ -256,6 +260,93 @@ fn refusals_name_the_json_path() {
         );
         assert!(!error.contains('\n'), "one line: {error}");
     }
+}
+
+/// `problems` (the operators' check) starts with the very problem the filter refuses a
+/// configuration with, for every way of being refused.
+#[test]
+fn every_problem_listed_starts_with_the_one_the_filter_reports() {
+    for (json, _) in refusal_cases() {
+        let listed = problems(&json);
+        assert_eq!(
+            listed.first().map(ToString::to_string),
+            Some(error_of(&json)),
+            "for {json}"
+        );
+    }
+    let valid =
+        with_key(r#"{"id":"k","value":"a","budgets":[{"max_limit":1,"reset_duration":"1d"}]}"#);
+    assert!(parse(&valid).is_ok());
+    assert_eq!(problems(&valid), []);
+}
+
+#[test]
+fn every_problem_is_listed_once_with_its_path() {
+    let json = r#"{
+      "mode": "loud", "nope": 1, "timezone": "Mars/Olympus", "namespace": "",
+      "virtual_key_headers": ["ok", "not ok", ""],
+      "pricing": { "m": { "input_cost_per_token": -1, "output_cost_per_token": 0 },
+                   "n": { "output_cost_per_token": 0 } },
+      "customers": [ { "id": "c", "budgets": [ { "max_limit": "lots", "reset_duration": "1M" } ] } ],
+      "teams": [ { "id": "t", "customer_id": "c", "timezone": "Nowhere/Land",
+                   "budgets": [ { "max_limit": 0, "reset_duration": "1x" },
+                                { "max_limit": 5, "reset_duration": "1d" },
+                                { "max_limit": 6, "reset_duration": "1d" } ] },
+                 { "id": "t" } ],
+      "virtual_keys": [
+        { "id": "k1", "value": "a", "team_id": "t",
+          "rate_limit": { "request_max_limit": 0, "request_reset_duration": "1m",
+                          "token_max_limit": 5 } },
+        { "id": "k2", "team_id": "ghost", "expires_at": "soon" },
+        { "id": "k3", "value": "a", "customer_id": "c",
+          "provider_configs": [ { "provider": "a/b" }, { "provider": "p", "budgets": [
+            { "max_limit": 1, "reset_duration": "7m", "calendar_aligned": true } ] } ] },
+        { "id": "k4", "value": "b", "unknown": true }
+      ]
+    }"#;
+    let listed: Vec<String> = problems(json).iter().map(ToString::to_string).collect();
+    assert_eq!(listed.first(), Some(&error_of(json)));
+    let paths: Vec<&str> = listed
+        .iter()
+        .map(|line| {
+            line.split_once(": ")
+                .map_or(line.as_str(), |(path, _)| path)
+        })
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            // The small fields that cannot be read, each one.
+            "mode",
+            "nope",
+            // Entries that cannot be read, before anything is compiled (as in the filter).
+            "customers[0].budgets[0].max_limit",
+            "virtual_keys[3].unknown",
+            // The small fields' meaning, in the order the filter checks it.
+            "namespace",
+            "timezone",
+            "virtual_key_headers[1]",
+            "virtual_key_headers[2]",
+            r#"pricing["m"].input_cost_per_token"#,
+            r#"pricing["n"]"#,
+            // Owners: a team's invalid zone does not make each of its limits a problem too,
+            // and a customer that could not be read is still a customer others may name.
+            "teams[0].timezone",
+            "teams[0].budgets[0].max_limit",
+            "teams[0].budgets[0].reset_duration",
+            "teams[0].budgets[2].reset_duration",
+            "teams[1].id",
+            "virtual_keys[0].rate_limit.request_max_limit",
+            "virtual_keys[0].rate_limit.token_reset_duration",
+            "virtual_keys[1]",
+            "virtual_keys[1].team_id",
+            "virtual_keys[1].expires_at",
+            "virtual_keys[2].provider_configs[0].provider",
+            "virtual_keys[2].provider_configs[1].budgets[0].reset_duration",
+            "virtual_keys[2].value",
+        ],
+        "{listed:#?}"
+    );
 }
 
 #[test]

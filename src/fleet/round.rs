@@ -277,7 +277,8 @@ impl Round {
                             ),
                             _ => (true, None, Some(0)),
                         };
-                        refusal = Some((limit_id, retry_after_secs, exhausted, estimate, remaining));
+                        refusal =
+                            Some((limit_id, retry_after_secs, exhausted, estimate, remaining));
                     }
                     // Counted nothing: a request admitted anyway (shadow) reports its slot.
                     if let Purpose::Slot(id) = planned.purpose {

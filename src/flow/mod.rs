@@ -541,6 +541,13 @@ impl Flow {
         matches!(self.stage, Stage::Calling { .. })
     }
 
+    /// The key (index in [`Policy::keys`]) and provider the request was resolved to, once
+    /// its rules have run (what the operators' tools report of a request).
+    pub fn target(&self) -> Option<(usize, Option<&str>)> {
+        let (key, provider) = self.target.as_ref()?;
+        Some((*key, provider.as_deref()))
+    }
+
     fn evaluation(&self) -> Evaluation {
         match self.policy.mode {
             Mode::Enforce => Evaluation::StopAtFirst,
@@ -817,6 +824,36 @@ fn header_text(headers: &dyn RequestHeaders, name: &str) -> Option<String> {
         .ok()
         .map(|text| text.trim().to_string())
         .filter(|text| !text.is_empty())
+}
+
+/// The provider and model of a whole request, read as the callbacks above read them: the
+/// provider header, else the provider a path implies; the model a path names, else the
+/// body's last top-level `"model"`; then a configured provider's prefix split off the model.
+/// For the operators' `explain`, which shows them even for a request refused before the
+/// flow got to them.
+pub fn provider_and_model(
+    policy: &Policy,
+    head: &RequestHead<'_>,
+    body: &[u8],
+) -> (Option<String>, Option<String>) {
+    let provider = header_text(head.headers, &policy.provider_header);
+    let (provider, named) = match path_model(head.path, &policy.metering.deployments) {
+        PathModel::Named {
+            provider: implied,
+            model,
+            ..
+        } => (provider.or_else(|| Some(implied.to_string())), Some(model)),
+        PathModel::Unreadable | PathModel::None => (provider, None),
+    };
+    let model = named.or_else(|| {
+        let mut sniffer = RequestSniffer::default();
+        sniffer.feed(body);
+        match sniffer.model() {
+            BodyModel::Named(model) => Some(model),
+            BodyModel::Absent | BodyModel::Unreadable => None,
+        }
+    });
+    split_provider(policy, provider, model)
 }
 
 /// Splits `provider/model` when the prefix is a configured provider; the provider header,

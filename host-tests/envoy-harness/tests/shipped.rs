@@ -242,7 +242,9 @@ fn manifest_configurations_load_in_real_envoy() {
 fn the_fleet_example_files_agree_with_each_other() {
     let dir = repo_path("examples/fleet");
     let config = read(&dir.join("config.json"));
-    let generated = governance::cli::limitador(&config).unwrap();
+    let generated = governance::tools::limitador(&config)
+        .map_err(|failure| failure.error)
+        .unwrap();
     assert_eq!(
         read(&dir.join("limits.yaml")),
         generated,

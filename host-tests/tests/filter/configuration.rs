@@ -16,6 +16,58 @@ fn refusal(config: &str) -> String {
     }
 }
 
+/// The module, and the operators' `check` (what governance-cli and the JavaScript package
+/// answer), give every configuration of fixtures/verdicts.json the verdict recorded there:
+/// the module accepts exactly the valid ones and refuses each other one with a log line
+/// naming the first problem recorded; `check` lists every problem recorded, in order. The
+/// package's own tests hold it to the same file, so the three agree.
+#[test]
+fn the_filter_and_the_operators_check_give_the_recorded_verdicts() {
+    let verdicts: serde_json::Value =
+        serde_json::from_str(include_str!("../../fixtures/verdicts.json")).unwrap();
+    let cases = verdicts["cases"].as_array().unwrap();
+    assert!(cases.len() >= 10);
+    for case in cases {
+        let name = case["name"].as_str().unwrap();
+        let config = case["config"].as_str().unwrap();
+        let valid = case["valid"].as_bool().unwrap();
+        let recorded: Vec<&str> = case["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|line| line.as_str().unwrap())
+            .collect();
+        assert_eq!(valid, recorded.is_empty(), "{name}");
+        match HostBuilder::new(GOVERNANCE_WASM)
+            .plugin_config(config)
+            .build()
+        {
+            Ok(_) => assert!(valid, "{name}: the filter accepts it"),
+            Err(HostError::ConfigRejected(log)) => {
+                assert!(!valid, "{name}: the filter refuses it: {log}");
+                let line = format!("invalid configuration: {}", recorded[0]);
+                assert!(
+                    log.ends_with(&line),
+                    "{name}:\n  filter: {log}\n  recorded: {line}"
+                );
+            }
+            Err(other) => panic!("{name}: {other:?}"),
+        }
+        let checked = governance::tools::check(config);
+        let listed: Vec<String> = checked["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|problem| match problem["path"].as_str().unwrap() {
+                "" => problem["message"].as_str().unwrap().to_string(),
+                path => format!("{path}: {}", problem["message"].as_str().unwrap()),
+            })
+            .collect();
+        assert_eq!(listed, recorded, "{name}");
+        assert_eq!(checked["valid"], valid, "{name}");
+    }
+}
+
 #[test]
 fn a_bad_duration_is_refused_naming_its_path() {
     let config = r#"{"virtual_keys":[{"id":"a","value":"x"},{"id":"b","value":"y"},
