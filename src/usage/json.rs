@@ -4,15 +4,16 @@
 //! - Tracked objects (the root, and objects [`child`] says matter, at most
 //!   [`MAX_TRACKED`] deep) are parsed strictly: keys are decoded and looked up, values
 //!   are checked, and any syntax error stops the document ([`State::Error`]).
-//! - Any other value is skipped: a skipped container is followed only through its
-//!   strings and brackets with a saturating depth counter, so nesting costs no memory and
-//!   long model text is crossed with a fast search for `"` or `\`.
+//! - Any other value is skipped: a skipped string or container is crossed 64 bytes at a
+//!   time on bit masks of its quotes, backslashes and brackets (`skip.rs`), with a
+//!   saturating depth counter, so nesting costs no memory and long model text little.
 //!
 //! Values are committed as soon as they are complete (a number at its first following
 //! byte, a string at its closing quote), so a body cut short keeps what it had shown.
 
-use super::bytes::{find_either, find_structural, is_space, space_run};
+use super::bytes::{find_either, is_space, space_run};
 use super::extract::{child, Collected, Node, Target};
+use super::skip::Crossing;
 use super::text::{Capture, KEY_MAX_BYTES, MODEL_MAX_BYTES};
 
 /// Deepest tracked object: root > `response` > `usage` > `input_tokens_details`.
@@ -49,11 +50,7 @@ enum State {
     Number,
     /// Inside `true` / `false` / `null`; `literal` holds the bytes still expected.
     Literal,
-    /// Inside a skipped string; returns to `Skip`, or `AfterValue` if `skip_depth` is 0.
-    SkipString,
-    /// After `\` in a skipped string.
-    SkipEscape,
-    /// Inside a skipped container, `skip_depth` brackets deep.
+    /// Inside a skipped value (`crossing` says where); then `AfterValue`.
     Skip,
     /// The document is complete; the rest is ignored.
     Done,
@@ -155,7 +152,8 @@ pub(crate) struct JsonScanner {
     tracked: usize,
     /// The document is a top-level array whose elements are read as documents.
     in_array: bool,
-    skip_depth: u32,
+    /// Where the skipped value being crossed stands.
+    crossing: Crossing,
     /// What the value after the current key is.
     target: Target,
     /// The key being decoded when it is not whole in one chunk or has escapes.
@@ -177,7 +175,7 @@ impl JsonScanner {
             stack: [Node::Root; MAX_TRACKED],
             tracked: 0,
             in_array: false,
-            skip_depth: 0,
+            crossing: Crossing::default(),
             target: Target::Skip,
             key: Capture::default(),
             model: None,
@@ -193,7 +191,7 @@ impl JsonScanner {
         self.state = State::Start;
         self.in_array = false;
         self.tracked = 0;
-        self.skip_depth = 0;
+        self.crossing = Crossing::default();
         self.target = Target::Skip;
     }
 
@@ -204,7 +202,7 @@ impl JsonScanner {
         while let Some((&b, tail)) = rest.split_first() {
             match self.state {
                 // The states that cross long runs search ahead instead of stepping.
-                State::SkipString | State::SkipEscape | State::Skip => rest = self.skip(rest),
+                State::Skip => rest = self.skip(rest),
                 State::Capture => {
                     let at = find_either(rest, b'"', b'\\').unwrap_or(rest.len());
                     let (run, from) = rest.split_at_checked(at).unwrap_or((rest, &[]));
@@ -279,66 +277,16 @@ impl JsonScanner {
         }
     }
 
-    /// Crosses skipped strings and containers in one tight loop, returning what follows
-    /// them (empty if the chunk ran out first). Skipped bytes are most of a body, so this
-    /// stays out of the general dispatch in `feed`.
-    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
-    fn skip<'a>(&mut self, mut rest: &'a [u8]) -> &'a [u8] {
-        loop {
-            match self.state {
-                State::SkipString => {
-                    let Some(at) = find_either(rest, b'"', b'\\') else {
-                        return &[];
-                    };
-                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
-                    else {
-                        return &[];
-                    };
-                    rest = after;
-                    if special == b'\\' {
-                        // The escaped byte cannot end the string; `\uXXXX` digits are plain.
-                        match rest.split_first() {
-                            Some((_, escaped)) => rest = escaped,
-                            None => self.state = State::SkipEscape,
-                        }
-                    } else if self.skip_depth == 0 {
-                        self.state = State::AfterValue;
-                        return rest;
-                    } else {
-                        self.state = State::Skip;
-                    }
-                }
-                State::SkipEscape => {
-                    // The escaped byte cannot end the string; `\uXXXX` digits are plain.
-                    let Some((_, after)) = rest.split_first() else {
-                        return &[];
-                    };
-                    rest = after;
-                    self.state = State::SkipString;
-                }
-                State::Skip => {
-                    let Some(at) = find_structural(rest) else {
-                        return &[];
-                    };
-                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
-                    else {
-                        return &[];
-                    };
-                    rest = after;
-                    match special {
-                        b'"' => self.state = State::SkipString,
-                        b'{' | b'[' => self.skip_depth = self.skip_depth.saturating_add(1),
-                        _ => {
-                            self.skip_depth = self.skip_depth.saturating_sub(1);
-                            if self.skip_depth == 0 {
-                                self.state = State::AfterValue;
-                                return rest;
-                            }
-                        }
-                    }
-                }
-                _ => return rest,
+    /// Crosses the skipped value, returning what follows it (empty if the chunk ran out
+    /// first). Skipped bytes are most of a body, so this stays out of the general dispatch
+    /// in `feed`.
+    fn skip<'a>(&mut self, rest: &'a [u8]) -> &'a [u8] {
+        match self.crossing.cross(rest) {
+            Some(end) => {
+                self.state = State::AfterValue;
+                rest.get(end..).unwrap_or_default()
             }
+            None => &[],
         }
     }
 
@@ -434,13 +382,7 @@ impl JsonScanner {
                 _ => self.state = State::Error,
             },
             // Handled by `feed` and `skip`.
-            State::SkipString
-            | State::SkipEscape
-            | State::Capture
-            | State::Skip
-            | State::Number
-            | State::Done
-            | State::Error => {}
+            State::Capture | State::Skip | State::Number | State::Done | State::Error => {}
         }
     }
 
@@ -448,16 +390,13 @@ impl JsonScanner {
     fn value(&mut self, b: u8) {
         match (b, self.target) {
             (b'{', Target::Object(node)) => self.open(node),
-            (b'{' | b'[', _) => {
-                self.skip_depth = 1;
-                self.state = State::Skip;
-            }
+            (b'{' | b'[', _) => self.skip_value(Crossing::container()),
             (b'"', Target::Model) => {
                 self.model.get_or_insert_with(Box::default).clear();
                 self.capturing_key = false;
                 self.state = State::Capture;
             }
-            (b'"', _) => self.state = State::SkipString,
+            (b'"', _) => self.skip_value(Crossing::string()),
             (b'-' | b'0'..=b'9', _) => {
                 self.number = Number::start(b);
                 self.state = State::Number;
@@ -468,6 +407,11 @@ impl JsonScanner {
             _ if is_space(b) => {}
             _ => self.state = State::Error,
         }
+    }
+
+    fn skip_value(&mut self, crossing: Crossing) {
+        self.crossing = crossing;
+        self.state = State::Skip;
     }
 
     fn literal(&mut self, rest: &'static [u8]) {
@@ -483,10 +427,7 @@ impl JsonScanner {
                 self.state = State::KeyOrEnd;
             }
             // Cannot happen with the paths in `child`, but stays bounded if it did.
-            None => {
-                self.skip_depth = 1;
-                self.state = State::Skip;
-            }
+            None => self.skip_value(Crossing::container()),
         }
     }
 
