@@ -217,15 +217,9 @@ impl JsonScanner {
                         self.end_capture(out);
                     }
                 }
-                // Fast path: a key that is whole in this chunk and has no escapes is looked
-                // up in place; otherwise `step` captures it byte by byte.
-                State::KeyOrEnd | State::Key if b == b'"' => match self.whole_key(tail) {
-                    Some(after) => rest = after,
-                    None => {
-                        self.step(b);
-                        rest = tail;
-                    }
-                },
+                // Fast path: members whole in this chunk are read in place, one after the
+                // other; a key that is not (split, or escaped) is captured byte by byte.
+                State::KeyOrEnd | State::Key if b == b'"' => rest = self.members(tail, out),
                 // The same for a model name, taken straight from the chunk.
                 State::Value if b == b'"' && self.target == Target::Model => {
                     match self.whole_model(tail, out) {
@@ -455,23 +449,130 @@ impl JsonScanner {
         }
     }
 
-    /// `after_quote` follows a key's opening quote. If the key ends in it without an
-    /// escape, looks it up and returns what follows the closing quote (and the colon and
-    /// whitespace after it, if they are there).
-    fn whole_key<'a>(&mut self, after_quote: &'a [u8]) -> Option<&'a [u8]> {
-        let (key, after) = whole_string(after_quote)?;
-        self.target = self.lookup(Some(key));
-        // The colon nearly always follows at once: taken here, it saves a round of `feed`.
-        match after.split_first() {
-            Some((b':', value)) => {
-                self.state = State::Value;
-                Some(after_space(value))
+    /// Reads the members of tracked objects straight from the chunk while each one is
+    /// whole in it: key, colon, value, and the comma or closing braces after it, without a
+    /// round of `feed` per token. `after_quote` follows a key's opening quote. Returns what
+    /// follows the last member read, with the state set for `feed` to go on, at the first
+    /// thing read another way: a key split by the chunk's end or escaped (captured byte by
+    /// byte), a value cut by the chunk's end, a literal or number not whole in it, anything
+    /// that is not JSON.
+    fn members<'a>(&mut self, mut after_quote: &'a [u8], out: &mut Collected) -> &'a [u8] {
+        let Some((mut key, mut after)) = whole_string(after_quote) else {
+            self.step(b'"');
+            return after_quote;
+        };
+        loop {
+            self.target = self.lookup(Some(key));
+            // The colon nearly always follows at once.
+            let value = match after.split_first() {
+                Some((b':', value)) => after_space(value),
+                _ => {
+                    self.state = State::Colon;
+                    return after;
+                }
+            };
+            self.state = State::Value;
+            let Some(after_value) = self.value_in_place(value, out) else {
+                return value;
+            };
+            if self.state != State::AfterValue {
+                // A tracked object opened (or a container is being skipped to the end of the
+                // chunk): its first key, if it is there.
+                let next = after_value;
+                match next.split_first() {
+                    Some((b'"', tail)) if self.state == State::KeyOrEnd => {
+                        after_quote = tail;
+                        match whole_string(after_quote) {
+                            Some(found) => (key, after) = found,
+                            None => return next,
+                        }
+                        continue;
+                    }
+                    _ => return next,
+                }
             }
-            _ => {
-                self.state = State::Colon;
-                Some(after)
+            // The separators after the value: closing braces end objects, a comma and
+            // a whole key go on.
+            let mut next = after_space(after_value);
+            loop {
+                match next.split_first() {
+                    Some((b',', tail)) => {
+                        self.state = State::Key;
+                        let key_start = after_space(tail);
+                        match key_start.split_first() {
+                            Some((b'"', tail)) => match whole_string(tail) {
+                                Some(found) => {
+                                    (key, after) = found;
+                                    break;
+                                }
+                                None => return key_start,
+                            },
+                            _ => return key_start,
+                        }
+                    }
+                    Some((b'}', tail)) => {
+                        self.close();
+                        if self.state != State::AfterValue {
+                            return tail;
+                        }
+                        next = after_space(tail);
+                    }
+                    _ => return next,
+                }
             }
         }
+    }
+
+    /// A value of a tracked object that is whole in `value` (which starts with its first
+    /// byte): reads it and returns what follows, with the state after it (`AfterValue`, or
+    /// `KeyOrEnd` inside a tracked object it opened, or `Skip` when a skipped container
+    /// runs past the chunk). `None`, with the state left at `Value`, for anything else.
+    #[inline(always)]
+    fn value_in_place<'a>(&mut self, value: &'a [u8], out: &mut Collected) -> Option<&'a [u8]> {
+        let (&first, tail) = value.split_first()?;
+        let after = match (first, self.target) {
+            (b'"', Target::Model) => return self.whole_model(tail, out),
+            // A model that is not a string is judged in `feed`.
+            (_, Target::Model) => return None,
+            (b'{', Target::Object(node)) => {
+                self.open(node);
+                return Some(after_space(tail));
+            }
+            (b'"' | b'{' | b'[', _) => {
+                self.crossing = if first == b'"' {
+                    Crossing::string()
+                } else {
+                    Crossing::container()
+                };
+                match self.crossing.cross(tail) {
+                    Some(end) => tail.get(end..)?,
+                    None => {
+                        self.state = State::Skip;
+                        return Some(&[]);
+                    }
+                }
+            }
+            (b'0'..=b'9' | b'-', _) => {
+                let end = tail.iter().position(|&b| !is_number_byte(b))?;
+                let (digits, after) = tail.split_at_checked(end)?;
+                if let Target::Count(field) = self.target {
+                    let mut number = Number::start(first);
+                    for &digit in digits {
+                        number.push(digit);
+                    }
+                    if let Some(n) = number.get() {
+                        out.set_count(field, n);
+                    }
+                }
+                after
+            }
+            (b'n', _) => tail.strip_prefix(b"ull")?,
+            (b't', _) => tail.strip_prefix(b"rue")?,
+            (b'f', _) => tail.strip_prefix(b"alse")?,
+            _ => return None,
+        };
+        self.state = State::AfterValue;
+        Some(after)
     }
 
     /// Continues a number through as many of its bytes as `rest` holds, committing it at

@@ -47,6 +47,8 @@ impl Crossing {
     /// Crosses as much of the value as `hay` holds: `Some(n)` when the value ends with the
     /// `n`th byte, `None` when `hay` ran out first (the crossing then goes on with the next
     /// chunk).
+    // Lets the vector test (bytes.rs) inline here.
+    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
     pub(crate) fn cross(&mut self, hay: &[u8]) -> Option<usize> {
         // Locals while crossing, the fields again at the end of the chunk.
         let Self {
