@@ -114,6 +114,7 @@ fn end_after(base: usize, index: usize) -> usize {
 }
 
 #[cfg(test)]
+#[allow(clippy::arithmetic_side_effects, reason = "test arithmetic")]
 mod tests {
     use super::*;
     use proptest::prelude::*;
