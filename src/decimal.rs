@@ -19,19 +19,35 @@ pub fn push_u64(out: &mut Vec<u8>, value: u64) {
 /// `format!("{value:0width$}")` (for `width` up to 20).
 pub fn push_padded(out: &mut Vec<u8>, mut value: u64, width: usize) {
     let mut digits = [b'0'; 20];
-    let mut used = 0usize;
-    for slot in digits.iter_mut().rev() {
-        // The remainder is below 10: it fits a u8, and `b'0' | d` is `b'0' + d`.
-        *slot = b'0' | u8::try_from(value % 10).unwrap_or(0);
-        value /= 10;
-        used = used.saturating_add(1);
-        if value == 0 && used >= width {
+    // Two digits per division (the header values run to ten digits and more).
+    let mut start = digits.len();
+    for pair in digits.rchunks_exact_mut(2) {
+        if value < 10 {
             break;
         }
+        // The remainder is below 100: twice it indexes the table's pair.
+        let at = usize::try_from(value % 100).unwrap_or(0).wrapping_mul(2);
+        pair.copy_from_slice(PAIRS.get(at..at.wrapping_add(2)).unwrap_or(b"00"));
+        value /= 100;
+        start = start.saturating_sub(2);
     }
-    let start = digits.len().saturating_sub(used);
+    if value > 0 || start == digits.len() {
+        // The last digit (below 10 here, so `b'0' | d` is `b'0' + d`).
+        start = start.saturating_sub(1);
+        if let Some(slot) = digits.get_mut(start) {
+            *slot = b'0' | u8::try_from(value).unwrap_or(0);
+        }
+    }
+    let start = start.min(digits.len().saturating_sub(width));
     out.extend_from_slice(digits.get(start..).unwrap_or_default());
 }
+
+/// "00", "01", … "99": the decimal text of every number below 100.
+const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
 
 /// Appends `value` in decimal, like `value.to_string()`.
 pub fn push_u128(out: &mut Vec<u8>, value: u128) {

@@ -59,23 +59,6 @@ mod simd {
         base.checked_add(pos)
     }
 
-    /// See [`super::find_structural`]: the first hit in whole sixteen-byte blocks, or where
-    /// the blocks ran out.
-    #[target_feature(enable = "simd128")]
-    pub(super) fn find_structural(hay: &[u8]) -> Result<usize, usize> {
-        let mut base: usize = 0;
-        while let Some(v) = load(hay, base) {
-            // `[` and `]` are `{` and `}` without bit 5.
-            let folded = v128_or(v, u8x16_splat(0x20));
-            let hits = v128_or(eq(v, b'"'), v128_or(eq(folded, b'{'), eq(folded, b'}')));
-            if let Some(lane) = first(hits) {
-                return Ok(base.wrapping_add(lane));
-            }
-            base = base.wrapping_add(16);
-        }
-        Err(base)
-    }
-
     /// See [`super::space_run`]: `Ok` with the run's length if a byte that ends it is in
     /// the whole sixteen-byte blocks, else `Err` with where those blocks ran out.
     #[target_feature(enable = "simd128")]
@@ -136,6 +119,27 @@ mod simd {
             return Ok((base, 16, u64::from(i8x16_bitmask(event_hits(v, w)))));
         }
         Err(base)
+    }
+
+    /// Lanes of `v` holding a quote, a backslash or a bracket.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    fn skip_lanes(v: v128) -> u32 {
+        // `[` and `]` are `{` and `}` without bit 5.
+        let folded = v128_or(v, u8x16_splat(0x20));
+        let string = v128_or(eq(v, b'"'), eq(v, b'\\'));
+        let bracket = v128_or(eq(folded, b'{'), eq(folded, b'}'));
+        u32::from(i8x16_bitmask(v128_or(string, bracket)))
+    }
+
+    /// See [`super::skip_hits`]; `block` holds 32 bytes.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    pub(super) fn skip_hits(block: &[u8; 32]) -> u32 {
+        let ptr = block.as_ptr();
+        // SAFETY: `block` is 32 readable bytes; v128.load has no alignment requirement.
+        let (low, high) = unsafe { (v128_load(ptr.cast()), v128_load(ptr.add(16).cast())) };
+        skip_lanes(low) | skip_lanes(high) << 16
     }
 
     /// Whether `a` and `b` (the same length, at least 16) are the same bytes.
@@ -362,6 +366,35 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
+/// Bit `i` set where byte `i` of the first 32 bytes of `hay` is a quote, a backslash or a
+/// bracket: the only bytes that matter when crossing a skipped value. When `hay` is shorter,
+/// the missing bytes match nothing.
+#[inline]
+pub(crate) fn skip_hits(hay: &[u8]) -> u32 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        if let Some(block) = hay.first_chunk::<32>() {
+            return simd::skip_hits(block);
+        }
+        let mut block = [0u8; 32];
+        let len = hay.len().min(32);
+        if let (Some(dst), Some(src)) = (block.get_mut(..len), hay.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        simd::skip_hits(&block)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        let mut hits = 0u32;
+        for (i, &byte) in hay.iter().take(32).enumerate() {
+            if matches!(byte, b'"' | b'\\' | b'{' | b'[' | b'}' | b']') {
+                hits |= 1 << i;
+            }
+        }
+        hits
+    }
+}
+
 /// Whether `b` is JSON whitespace (space, tab, LF, CR).
 #[inline(always)]
 pub(crate) fn is_space(b: u8) -> bool {
@@ -387,26 +420,6 @@ pub(crate) fn space_run(hay: &[u8]) -> usize {
     base.saturating_add(run)
 }
 
-/// Index of the first string quote or bracket in `hay`: the only bytes that matter while
-/// skipping a container whose contents are irrelevant (brackets inside strings must not
-/// count, so string starts matter too).
-#[inline]
-pub(crate) fn find_structural(hay: &[u8]) -> Option<usize> {
-    let is_structural = |c: &u8| matches!(c, b'"' | b'{' | b'}' | b'[' | b']');
-    // Without SIMD a plain loop: in skipped containers the next one is usually a few bytes
-    // away, where eight-byte words cost more than they save (measured).
-    #[cfg(not(target_arch = "wasm32"))]
-    let base: usize = 0;
-    #[cfg(target_arch = "wasm32")]
-    let base = match simd::find_structural(hay) {
-        Ok(found) => return Some(found),
-        Err(base) => base,
-    };
-    let tail = hay.get(base..)?;
-    let pos = tail.iter().position(is_structural)?;
-    base.checked_add(pos)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -430,14 +443,6 @@ mod tests {
                 ))
                 .collect();
             prop_assert_eq!(EventHits::new(hay).collect::<Vec<_>>(), naive);
-        }
-
-        #[test]
-        fn find_structural_matches_naive(
-            hay in proptest::collection::vec(prop::sample::select(b"\"{}[];: a[]{}\x02\x5b\x7b".to_vec()), 0..60),
-        ) {
-            let naive = hay.iter().position(|&c| matches!(c, b'"' | b'{' | b'}' | b'[' | b']'));
-            prop_assert_eq!(find_structural(&hay), naive);
         }
 
         #[test]

@@ -4,15 +4,16 @@
 //! - Tracked objects (the root, and objects [`child`] says matter, at most
 //!   [`MAX_TRACKED`] deep) are parsed strictly: keys are decoded and looked up, values
 //!   are checked, and any syntax error stops the document ([`State::Error`]).
-//! - Any other value is skipped: a skipped container is followed only through its
-//!   strings and brackets with a saturating depth counter, so nesting costs no memory and
-//!   long model text is crossed with a fast search for `"` or `\`.
+//! - Any other value is skipped: a skipped string or container is crossed 64 bytes at a
+//!   time on bit masks of its quotes, backslashes and brackets (`skip.rs`), with a
+//!   saturating depth counter, so nesting costs no memory and long model text little.
 //!
 //! Values are committed as soon as they are complete (a number at its first following
 //! byte, a string at its closing quote), so a body cut short keeps what it had shown.
 
-use super::bytes::{find_either, find_structural, is_space, space_run};
+use super::bytes::{find_either, is_space, space_run};
 use super::extract::{child, Collected, Node, Target};
+use super::skip::Crossing;
 use super::text::{Capture, KEY_MAX_BYTES, MODEL_MAX_BYTES};
 
 /// Deepest tracked object: root > `response` > `usage` > `input_tokens_details`.
@@ -49,11 +50,7 @@ enum State {
     Number,
     /// Inside `true` / `false` / `null`; `literal` holds the bytes still expected.
     Literal,
-    /// Inside a skipped string; returns to `Skip`, or `AfterValue` if `skip_depth` is 0.
-    SkipString,
-    /// After `\` in a skipped string.
-    SkipEscape,
-    /// Inside a skipped container, `skip_depth` brackets deep.
+    /// Inside a skipped value (`crossing` says where); then `AfterValue`.
     Skip,
     /// The document is complete; the rest is ignored.
     Done,
@@ -155,7 +152,8 @@ pub(crate) struct JsonScanner {
     tracked: usize,
     /// The document is a top-level array whose elements are read as documents.
     in_array: bool,
-    skip_depth: u32,
+    /// Where the skipped value being crossed stands.
+    crossing: Crossing,
     /// What the value after the current key is.
     target: Target,
     /// The key being decoded when it is not whole in one chunk or has escapes.
@@ -177,7 +175,7 @@ impl JsonScanner {
             stack: [Node::Root; MAX_TRACKED],
             tracked: 0,
             in_array: false,
-            skip_depth: 0,
+            crossing: Crossing::default(),
             target: Target::Skip,
             key: Capture::default(),
             model: None,
@@ -193,7 +191,7 @@ impl JsonScanner {
         self.state = State::Start;
         self.in_array = false;
         self.tracked = 0;
-        self.skip_depth = 0;
+        self.crossing = Crossing::default();
         self.target = Target::Skip;
     }
 
@@ -204,7 +202,7 @@ impl JsonScanner {
         while let Some((&b, tail)) = rest.split_first() {
             match self.state {
                 // The states that cross long runs search ahead instead of stepping.
-                State::SkipString | State::SkipEscape | State::Skip => rest = self.skip(rest),
+                State::Skip => rest = self.skip(rest),
                 State::Capture => {
                     let at = find_either(rest, b'"', b'\\').unwrap_or(rest.len());
                     let (run, from) = rest.split_at_checked(at).unwrap_or((rest, &[]));
@@ -219,15 +217,9 @@ impl JsonScanner {
                         self.end_capture(out);
                     }
                 }
-                // Fast path: a key that is whole in this chunk and has no escapes is looked
-                // up in place; otherwise `step` captures it byte by byte.
-                State::KeyOrEnd | State::Key if b == b'"' => match self.whole_key(tail) {
-                    Some(after) => rest = after,
-                    None => {
-                        self.step(b);
-                        rest = tail;
-                    }
-                },
+                // Fast path: members whole in this chunk are read in place, one after the
+                // other; a key that is not (split, or escaped) is captured byte by byte.
+                State::KeyOrEnd | State::Key if b == b'"' => rest = self.members(tail, out),
                 // The same for a model name, taken straight from the chunk.
                 State::Value if b == b'"' && self.target == Target::Model => {
                     match self.whole_model(tail, out) {
@@ -279,66 +271,16 @@ impl JsonScanner {
         }
     }
 
-    /// Crosses skipped strings and containers in one tight loop, returning what follows
-    /// them (empty if the chunk ran out first). Skipped bytes are most of a body, so this
-    /// stays out of the general dispatch in `feed`.
-    #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
-    fn skip<'a>(&mut self, mut rest: &'a [u8]) -> &'a [u8] {
-        loop {
-            match self.state {
-                State::SkipString => {
-                    let Some(at) = find_either(rest, b'"', b'\\') else {
-                        return &[];
-                    };
-                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
-                    else {
-                        return &[];
-                    };
-                    rest = after;
-                    if special == b'\\' {
-                        // The escaped byte cannot end the string; `\uXXXX` digits are plain.
-                        match rest.split_first() {
-                            Some((_, escaped)) => rest = escaped,
-                            None => self.state = State::SkipEscape,
-                        }
-                    } else if self.skip_depth == 0 {
-                        self.state = State::AfterValue;
-                        return rest;
-                    } else {
-                        self.state = State::Skip;
-                    }
-                }
-                State::SkipEscape => {
-                    // The escaped byte cannot end the string; `\uXXXX` digits are plain.
-                    let Some((_, after)) = rest.split_first() else {
-                        return &[];
-                    };
-                    rest = after;
-                    self.state = State::SkipString;
-                }
-                State::Skip => {
-                    let Some(at) = find_structural(rest) else {
-                        return &[];
-                    };
-                    let Some((&special, after)) = rest.get(at..).and_then(<[u8]>::split_first)
-                    else {
-                        return &[];
-                    };
-                    rest = after;
-                    match special {
-                        b'"' => self.state = State::SkipString,
-                        b'{' | b'[' => self.skip_depth = self.skip_depth.saturating_add(1),
-                        _ => {
-                            self.skip_depth = self.skip_depth.saturating_sub(1);
-                            if self.skip_depth == 0 {
-                                self.state = State::AfterValue;
-                                return rest;
-                            }
-                        }
-                    }
-                }
-                _ => return rest,
+    /// Crosses the skipped value, returning what follows it (empty if the chunk ran out
+    /// first). Skipped bytes are most of a body, so this stays out of the general dispatch
+    /// in `feed`.
+    fn skip<'a>(&mut self, rest: &'a [u8]) -> &'a [u8] {
+        match self.crossing.cross(rest) {
+            Some(end) => {
+                self.state = State::AfterValue;
+                rest.get(end..).unwrap_or_default()
             }
+            None => &[],
         }
     }
 
@@ -434,13 +376,7 @@ impl JsonScanner {
                 _ => self.state = State::Error,
             },
             // Handled by `feed` and `skip`.
-            State::SkipString
-            | State::SkipEscape
-            | State::Capture
-            | State::Skip
-            | State::Number
-            | State::Done
-            | State::Error => {}
+            State::Capture | State::Skip | State::Number | State::Done | State::Error => {}
         }
     }
 
@@ -448,16 +384,13 @@ impl JsonScanner {
     fn value(&mut self, b: u8) {
         match (b, self.target) {
             (b'{', Target::Object(node)) => self.open(node),
-            (b'{' | b'[', _) => {
-                self.skip_depth = 1;
-                self.state = State::Skip;
-            }
+            (b'{' | b'[', _) => self.skip_value(Crossing::container()),
             (b'"', Target::Model) => {
                 self.model.get_or_insert_with(Box::default).clear();
                 self.capturing_key = false;
                 self.state = State::Capture;
             }
-            (b'"', _) => self.state = State::SkipString,
+            (b'"', _) => self.skip_value(Crossing::string()),
             (b'-' | b'0'..=b'9', _) => {
                 self.number = Number::start(b);
                 self.state = State::Number;
@@ -468,6 +401,11 @@ impl JsonScanner {
             _ if is_space(b) => {}
             _ => self.state = State::Error,
         }
+    }
+
+    fn skip_value(&mut self, crossing: Crossing) {
+        self.crossing = crossing;
+        self.state = State::Skip;
     }
 
     fn literal(&mut self, rest: &'static [u8]) {
@@ -483,10 +421,7 @@ impl JsonScanner {
                 self.state = State::KeyOrEnd;
             }
             // Cannot happen with the paths in `child`, but stays bounded if it did.
-            None => {
-                self.skip_depth = 1;
-                self.state = State::Skip;
-            }
+            None => self.skip_value(Crossing::container()),
         }
     }
 
@@ -514,23 +449,130 @@ impl JsonScanner {
         }
     }
 
-    /// `after_quote` follows a key's opening quote. If the key ends in it without an
-    /// escape, looks it up and returns what follows the closing quote (and the colon and
-    /// whitespace after it, if they are there).
-    fn whole_key<'a>(&mut self, after_quote: &'a [u8]) -> Option<&'a [u8]> {
-        let (key, after) = whole_string(after_quote)?;
-        self.target = self.lookup(Some(key));
-        // The colon nearly always follows at once: taken here, it saves a round of `feed`.
-        match after.split_first() {
-            Some((b':', value)) => {
-                self.state = State::Value;
-                Some(after_space(value))
+    /// Reads the members of tracked objects straight from the chunk while each one is
+    /// whole in it: key, colon, value, and the comma or closing braces after it, without a
+    /// round of `feed` per token. `after_quote` follows a key's opening quote. Returns what
+    /// follows the last member read, with the state set for `feed` to go on, at the first
+    /// thing read another way: a key split by the chunk's end or escaped (captured byte by
+    /// byte), a value cut by the chunk's end, a literal or number not whole in it, anything
+    /// that is not JSON.
+    fn members<'a>(&mut self, mut after_quote: &'a [u8], out: &mut Collected) -> &'a [u8] {
+        let Some((mut key, mut after)) = whole_string(after_quote) else {
+            self.step(b'"');
+            return after_quote;
+        };
+        loop {
+            self.target = self.lookup(Some(key));
+            // The colon nearly always follows at once.
+            let value = match after.split_first() {
+                Some((b':', value)) => after_space(value),
+                _ => {
+                    self.state = State::Colon;
+                    return after;
+                }
+            };
+            self.state = State::Value;
+            let Some(after_value) = self.value_in_place(value, out) else {
+                return value;
+            };
+            if self.state != State::AfterValue {
+                // A tracked object opened (or a container is being skipped to the end of the
+                // chunk): its first key, if it is there.
+                let next = after_value;
+                match next.split_first() {
+                    Some((b'"', tail)) if self.state == State::KeyOrEnd => {
+                        after_quote = tail;
+                        match whole_string(after_quote) {
+                            Some(found) => (key, after) = found,
+                            None => return next,
+                        }
+                        continue;
+                    }
+                    _ => return next,
+                }
             }
-            _ => {
-                self.state = State::Colon;
-                Some(after)
+            // The separators after the value: closing braces end objects, a comma and
+            // a whole key go on.
+            let mut next = after_space(after_value);
+            loop {
+                match next.split_first() {
+                    Some((b',', tail)) => {
+                        self.state = State::Key;
+                        let key_start = after_space(tail);
+                        match key_start.split_first() {
+                            Some((b'"', tail)) => match whole_string(tail) {
+                                Some(found) => {
+                                    (key, after) = found;
+                                    break;
+                                }
+                                None => return key_start,
+                            },
+                            _ => return key_start,
+                        }
+                    }
+                    Some((b'}', tail)) => {
+                        self.close();
+                        if self.state != State::AfterValue {
+                            return tail;
+                        }
+                        next = after_space(tail);
+                    }
+                    _ => return next,
+                }
             }
         }
+    }
+
+    /// A value of a tracked object that is whole in `value` (which starts with its first
+    /// byte): reads it and returns what follows, with the state after it (`AfterValue`, or
+    /// `KeyOrEnd` inside a tracked object it opened, or `Skip` when a skipped container
+    /// runs past the chunk). `None`, with the state left at `Value`, for anything else.
+    #[inline(always)]
+    fn value_in_place<'a>(&mut self, value: &'a [u8], out: &mut Collected) -> Option<&'a [u8]> {
+        let (&first, tail) = value.split_first()?;
+        let after = match (first, self.target) {
+            (b'"', Target::Model) => return self.whole_model(tail, out),
+            // A model that is not a string is judged in `feed`.
+            (_, Target::Model) => return None,
+            (b'{', Target::Object(node)) => {
+                self.open(node);
+                return Some(after_space(tail));
+            }
+            (b'"' | b'{' | b'[', _) => {
+                self.crossing = if first == b'"' {
+                    Crossing::string()
+                } else {
+                    Crossing::container()
+                };
+                match self.crossing.cross(tail) {
+                    Some(end) => tail.get(end..)?,
+                    None => {
+                        self.state = State::Skip;
+                        return Some(&[]);
+                    }
+                }
+            }
+            (b'0'..=b'9' | b'-', _) => {
+                let end = tail.iter().position(|&b| !is_number_byte(b))?;
+                let (digits, after) = tail.split_at_checked(end)?;
+                if let Target::Count(field) = self.target {
+                    let mut number = Number::start(first);
+                    for &digit in digits {
+                        number.push(digit);
+                    }
+                    if let Some(n) = number.get() {
+                        out.set_count(field, n);
+                    }
+                }
+                after
+            }
+            (b'n', _) => tail.strip_prefix(b"ull")?,
+            (b't', _) => tail.strip_prefix(b"rue")?,
+            (b'f', _) => tail.strip_prefix(b"alse")?,
+            _ => return None,
+        };
+        self.state = State::AfterValue;
+        Some(after)
     }
 
     /// Continues a number through as many of its bytes as `rest` holds, committing it at

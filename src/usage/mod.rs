@@ -57,6 +57,7 @@ mod eventstream;
 mod extract;
 mod invoke_headers;
 mod json;
+mod skip;
 mod sse;
 mod text;
 

@@ -1,5 +1,7 @@
-//! The same typical request through a real Envoy on loopback, three ways side by side: no
-//! HTTP filter, Envoy's native `local_ratelimit`, and governance.wasm. The upstream is a
+//! The same typical request through a real Envoy on loopback, five ways side by side: no
+//! HTTP filter, Envoy's native `local_ratelimit`, a proxy-wasm filter that does nothing (the
+//! floor guest with `nothing=1`), the floor guest making governance's hostcalls with no
+//! policy, and governance.wasm. The upstream is a
 //! minimal keep-alive HTTP/1.1 server in this process that answers every request with the
 //! 1.5 KB OpenAI JSON with usage (a direct response would not do: Envoy then never gives the
 //! filter the request body, where the model is read and the request admitted). One Envoy
@@ -10,7 +12,7 @@ use crate::workload;
 use envoy_harness::{Envoy, EnvoyConfig};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -79,7 +81,8 @@ const LOCAL_RATELIMIT: &str = r#"          # local_ratelimit: {{WASM_PATH}} {{PL
                 runtime_key: bench_rl_enforced
                 default_value: { numerator: 100, denominator: HUNDRED }"#;
 
-const GOVERNANCE: &str = r#"          - name: envoy.filters.http.wasm
+/// A proxy-wasm filter (governance, or the floor guest with its plan as configuration).
+const WASM_FILTER: &str = r#"          - name: envoy.filters.http.wasm
             typed_config:
               "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
               config:
@@ -103,6 +106,14 @@ struct Load {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+}
+
+/// One Envoy of the comparison.
+struct Variant {
+    name: &'static str,
+    filters: &'static str,
+    wasm: PathBuf,
+    config: String,
 }
 
 fn template(filters: &str) -> String {
@@ -367,7 +378,7 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         println!("envoy: SKIPPED ({e})");
         return;
     }
-    // All three Envoys run at once and are loaded in turn, round after round, so that a
+    // All the Envoys run at once and are loaded in turn, round after round, so that a
     // change in the machine's load hits every variant alike; each figure is the median.
     let (rounds, secs) = if quick { (2, 2) } else { (5, 4) };
     let upstream = match Upstream::start() {
@@ -386,16 +397,28 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
     println!(
         "  envoy: 1 worker each, in-process keep-alive upstream answering the 1,536-byte JSON, POST with the typical body; {rounds} rounds of {secs}s per variant, interleaved, medians; {generator}"
     );
+    let floor = PathBuf::from(host_tests::FLOOR_GUEST_WASM);
+    let plan = crate::wasm::floor_plan(wasm);
+    println!("  envoy floor plan (governance's hostcalls on this request): {plan}");
+    let variant = |name, filters, wasm: &Path, config: String| Variant {
+        name,
+        filters,
+        wasm: wasm.to_path_buf(),
+        config,
+    };
     let variants = [
-        ("no_filter", NO_FILTER),
-        ("local_ratelimit", LOCAL_RATELIMIT),
-        ("governance", GOVERNANCE),
+        variant("no_filter", NO_FILTER, wasm, String::new()),
+        variant("local_ratelimit", LOCAL_RATELIMIT, wasm, String::new()),
+        variant("wasm_nothing", WASM_FILTER, &floor, "nothing=1".to_string()),
+        variant("floor", WASM_FILTER, &floor, plan),
+        variant("governance", WASM_FILTER, wasm, workload::config(5)),
     ];
     let mut envoys = Vec::new();
-    for (name, filters) in variants {
-        let cfg = EnvoyConfig::new(upstream.port, workload::config(5))
-            .wasm_path(wasm)
-            .template(template(filters))
+    for v in &variants {
+        let name = v.name;
+        let cfg = EnvoyConfig::new(upstream.port, v.config.clone())
+            .wasm_path(&v.wasm)
+            .template(template(v.filters))
             .concurrency(1)
             .component_log_level("wasm:warn")
             .extra_arg("-l")
@@ -443,7 +466,7 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         v.get(v.len() / 2).copied().unwrap_or(0.0)
     };
     let mut results: Vec<(&str, Load)> = Vec::new();
-    for ((name, _), runs) in variants.iter().zip(samples.iter()) {
+    for (Variant { name, .. }, runs) in variants.iter().zip(samples.iter()) {
         if runs.is_empty() {
             println!("envoy {name}: the load generator produced no result");
             return;
@@ -463,7 +486,7 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
             load.p99_ms,
             load.errors
         );
-        results.push((name, load));
+        results.push((*name, load));
     }
     let Some((_, base)) = results.first().copied() else {
         return;
@@ -474,20 +497,61 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
         "machine-dependent absolute figure; the ratios below are what carries over",
     );
     for (name, load) in results.iter().skip(1) {
-        report.figure(
-            &format!("envoy_{name}_rps_ratio"),
-            format!("{:.2}", load.rps / base.rps.max(1e-9)),
-            "to no filter",
-        );
-        report.figure(
-            &format!("envoy_{name}_p50_ratio"),
-            format!("{:.2}", load.p50_ms / base.p50_ms.max(1e-9)),
-            "to no filter",
-        );
-        report.figure(
-            &format!("envoy_{name}_p99_ratio"),
-            format!("{:.2}", load.p99_ms / base.p99_ms.max(1e-9)),
-            "to no filter",
-        );
+        ratios(report, name, load, &base, "to no filter", "");
     }
+    let find = |wanted: &str| results.iter().find(|(n, _)| *n == wanted).map(|(_, l)| *l);
+    let (Some(nothing), Some(floor), Some(ours)) =
+        (find("wasm_nothing"), find("floor"), find("governance"))
+    else {
+        return;
+    };
+    ratios(
+        report,
+        "governance",
+        &ours,
+        &nothing,
+        "to the do-nothing proxy-wasm filter",
+        "_to_nothing",
+    );
+    ratios(
+        report,
+        "governance",
+        &ours,
+        &floor,
+        "to the floor module (same hostcalls, no policy)",
+        "_to_floor",
+    );
+    ratios(
+        report,
+        "floor",
+        &floor,
+        &nothing,
+        "to the do-nothing proxy-wasm filter",
+        "_to_nothing",
+    );
+    let rps = ours.rps / nothing.rps.max(1e-9);
+    let p50 = ours.p50_ms / nothing.p50_ms.max(1e-9);
+    println!(
+        "  envoy goal (governance against the do-nothing filter: at least 0.90 of its requests/s, p50 at most 1.15 of its): {} ({rps:.2}, {p50:.2}; machine-dependent, not a budget)",
+        if rps >= 0.9 && p50 <= 1.15 { "met" } else { "not met" }
+    );
+}
+
+/// Prints `envoy_<name><suffix>_{rps,p50,p99}_ratio` of `load` against `base`.
+fn ratios(report: &Report, name: &str, load: &Load, base: &Load, note: &str, suffix: &str) {
+    report.figure(
+        &format!("envoy_{name}{suffix}_rps_ratio"),
+        format!("{:.2}", load.rps / base.rps.max(1e-9)),
+        note,
+    );
+    report.figure(
+        &format!("envoy_{name}{suffix}_p50_ratio"),
+        format!("{:.2}", load.p50_ms / base.p50_ms.max(1e-9)),
+        note,
+    );
+    report.figure(
+        &format!("envoy_{name}{suffix}_p99_ratio"),
+        format!("{:.2}", load.p99_ms / base.p99_ms.max(1e-9)),
+        note,
+    );
 }

@@ -577,6 +577,20 @@ fn large_request_body_fuel(wasm: &Path) -> (usize, u64) {
     (body.len(), fuel)
 }
 
+/// The floor guest's plan for the typical request (governance's hostcalls on it), measured
+/// on `wasm` after a few warm-up requests.
+pub fn floor_plan(wasm: &Path) -> String {
+    let req = workload::request(workload::REQUEST_BODY);
+    let resp = workload::response();
+    let mut host = build(wasm, &workload::config(5), 1);
+    let metrics = host.metrics();
+    let vm = host.vm(0);
+    for _ in 0..10 {
+        exchange(vm, &req, &resp);
+    }
+    call_plan(vm, &metrics, &req, &resp)
+}
+
 /// Mean fuel of the typical request on `wasm` (5 keys, after warm-up).
 pub fn typical_fuel(wasm: &Path) -> u64 {
     let req = workload::request(workload::REQUEST_BODY);

@@ -11,7 +11,9 @@
 //! - `log_reads`, `log_updates`: the same in on_log;
 //! - `resp_headers`: response headers added; `strip`: request headers removed (the first
 //!   non-pseudo ones: the bench sends the key header first);
-//! - `metrics`: counters defined at configure time; `end_metrics`: increments at the end.
+//! - `metrics`: counters defined at configure time; `end_metrics`: increments at the end;
+//! - `nothing=1`: no call at all, every callback returns at once: the cost of a proxy-wasm
+//!   filter as such (the benchmark's do-nothing filter), whatever the other words say.
 
 use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
@@ -34,6 +36,7 @@ struct Plan {
     strip: u32,
     metrics: u32,
     end_metrics: u32,
+    nothing: bool,
 }
 
 impl Plan {
@@ -59,6 +62,7 @@ impl Plan {
                 "strip" => plan.strip = n,
                 "metrics" => plan.metrics = n,
                 "end_metrics" => plan.end_metrics = n,
+                "nothing" => plan.nothing = n != 0,
                 _ => {}
             }
         }
@@ -133,6 +137,9 @@ impl Context for FloorStream {}
 
 impl HttpContext for FloorStream {
     fn on_http_request_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if self.plan.nothing {
+            return Action::Continue;
+        }
         let headers = self.get_http_request_headers_bytes();
         now();
         shared_calls(self.plan.req);
@@ -147,12 +154,18 @@ impl HttpContext for FloorStream {
     }
 
     fn on_http_request_body(&mut self, size: usize, _eos: bool) -> Action {
+        if self.plan.nothing {
+            return Action::Continue;
+        }
         let _ = self.get_http_request_body(0, size);
         now();
         Action::Continue
     }
 
     fn on_http_response_headers(&mut self, _n: usize, _eos: bool) -> Action {
+        if self.plan.nothing {
+            return Action::Continue;
+        }
         let _ = self.get_http_response_header_bytes("content-type");
         now();
         shared_calls(self.plan.resp);
@@ -163,6 +176,9 @@ impl HttpContext for FloorStream {
     }
 
     fn on_http_response_body(&mut self, size: usize, eos: bool) -> Action {
+        if self.plan.nothing {
+            return Action::Continue;
+        }
         let _ = self.get_http_response_body(0, size);
         now();
         if eos {
@@ -175,6 +191,9 @@ impl HttpContext for FloorStream {
     }
 
     fn on_log(&mut self) {
+        if self.plan.nothing {
+            return;
+        }
         now();
         shared_calls(self.plan.log);
     }
