@@ -63,7 +63,7 @@ fn limits_file(config: &str) -> String {
 
 /// Redis, the stand-in and one Envoy per configuration (each with [`WORKERS`] workers).
 fn fleet(configs: &[String]) -> FleetStack {
-    let limits = limits_file(&configs[0]);
+    let limits = limits_file(configs.first().expect("a configuration"));
     FleetStack::start(&limits, configs, WORKERS).unwrap_or_else(|err| panic!("{err}"))
 }
 
@@ -119,10 +119,14 @@ fn counted(api: &LimitadorApi, owner: &str, limit: &str) -> u64 {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|c| c["limit"]["conditions"][0] == condition.as_str())
+        .filter(|c| c.pointer("/limit/conditions/0") == Some(&Value::from(condition.as_str())))
         .map(|c| {
-            let max = c["limit"]["max_value"].as_u64().unwrap_or(0);
-            max.saturating_sub(c["remaining"].as_u64().unwrap_or(max))
+            let max = c
+                .pointer("/limit/max_value")
+                .and_then(Value::as_u64)
+                .unwrap_or(0);
+            let remaining = c.get("remaining").and_then(Value::as_u64);
+            max.saturating_sub(remaining.unwrap_or(max))
         })
         .sum()
 }
@@ -152,11 +156,13 @@ fn retry_after(response: &Response) -> u64 {
 
 /// A counter entry of a usage-endpoint body.
 fn usage_entry<'a>(body: &'a Value, owner: &str, kind: &str) -> &'a Value {
-    body["counters"]
-        .as_array()
+    body.get("counters")
+        .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .find(|c| c["owner"] == owner && c["kind"] == kind)
+        .find(|c| {
+            c.get("owner") == Some(&Value::from(owner)) && c.get("kind") == Some(&Value::from(kind))
+        })
         .unwrap_or_else(|| panic!("no {owner} {kind} counter in {body}"))
 }
 
