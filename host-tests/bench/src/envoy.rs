@@ -101,11 +101,11 @@ const WASM_FILTER: &str = r#"          - name: envoy.filters.http.wasm
 
 /// One load run's result.
 #[derive(Debug, Clone, Copy)]
-struct Load {
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
+pub(crate) struct Load {
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) errors: u64,
 }
 
 /// One Envoy of the comparison.
@@ -122,14 +122,14 @@ fn template(filters: &str) -> String {
 
 /// The upstream: answers every HTTP/1.1 request with the typical JSON response, keep-alive,
 /// one thread per connection. Stops when dropped.
-struct Upstream {
-    port: u16,
+pub(crate) struct Upstream {
+    pub(crate) port: u16,
     stop: Arc<AtomicBool>,
     accept: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Upstream {
-    fn start() -> std::io::Result<Upstream> {
+    pub(crate) fn start() -> std::io::Result<Upstream> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         let stop = Arc::new(AtomicBool::new(false));
@@ -211,7 +211,7 @@ fn serve(mut conn: TcpStream, response: &[u8], stop: &AtomicBool) {
     }
 }
 
-fn have_wrk() -> bool {
+pub(crate) fn have_wrk() -> bool {
     Command::new("wrk")
         .arg("--version")
         .output()
@@ -219,8 +219,8 @@ fn have_wrk() -> bool {
         .unwrap_or(false)
 }
 
-/// Runs `wrk` for `secs` seconds; None if it failed.
-fn wrk(addr: SocketAddr, secs: u64, dir: &Path) -> Option<Load> {
+/// Runs `wrk` for `secs` seconds over `connections` connections; None if it failed.
+pub(crate) fn wrk(addr: SocketAddr, secs: u64, dir: &Path, connections: usize) -> Option<Load> {
     let script = dir.join("bench.lua");
     let lua = format!(
         "wrk.method = \"POST\"\nwrk.body = [[{}]]\nwrk.headers[\"Content-Type\"] = \"application/json\"\nwrk.headers[\"Authorization\"] = \"Bearer {}\"\n",
@@ -231,7 +231,7 @@ fn wrk(addr: SocketAddr, secs: u64, dir: &Path) -> Option<Load> {
     let out = Command::new("wrk")
         .args([
             "-t1",
-            &format!("-c{CONNECTIONS}"),
+            &format!("-c{connections}"),
             &format!("-d{secs}s"),
             "--latency",
             "-s",
@@ -280,9 +280,9 @@ fn wrk_ms(v: &str) -> f64 {
     num.parse::<f64>().unwrap_or(0.0) * scale
 }
 
-/// Fallback load generator: `CONNECTIONS` keep-alive HTTP/1.1 connections, one thread each,
+/// Fallback load generator: `connections` keep-alive HTTP/1.1 connections, one thread each,
 /// closed loop for `secs` seconds.
-fn rust_load(addr: SocketAddr, secs: u64) -> Option<Load> {
+pub(crate) fn rust_load(addr: SocketAddr, secs: u64, connections: usize) -> Option<Load> {
     let request = format!(
         "POST /v1/chat/completions HTTP/1.1\r\nHost: bench\r\nContent-Type: application/json\r\nAuthorization: Bearer {}\r\nContent-Length: {}\r\n\r\n{}",
         workload::KEY,
@@ -291,7 +291,7 @@ fn rust_load(addr: SocketAddr, secs: u64) -> Option<Load> {
     );
     let deadline = Instant::now() + Duration::from_secs(secs);
     let results: Vec<(Vec<f64>, u64)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..CONNECTIONS)
+        let handles: Vec<_> = (0..connections)
             .map(|_| {
                 let request = request.as_bytes();
                 scope.spawn(move || one_connection(addr, request, deadline))
@@ -435,9 +435,9 @@ pub fn run(quick: bool, wasm: &Path, report: &mut Report) {
     let dir = std::env::temp_dir();
     let load = |addr: SocketAddr, s: u64| {
         if use_wrk {
-            wrk(addr, s, &dir)
+            wrk(addr, s, &dir, CONNECTIONS)
         } else {
-            rust_load(addr, s)
+            rust_load(addr, s, CONNECTIONS)
         }
     };
     for (_, envoy) in &envoys {

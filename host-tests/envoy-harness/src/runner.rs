@@ -158,6 +158,9 @@ pub struct EnvoyConfig {
     /// Templates used when `reloadable`.
     pub lds_bootstrap_template: String,
     pub listener_template: String,
+    /// Further `{{NAME}}` placeholders of `template` and their values (e.g.
+    /// `LIMITADOR_PORT` of the fleet bootstrap), inserted as written.
+    pub placeholders: Vec<(String, String)>,
 }
 
 impl EnvoyConfig {
@@ -178,7 +181,15 @@ impl EnvoyConfig {
             strict_template: true,
             lds_bootstrap_template: LDS_BOOTSTRAP_TEMPLATE.to_string(),
             listener_template: LISTENER_TEMPLATE.to_string(),
+            placeholders: Vec::new(),
         }
+    }
+
+    /// Fills a further placeholder of the template, `{{name}}`, with `value` as written.
+    pub fn placeholder(mut self, name: &str, value: impl ToString) -> Self {
+        self.placeholders
+            .push((name.to_string(), value.to_string()));
+        self
     }
 
     /// Serve the listener through a watched file instead of the static bootstrap, so the
@@ -249,6 +260,11 @@ impl EnvoyConfig {
         let mut values = self.listener_values(listen_port);
         values.push(("ADMIN_PORT", admin_port.to_string()));
         values.push(("UPSTREAM_PORT", self.upstream_port.to_string()));
+        values.extend(
+            self.placeholders
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.clone())),
+        );
         fill(&self.template, &values, self.strict_template)
     }
 
@@ -280,7 +296,7 @@ impl EnvoyConfig {
         )
     }
 
-    fn listener_values(&self, listen_port: u16) -> Vec<(&'static str, String)> {
+    fn listener_values(&self, listen_port: u16) -> Vec<(&str, String)> {
         vec![
             ("LISTEN_PORT", listen_port.to_string()),
             ("WASM_PATH", yaml_quote(&self.wasm_path.to_string_lossy())),
@@ -935,6 +951,20 @@ mod tests {
         assert!(out.contains("port_value: 2 }"));
         assert!(out.contains("port_value: 7 }"));
         assert!(!out.contains("{{LISTEN_PORT}}"));
+    }
+
+    #[test]
+    fn render_fills_further_placeholders() {
+        let cfg = EnvoyConfig::new(7, "{}")
+            .template(format!("{BOOTSTRAP_TEMPLATE}\n# at {{{{LIMITADOR_PORT}}}}"))
+            .placeholder("LIMITADOR_PORT", 9);
+        assert!(cfg.render(1, 2).unwrap().ends_with("# at 9"));
+        let missing = EnvoyConfig::new(7, "{}").placeholder("LIMITADOR_PORT", 9);
+        assert!(missing
+            .render(1, 2)
+            .unwrap_err()
+            .0
+            .contains("LIMITADOR_PORT"));
     }
 
     #[test]

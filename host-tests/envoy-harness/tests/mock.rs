@@ -331,3 +331,30 @@ fn a_request_cut_short_is_recorded_as_incomplete() {
     assert_eq!(c.get("/v1/models").unwrap().status, 200);
     assert_eq!(m.complete_count(), 1);
 }
+
+#[test]
+fn a_gate_holds_responses_until_the_test_opens_it() {
+    let (m, c) = mock();
+    let held = |gate: &str| {
+        Request::post("/v1/chat/completions")
+            .header("x-mock-gate", gate)
+            .json(&json!({"model": "gpt-4o-mini", "messages": []}))
+    };
+    std::thread::scope(|s| {
+        let waiting = [
+            s.spawn(|| c.send(&held("g1"))),
+            s.spawn(|| c.send(&held("g1"))),
+        ];
+        assert!(m.wait_for_requests(2, Duration::from_secs(10)));
+        // Another gate opens on its own: its response comes while the first two wait.
+        m.open_gate("g2");
+        assert_eq!(c.send(&held("g2")).expect("response").status, 200);
+        assert!(m.requests().iter().take(2).all(|r| r.finished_at.is_none()));
+        m.open_gate("g1");
+        for handle in waiting {
+            let r = handle.join().expect("client thread").expect("response");
+            assert_eq!(r.status, 200);
+        }
+    });
+    assert!(m.requests().iter().take(2).all(|r| r.finished_at.is_some()));
+}
