@@ -242,7 +242,7 @@ impl Round {
     pub fn decide(&self, policy: &Policy, verified: bool, now: i64) -> Decision {
         let mut admitted = Admitted::default();
         let mut unreachable = false;
-        let mut refusal: Option<(LimitId, Option<u64>, bool, Option<u128>, Option<u64>)> = None;
+        let mut refusal: Option<FirstRefusal> = None;
         for (planned, answer) in self.planned.iter().zip(&self.answers) {
             let answer = answer.clone().unwrap_or_default();
             let verdict = answer.verdict();
@@ -277,8 +277,13 @@ impl Round {
                             ),
                             _ => (true, None, Some(0)),
                         };
-                        refusal =
-                            Some((limit_id, retry_after_secs, exhausted, estimate, remaining));
+                        refusal = Some(FirstRefusal {
+                            limit: limit_id,
+                            retry_after_secs,
+                            exhausted,
+                            estimate,
+                            remaining,
+                        });
                     }
                     // Counted nothing: a request admitted anyway (shadow) reports its slot.
                     if let Purpose::Slot(id) = planned.purpose {
@@ -306,13 +311,13 @@ impl Round {
                 }
             }
         }
-        if let Some((limit, retry_after_secs, exhausted, estimate, remaining)) = refusal {
+        if let Some(first) = refusal {
             return Decision::Refused {
-                limit,
-                retry_after_secs,
-                exhausted,
-                estimate,
-                remaining,
+                limit: first.limit,
+                retry_after_secs: first.retry_after_secs,
+                exhausted: first.exhausted,
+                estimate: first.estimate,
+                remaining: first.remaining,
                 admitted,
             };
         }
@@ -324,6 +329,15 @@ impl Round {
         }
         Decision::Admitted(admitted)
     }
+}
+
+/// The first limit Limitador refused, as [`Decision::Refused`] reports it.
+struct FirstRefusal {
+    limit: LimitId,
+    retry_after_secs: Option<u64>,
+    exhausted: bool,
+    estimate: Option<u128>,
+    remaining: Option<u64>,
 }
 
 /// The counter as Limitador described it in a `check_and_report` answer (remaining and
