@@ -26,6 +26,7 @@ pub mod estimate;
 pub mod fleet;
 pub mod flow;
 pub mod identity;
+pub mod in_flight;
 pub mod metrics;
 pub mod money;
 pub mod path_model;

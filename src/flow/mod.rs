@@ -130,6 +130,8 @@ pub struct Flow {
     fleet: fleet::Progress,
     /// How the request is metered: its method, path and sizes.
     meter: Meter,
+    /// Slots of `rate_limit.max_in_flight` the request holds (given back once).
+    in_flight: Vec<crate::in_flight::Taken>,
 }
 
 /// What the charge at the end needs to know of the exchange besides its usage.
@@ -187,6 +189,7 @@ impl Flow {
             target: None,
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
+            in_flight: Vec::new(),
         }
     }
 
@@ -313,6 +316,12 @@ impl Flow {
                 },
             };
             if let Some(reply) = self.refuse(refusals, &mut counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        }
+        if !policy.in_flight.is_empty() {
+            let caps = in_flight::hierarchy_caps(&policy, key);
+            if let Some(reply) = self.take_in_flight(&caps, &mut counters, env) {
                 return RequestAction::Reply(reply);
             }
         }
@@ -476,6 +485,7 @@ impl Flow {
         self.feed_response_body(chunk);
         if end_of_stream {
             self.charge(env);
+            self.end_in_flight(env);
         }
     }
 
@@ -492,11 +502,14 @@ impl Flow {
     /// Response trailers: the body has ended.
     pub fn on_response_trailers(&mut self, env: &mut Env<'_>) {
         self.charge(env);
+        self.end_in_flight(env);
     }
 
-    /// The stream is over (Envoy's `on_log`): charge what was seen if the body never ended.
+    /// The stream is over (Envoy's `on_log`): charge what was seen if the body never ended;
+    /// in-flight slots still held (client or upstream reset) go back.
     pub fn on_stream_end(&mut self, env: &mut Env<'_>) {
         self.charge(env);
+        self.end_in_flight(env);
     }
 
     /// The body's last top-level `"model"` (or the model's place in the path) cannot be read
@@ -679,6 +692,11 @@ impl Flow {
                 },
             };
             if let Some(reply) = self.refuse(refusals, counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        }
+        if let Some(cap) = config.and_then(|c| c.owner.in_flight) {
+            if let Some(reply) = self.take_in_flight(&[Some(cap)], counters, env) {
                 return RequestAction::Reply(reply);
             }
         }
@@ -878,6 +896,7 @@ fn split_provider(
 }
 
 mod fleet;
+mod in_flight;
 mod metering;
 mod refusal;
 mod settle;

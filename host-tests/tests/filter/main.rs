@@ -14,6 +14,7 @@ mod concurrency;
 mod configuration;
 mod counters;
 mod fleet;
+mod in_flight;
 mod key_cache;
 mod metering;
 mod operating;
