@@ -17,6 +17,7 @@
 //! carries none of it.
 
 pub mod accounting;
+pub mod admin;
 pub mod admission;
 pub mod config;
 pub mod counter;

@@ -148,7 +148,8 @@ pub fn viewer(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Viewer> {
     Some(Viewer::Key(key_limits(policy, key)))
 }
 
-fn is_admin(policy: &Policy, headers: &dyn RequestHeaders) -> bool {
+/// Whether the request carries the admin key (`authorization: Bearer`).
+pub fn is_admin(policy: &Policy, headers: &dyn RequestHeaders) -> bool {
     let Some(admin) = policy
         .usage_endpoint
         .as_ref()

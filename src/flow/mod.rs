@@ -95,6 +95,12 @@ enum Stage {
     Admitted { model: Option<String> },
     /// Waiting for Limitador's answers (fleet mode).
     Calling { model: Option<String> },
+    /// An admin request (`admin.rs`) whose body is still coming.
+    Admin {
+        action: crate::admin::Action,
+        body: Vec<u8>,
+        requester: crate::admin::Requester,
+    },
 }
 
 /// What the request headers already judged of step 3 of the order of checks
@@ -212,6 +218,9 @@ impl Flow {
                 // upstream to forward it to.
                 Err(err) => RequestAction::Reply(self.unavailable(err, &mut counters, env)),
             };
+        }
+        if let Some(action) = crate::admin::action(&policy, head.method, head.path) {
+            return self.admin_headers(action, head);
         }
 
         self.meter.post = head.method == "POST";
@@ -374,6 +383,9 @@ impl Flow {
         end_of_stream: bool,
         env: &mut Env<'_>,
     ) -> RequestAction {
+        if self.is_admin_body() {
+            return self.admin_body(chunk, end_of_stream, env);
+        }
         let pass = RequestAction::Continue {
             remove_headers: Vec::new(),
         };
@@ -895,6 +907,7 @@ fn split_provider(
     (provider, Some(model))
 }
 
+mod admin;
 mod fleet;
 mod in_flight;
 mod metering;

@@ -9,6 +9,7 @@ mod common;
 mod support;
 
 mod accounting;
+mod admin;
 mod admission;
 mod concurrency;
 mod configuration;
