@@ -64,3 +64,54 @@ pub fn compile_cap(
         storage_key,
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+
+    fn error(config: &str) -> String {
+        parse(config)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn problems_name_their_path() {
+        assert_eq!(
+            error(r#"{"virtual_keys":[{"id":"k","value":"s","rate_limit":{"max_in_flight":0}}]}"#),
+            "virtual_keys[0].rate_limit.max_in_flight: must be > 0"
+        );
+        assert_eq!(
+            error(
+                r#"{"teams":[{"id":"t","rate_limit":{"max_in_flight":1,"in_flight_timeout":"1M"}}]}"#
+            ),
+            r#"teams[0].rate_limit.in_flight_timeout: "1M" is not a fixed length: use s, m, h, d or w"#
+        );
+        assert_eq!(
+            error(
+                r#"{"virtual_keys":[{"id":"k","value":"s","provider_configs":[{"provider":"openai",
+                    "rate_limit":{"in_flight_timeout":"1m"}}]}]}"#
+            ),
+            "virtual_keys[0].provider_configs[0].rate_limit.in_flight_timeout: is only meaningful \
+             with max_in_flight"
+        );
+    }
+
+    #[test]
+    fn the_timeout_defaults_to_ten_minutes_and_names_the_counter() {
+        let policy = parse(
+            r#"{"customers":[{"id":"c","rate_limit":{"max_in_flight":3}}],
+                "teams":[{"id":"t","rate_limit":{"max_in_flight":3,"in_flight_timeout":"20m"}}]}"#,
+        )
+        .unwrap();
+        let [customer, team] = [&policy.in_flight[0], &policy.in_flight[1]];
+        assert_eq!(customer.timeout_nanos, 600 * 1_000_000_000);
+        assert_eq!(&*customer.timeout_text, "10m");
+        assert_eq!(policy.customers[0].in_flight, Some(0));
+        assert_eq!(policy.teams[0].owner.in_flight, Some(1));
+        assert!(team
+            .storage_key
+            .starts_with(b"governance:team:t:in_flight:20m#"));
+    }
+}
