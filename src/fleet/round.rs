@@ -242,7 +242,7 @@ impl Round {
     pub fn decide(&self, policy: &Policy, verified: bool, now: i64) -> Decision {
         let mut admitted = Admitted::default();
         let mut unreachable = false;
-        let mut refusal: Option<(LimitId, Option<u64>, bool, Option<u128>, Option<u64>)> = None;
+        let mut refusal: Option<FirstRefusal> = None;
         for (planned, answer) in self.planned.iter().zip(&self.answers) {
             let answer = answer.clone().unwrap_or_default();
             let verdict = answer.verdict();
@@ -365,3 +365,7 @@ fn differences(
         .filter_map(|e| limits::difference(e, held).map(|d| (e.clone(), d)))
         .collect()
 }
+
+/// The first refusal of a round: its limit, retry-after, whether the limit has no room at
+/// all, the estimate it could not hold, and what Limitador said is left.
+type FirstRefusal = (LimitId, Option<u64>, bool, Option<u128>, Option<u64>);
