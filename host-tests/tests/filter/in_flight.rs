@@ -410,3 +410,49 @@ fn shadow_mode_counts_but_never_refuses() {
         "only the slot taken went back"
     );
 }
+
+#[test]
+fn fleet_mode_keeps_the_cap_per_envoy_and_a_limitador_refusal_gives_the_slot_back() {
+    let config = crate::fleet::fleet_config(
+        "closed",
+        r#""virtual_keys":[{"id":"k","value":"sk",
+            "rate_limit":{"request_max_limit":2,"request_reset_duration":"1m","max_in_flight":1}}]"#,
+    );
+    let (mut host, limitador) = crate::fleet::fleet_host(&config, 2);
+    let held = send(&mut host, 0);
+    assert_eq!(status(&mut host, 0, held), 0, "admitted by Limitador");
+    // The cap is this Envoy's own: refused on another worker without asking Limitador.
+    let asked = limitador.lock().expect("fake").log.len();
+    let ex = host
+        .vm(1)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+    assert_eq!(
+        (ex.client.status, error_type(&ex).as_str()),
+        (429, "concurrency_limited")
+    );
+    assert_eq!(limitador.lock().expect("fake").log.len(), asked);
+    respond(&mut host, 0, held);
+    let second = host
+        .vm(1)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+    assert_eq!(second.client.status, 200);
+    // The third takes the slot, then Limitador's request limit refuses it: the slot goes
+    // back with the refusal, so once the minute is over the next one is admitted.
+    let third = host
+        .vm(0)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+    assert_eq!(
+        (third.client.status, error_type(&third).as_str()),
+        (429, "request_limited")
+    );
+    host.advance(Duration::from_secs(61));
+    let fourth = host
+        .vm(1)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
+    assert_eq!(
+        fourth.client.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&fourth.client.body)
+    );
+}
