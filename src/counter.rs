@@ -317,6 +317,11 @@ impl<'a> Counters<'a> {
         }
     }
 
+    /// The store the counters live in.
+    pub fn store(&self) -> &'a dyn CasStore {
+        self.store
+    }
+
     /// CAS conflicts seen so far (for the `cas_conflicts` Envoy counter).
     pub fn conflicts(&self) -> u64 {
         self.conflicts
@@ -366,11 +371,43 @@ impl<'a> Counters<'a> {
 
     /// Writes `record` only if `key` is absent; `false` if it exists.
     fn create(&mut self, key: &[u8], record: &Record) -> Result<bool, CounterError> {
+        self.create_bytes(key, &record.encode())
+    }
+
+    /// Writes `bytes` only if `key` is absent; `false` if it exists.
+    fn create_bytes(&mut self, key: &[u8], bytes: &[u8]) -> Result<bool, CounterError> {
         let guard = self.guard_version()?;
-        match self.store.set(key, &record.encode(), guard)? {
+        match self.store.set(key, bytes, guard)? {
             SetOutcome::Written => Ok(true),
             SetOutcome::CasMismatch => Ok(false),
         }
+    }
+
+    /// Read-modify-write of a value that is not a [`Record`] (the in-flight buckets of
+    /// `in_flight.rs`), with the same creation rule and bounded retries. `change` sees the
+    /// stored bytes (`None`: absent) and returns its value and what to write (`None`:
+    /// nothing); it may be called once per attempt.
+    pub fn update_raw<T, B: AsRef<[u8]>>(
+        &mut self,
+        key: &[u8],
+        mut change: impl FnMut(Option<&[u8]>) -> Result<(T, Option<B>), CounterError>,
+    ) -> Result<T, CounterError> {
+        for _ in 0..MAX_ATTEMPTS {
+            let stored = self.store.get(key)?;
+            let (value, write) = change(stored.as_ref().map(|(bytes, _)| bytes.as_slice()))?;
+            let Some(bytes) = write else {
+                return Ok(value);
+            };
+            let written = match stored {
+                Some((_, cas)) => self.store.set(key, bytes.as_ref(), cas)? == SetOutcome::Written,
+                None => self.create_bytes(key, bytes.as_ref())?,
+            };
+            if written {
+                return Ok(value);
+            }
+            self.conflicts = self.conflicts.saturating_add(1);
+        }
+        Err(CounterError::Contended)
     }
 
     /// The guard key's version, writing the guard first if it is missing (any writer may

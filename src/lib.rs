@@ -17,6 +17,7 @@
 //! carries none of it.
 
 pub mod accounting;
+pub mod admin;
 pub mod admission;
 pub mod config;
 pub mod counter;
@@ -26,6 +27,7 @@ pub mod estimate;
 pub mod fleet;
 pub mod flow;
 pub mod identity;
+pub mod in_flight;
 pub mod metrics;
 pub mod money;
 pub mod path_model;

@@ -14,11 +14,13 @@ pub enum RejectionKind {
     RequestLimited,
     TokenLimited,
     BudgetExceeded,
+    /// `rate_limit.max_in_flight` reached (docs/clients.md).
+    ConcurrencyLimited,
     GovernanceUnavailable,
 }
 
 impl RejectionKind {
-    pub const ALL: [RejectionKind; 11] = [
+    pub const ALL: [RejectionKind; 12] = [
         RejectionKind::VirtualKeyRequired,
         RejectionKind::VirtualKeyNotFound,
         RejectionKind::VirtualKeyBlocked,
@@ -29,6 +31,7 @@ impl RejectionKind {
         RejectionKind::RequestLimited,
         RejectionKind::TokenLimited,
         RejectionKind::BudgetExceeded,
+        RejectionKind::ConcurrencyLimited,
         RejectionKind::GovernanceUnavailable,
     ];
 
@@ -44,6 +47,7 @@ impl RejectionKind {
             RejectionKind::RequestLimited => "request_limited",
             RejectionKind::TokenLimited => "token_limited",
             RejectionKind::BudgetExceeded => "budget_exceeded",
+            RejectionKind::ConcurrencyLimited => "concurrency_limited",
             RejectionKind::GovernanceUnavailable => "governance_unavailable",
         }
     }
@@ -56,7 +60,9 @@ impl RejectionKind {
             | RejectionKind::ProviderBlocked
             | RejectionKind::ModelBlocked
             | RejectionKind::ModelNotPriced => 403,
-            RejectionKind::RequestLimited | RejectionKind::TokenLimited => 429,
+            RejectionKind::RequestLimited
+            | RejectionKind::TokenLimited
+            | RejectionKind::ConcurrencyLimited => 429,
             RejectionKind::BudgetExceeded => 402,
             RejectionKind::GovernanceUnavailable => 503,
         }

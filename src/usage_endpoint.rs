@@ -25,8 +25,13 @@ pub fn reply(
     counters: &Counters<'_>,
     now: i64,
 ) -> Result<LocalReply, CounterError> {
-    let Some(limits) = visible_limits(policy, headers) else {
+    let Some(viewer) = viewer(policy, headers) else {
         return Ok(unauthorized());
+    };
+    let caps = visible_caps(policy, headers, &viewer);
+    let limits = match viewer {
+        Viewer::Admin => (0..policy.limits.len()).collect(),
+        Viewer::Key(limits) => limits,
     };
     let mut entries = Vec::with_capacity(limits.len());
     for id in limits {
@@ -35,7 +40,64 @@ pub fn reply(
         };
         entries.push(entry(limit, &counters.read(limit, now)?));
     }
-    Ok(json_reply(200, serde_json::json!({ "counters": entries })))
+    let mut body = serde_json::json!({ "counters": entries });
+    if !policy.in_flight.is_empty() {
+        let mut in_flight = Vec::with_capacity(caps.len());
+        for id in caps {
+            if let Some(cap) = policy.in_flight.get(id) {
+                in_flight.push(in_flight_entry(
+                    cap,
+                    crate::in_flight::read(counters.store(), cap, now)?,
+                ));
+            }
+        }
+        if let Some(object) = body.as_object_mut() {
+            object.insert("in_flight".to_string(), serde_json::Value::Array(in_flight));
+        }
+    }
+    Ok(json_reply(200, body))
+}
+
+/// The in-flight caps a viewer sees: every one for the admin; a key's own, its provider
+/// configs', its team's and its customer's.
+fn visible_caps(policy: &Policy, headers: &dyn RequestHeaders, viewer: &Viewer) -> Vec<usize> {
+    if policy.in_flight.is_empty() {
+        return Vec::new();
+    }
+    if let Viewer::Admin = viewer {
+        return (0..policy.in_flight.len()).collect();
+    }
+    let Some(key) = identify(policy, headers)
+        .and_then(|found| found.key)
+        .and_then(|index| policy.keys.get(index))
+    else {
+        return Vec::new();
+    };
+    let team = key.team.and_then(|t| policy.teams.get(t));
+    let customer = key.customer.and_then(|c| policy.customers.get(c));
+    let configs = key.provider_configs.iter().flatten();
+    [key.owner.in_flight]
+        .into_iter()
+        .chain(configs.map(|config| config.owner.in_flight))
+        .chain([
+            team.and_then(|t| t.owner.in_flight),
+            customer.and_then(|c| c.in_flight),
+        ])
+        .flatten()
+        .collect()
+}
+
+/// One in-flight cap as the endpoint reports it.
+fn in_flight_entry(cap: &crate::in_flight::InFlightCap, in_flight: u64) -> serde_json::Value {
+    serde_json::json!({
+        "owner": cap.owner_kind.as_str(),
+        "id": cap.owner_id,
+        "kind": "in_flight",
+        "in_flight_timeout": cap.timeout_text,
+        "limit": cap.max,
+        "used": in_flight,
+        "remaining": cap.max.saturating_sub(in_flight),
+    })
 }
 
 /// 401: neither a key nor the admin key.
@@ -86,7 +148,8 @@ pub fn viewer(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Viewer> {
     Some(Viewer::Key(key_limits(policy, key)))
 }
 
-fn is_admin(policy: &Policy, headers: &dyn RequestHeaders) -> bool {
+/// Whether the request carries the admin key (`authorization: Bearer`).
+pub fn is_admin(policy: &Policy, headers: &dyn RequestHeaders) -> bool {
     let Some(admin) = policy
         .usage_endpoint
         .as_ref()
@@ -109,13 +172,6 @@ fn key_limits(policy: &Policy, key: &crate::config::VirtualKey) -> Vec<LimitId> 
         limits.extend(&config.owner.limits);
     }
     limits
-}
-
-fn visible_limits(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Vec<LimitId>> {
-    match viewer(policy, headers)? {
-        Viewer::Admin => Some((0..policy.limits.len()).collect()),
-        Viewer::Key(limits) => Some(limits),
-    }
 }
 
 /// A JSON local reply of the endpoint.

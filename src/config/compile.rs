@@ -70,6 +70,7 @@ pub fn compile<const C: bool>(
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
         limits: Vec::with_capacity(limit_count),
+        in_flight: Vec::new(),
     };
     let global = Inherited {
         calendar_aligned: false,
@@ -90,6 +91,7 @@ pub fn compile<const C: bool>(
             customers.push(Owner {
                 id,
                 limits: Vec::new(),
+                in_flight: None,
             });
             continue;
         };
@@ -114,9 +116,17 @@ pub fn compile<const C: bool>(
             &path,
             problems,
         )?;
+        let in_flight = builder.owner_in_flight(
+            OwnerKind::Customer,
+            &customer.id,
+            customer.rate_limit.as_ref(),
+            &path,
+            problems,
+        )?;
         customers.push(Owner {
             id: customer.id.clone(),
             limits,
+            in_flight,
         });
     }
 
@@ -129,6 +139,7 @@ pub fn compile<const C: bool>(
             let owner = Owner {
                 id,
                 limits: Vec::new(),
+                in_flight: None,
             };
             teams.push(Team {
                 owner,
@@ -165,10 +176,18 @@ pub fn compile<const C: bool>(
             &path,
             problems,
         )?;
+        let in_flight = builder.owner_in_flight(
+            OwnerKind::Team,
+            &team.id,
+            team.rate_limit.as_ref(),
+            &path,
+            problems,
+        )?;
         teams.push(Team {
             owner: Owner {
                 id: team.id.clone(),
                 limits,
+                in_flight,
             },
             customer,
         });
@@ -242,6 +261,7 @@ pub fn compile<const C: bool>(
         reservation,
         pricing,
         limits: builder.limits,
+        in_flight: builder.in_flight,
         customers,
         teams,
         keys,
@@ -403,6 +423,13 @@ fn compile_key<const C: bool>(
         path,
         problems,
     )?;
+    let in_flight = builder.owner_in_flight(
+        OwnerKind::VirtualKey,
+        &key.id,
+        key.rate_limit.as_ref(),
+        path,
+        problems,
+    )?;
     let provider_configs = key
         .provider_configs
         .as_ref()
@@ -414,6 +441,7 @@ fn compile_key<const C: bool>(
         owner: Owner {
             id: key.id.clone(),
             limits,
+            in_flight,
         },
         secret_sha256,
         active: key.is_active,
@@ -466,12 +494,20 @@ fn compile_provider_configs<const C: bool>(
             &path,
             problems,
         )?;
+        let in_flight = builder.owner_in_flight(
+            OwnerKind::ProviderConfig,
+            &owner_id,
+            config.rate_limit.as_ref(),
+            &path,
+            problems,
+        )?;
         compiled.push(ProviderConfig {
             provider: config.provider.clone(),
             allowed_models: config.allowed_models.as_deref().map(ModelSet::new),
             owner: Owner {
                 id: owner_id,
                 limits,
+                in_flight,
             },
         });
     }
@@ -482,9 +518,36 @@ fn compile_provider_configs<const C: bool>(
 struct Builder {
     namespace: String,
     limits: Vec<Limit>,
+    in_flight: Vec<crate::in_flight::InFlightCap>,
 }
 
 impl Builder {
+    /// The owner's `rate_limit.max_in_flight` (and `in_flight_timeout`), if it has one.
+    fn owner_in_flight<const C: bool>(
+        &mut self,
+        owner_kind: OwnerKind,
+        owner_id: &str,
+        rate_limit: Option<&WireRateLimit>,
+        path: &str,
+        problems: &mut Problems<C>,
+    ) -> Result<Option<usize>> {
+        let Some(rate) = rate_limit else {
+            return Ok(None);
+        };
+        let cap = super::in_flight::compile_cap(
+            &self.namespace,
+            owner_kind,
+            owner_id,
+            rate,
+            &format!("{path}.rate_limit"),
+        );
+        let Some(cap) = problems.take(cap)?.flatten() else {
+            return Ok(None);
+        };
+        self.in_flight.push(cap);
+        Ok(Some(self.in_flight.len().saturating_sub(1)))
+    }
+
     #[allow(
         clippy::too_many_arguments,
         reason = "an owner's limits, where they are, and where problems go"
@@ -648,7 +711,7 @@ fn storage_key(
 ) -> Box<[u8]> {
     let duration = rule.duration().to_string();
     let alignment = if defaults.calendar_aligned { "a" } else { "r" };
-    let parts = [
+    key_of_parts(&[
         namespace,
         owner_kind.as_str(),
         owner_id,
@@ -656,7 +719,12 @@ fn storage_key(
         duration.as_str(),
         alignment,
         defaults.zone_text.as_str(),
-    ];
+    ])
+}
+
+/// The parts joined by ':', then `#` and 16 hex digits of the SHA-256 of the
+/// length-prefixed parts.
+pub(super) fn key_of_parts(parts: &[&str]) -> Box<[u8]> {
     let mut hasher = Sha256::new();
     for part in parts {
         hasher.update((part.len() as u64).to_le_bytes());

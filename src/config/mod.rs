@@ -8,6 +8,7 @@
 
 mod compile;
 mod document;
+mod in_flight;
 mod metering;
 mod model_set;
 mod prices;
@@ -123,6 +124,8 @@ pub struct Policy {
     pub pricing: Pricing,
     /// Every configured limit, each with its own shared-data key.
     pub limits: Vec<Limit>,
+    /// Every `rate_limit.max_in_flight`, each with its own shared-data key.
+    pub in_flight: Vec<crate::in_flight::InFlightCap>,
     pub customers: Vec<Owner>,
     pub teams: Vec<Team>,
     pub keys: Vec<VirtualKey>,
@@ -243,6 +246,8 @@ impl Limit {
 pub struct Owner {
     pub id: String,
     pub limits: Vec<LimitId>,
+    /// Its `rate_limit.max_in_flight`: index in [`Policy::in_flight`].
+    pub in_flight: Option<usize>,
 }
 
 #[derive(Debug)]

@@ -207,6 +207,12 @@ pub struct WireRateLimit {
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
     pub timezone: Option<String>,
+    /// Requests in flight at once (docs/clients.md, concurrency).
+    #[serde(default)]
+    pub max_in_flight: Option<u64>,
+    /// How long a slot whose request never ended is kept (default 10m).
+    #[serde(default)]
+    pub in_flight_timeout: Option<String>,
 }
 
 /// Reservations (docs/reservations.md): off unless `enabled`.

@@ -85,11 +85,12 @@ impl Flow {
     }
 
     /// Whether Envoy must keep holding the request body (the glue answers the body
-    /// callback with Pause): a completions request within the bound, not yet whole. Right
+    /// callback with Pause): a completions request within the bound, not yet whole, or an
+    /// admin request's body (`flow/admin.rs`), which never goes upstream. Right
     /// after request headers, this also says the request must lose its `content-length`
     /// (the rewrite may change the length, and Envoy forwards the header as it came).
     pub fn holds_request_body(&self) -> bool {
-        self.meter.rewrite == Rewrite::Holding
+        self.meter.rewrite == Rewrite::Holding || self.is_admin_body()
     }
 
     /// Whether the whole request body is held and waits for [`Flow::rewrite_request_body`].

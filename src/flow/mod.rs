@@ -95,6 +95,12 @@ enum Stage {
     Admitted { model: Option<String> },
     /// Waiting for Limitador's answers (fleet mode).
     Calling { model: Option<String> },
+    /// An admin request (`admin.rs`) whose body is still coming.
+    Admin {
+        action: crate::admin::Action,
+        body: Vec<u8>,
+        requester: crate::admin::Requester,
+    },
 }
 
 /// What the request headers already judged of step 3 of the order of checks
@@ -130,6 +136,8 @@ pub struct Flow {
     fleet: fleet::Progress,
     /// How the request is metered: its method, path and sizes.
     meter: Meter,
+    /// Slots of `rate_limit.max_in_flight` the request holds (given back once).
+    in_flight: Vec<crate::in_flight::Taken>,
 }
 
 /// What the charge at the end needs to know of the exchange besides its usage.
@@ -187,6 +195,7 @@ impl Flow {
             target: None,
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
+            in_flight: Vec::new(),
         }
     }
 
@@ -209,6 +218,9 @@ impl Flow {
                 // upstream to forward it to.
                 Err(err) => RequestAction::Reply(self.unavailable(err, &mut counters, env)),
             };
+        }
+        if let Some(action) = crate::admin::action(&policy, head.method, head.path) {
+            return self.admin_headers(action, head);
         }
 
         self.meter.post = head.method == "POST";
@@ -316,6 +328,12 @@ impl Flow {
                 return RequestAction::Reply(reply);
             }
         }
+        if !policy.in_flight.is_empty() {
+            let caps = in_flight::hierarchy_caps(&policy, key);
+            if let Some(reply) = self.take_in_flight(&caps, &mut counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        }
 
         if !head.end_of_stream {
             // Read whole even when the path named the model: its size and output cap are
@@ -365,6 +383,9 @@ impl Flow {
         end_of_stream: bool,
         env: &mut Env<'_>,
     ) -> RequestAction {
+        if self.is_admin_body() {
+            return self.admin_body(chunk, end_of_stream, env);
+        }
         let pass = RequestAction::Continue {
             remove_headers: Vec::new(),
         };
@@ -476,6 +497,7 @@ impl Flow {
         self.feed_response_body(chunk);
         if end_of_stream {
             self.charge(env);
+            self.end_in_flight(env);
         }
     }
 
@@ -492,11 +514,14 @@ impl Flow {
     /// Response trailers: the body has ended.
     pub fn on_response_trailers(&mut self, env: &mut Env<'_>) {
         self.charge(env);
+        self.end_in_flight(env);
     }
 
-    /// The stream is over (Envoy's `on_log`): charge what was seen if the body never ended.
+    /// The stream is over (Envoy's `on_log`): charge what was seen if the body never ended;
+    /// in-flight slots still held (client or upstream reset) go back.
     pub fn on_stream_end(&mut self, env: &mut Env<'_>) {
         self.charge(env);
+        self.end_in_flight(env);
     }
 
     /// The body's last top-level `"model"` (or the model's place in the path) cannot be read
@@ -679,6 +704,11 @@ impl Flow {
                 },
             };
             if let Some(reply) = self.refuse(refusals, counters, env) {
+                return RequestAction::Reply(reply);
+            }
+        }
+        if let Some(cap) = config.and_then(|c| c.owner.in_flight) {
+            if let Some(reply) = self.take_in_flight(&[Some(cap)], counters, env) {
                 return RequestAction::Reply(reply);
             }
         }
@@ -877,7 +907,9 @@ fn split_provider(
     (provider, Some(model))
 }
 
+mod admin;
 mod fleet;
+mod in_flight;
 mod metering;
 mod refusal;
 mod settle;

@@ -135,7 +135,8 @@ impl Flow {
         rejection.reply()
     }
 
-    /// Gives back the request slots and reservations a refused request took.
+    /// Gives back the request slots, in-flight slots and reservations a refused request
+    /// took.
     pub(super) fn give_back(
         &mut self,
         counters: &mut Counters<'_>,
@@ -144,7 +145,8 @@ impl Flow {
         let slots = std::mem::take(&mut self.admission.slots);
         let held = std::mem::take(&mut self.admission.held);
         let slots_result = admission::release(&self.policy, counters, env.now, &slots);
+        let in_flight_result = self.release_in_flight(counters, env.now);
         accounting::give_back(&self.policy, counters, env.now, &held)?;
-        slots_result
+        slots_result.and(in_flight_result)
     }
 }

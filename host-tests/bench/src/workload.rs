@@ -60,6 +60,23 @@ pub fn with_reservation(config: &str) -> String {
     config.replacen('{', r#"{"reservation":{"enabled":true},"#, 1)
 }
 
+/// `config` with a cap on requests in flight (far above what the benchmark holds) on every
+/// key and, with `every_level`, on every team and customer too.
+pub fn with_in_flight(config: &str, every_level: bool) -> String {
+    let cap = r#""max_in_flight":1000000"#;
+    let mut out = config.replace(
+        r#""request_reset_duration":"1m"}"#,
+        &format!(r#""request_reset_duration":"1m",{cap}}}"#),
+    );
+    if every_level {
+        for owner in [r#"{"id":"t"#, r#"{"id":"c"#] {
+            let capped = format!(r#"{{"rate_limit":{{{cap}}},{}"#, &owner[1..]);
+            out = out.replace(owner, &capped);
+        }
+    }
+    out
+}
+
 /// The secret of key `k`.
 pub fn key_value(k: usize) -> String {
     format!("sk-bench-key-{k:05}")

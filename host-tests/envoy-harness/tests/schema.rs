@@ -328,6 +328,51 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
     assert!(problems.is_empty(), "{problems:#?}");
 }
 
+#[test]
+fn in_flight_caps_on_every_level_are_valid_and_bad_ones_refused_by_both() {
+    let v = validator();
+    let good = json!({
+        "pricing": {"gpt-4o-mini": {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}},
+        "customers": [{"id": "c", "rate_limit": {"max_in_flight": 100}}],
+        "teams": [{"id": "t", "customer_id": "c",
+            "rate_limit": {"max_in_flight": 20, "in_flight_timeout": "1h30m"}}],
+        "virtual_keys": [{"id": "k", "value": "sk-1", "team_id": "t",
+            "rate_limit": {"request_max_limit": 5, "request_reset_duration": "1m",
+                           "max_in_flight": 4, "in_flight_timeout": "2d"},
+            "provider_configs": [{"provider": "openai",
+                "rate_limit": {"max_in_flight": 2, "in_flight_timeout": "90s"}}]}]
+    });
+    assert!(schema_errors(&v, &good).is_empty(), "{good}");
+    governance::config::parse(&good.to_string()).unwrap();
+    let rate = |limit: Value| with(|c| c["virtual_keys"][0]["rate_limit"] = limit);
+    let cases = [
+        ("no room at all", rate(json!({"max_in_flight": 0}))),
+        ("a fraction", rate(json!({"max_in_flight": 1.5}))),
+        (
+            "a timeout without a cap",
+            rate(json!({"in_flight_timeout": "10m"})),
+        ),
+        (
+            "a calendar timeout",
+            rate(json!({"max_in_flight": 1, "in_flight_timeout": "1M"})),
+        ),
+        (
+            "a timeout that is no duration",
+            rate(json!({"max_in_flight": 1, "in_flight_timeout": "10 minutes"})),
+        ),
+    ];
+    for (name, config) in &cases {
+        assert!(
+            !schema_errors(&v, config).is_empty(),
+            "schema accepts: {name}"
+        );
+        assert!(
+            governance::config::parse(&config.to_string()).is_err(),
+            "filter accepts: {name}"
+        );
+    }
+}
+
 /// Objects written as JSON arrays. The schema refuses them; the filter (serde's derived
 /// `Deserialize` accepts a sequence for a struct, field by field in declaration order)
 /// currently accepts them: `["x", "shadow"]` is read as namespace "x" in shadow mode, and a

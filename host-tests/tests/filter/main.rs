@@ -9,11 +9,13 @@ mod common;
 mod support;
 
 mod accounting;
+mod admin;
 mod admission;
 mod concurrency;
 mod configuration;
 mod counters;
 mod fleet;
+mod in_flight;
 mod key_cache;
 mod metering;
 mod operating;
