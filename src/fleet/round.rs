@@ -379,7 +379,3 @@ fn differences(
         .filter_map(|e| limits::difference(e, held).map(|d| (e.clone(), d)))
         .collect()
 }
-
-/// The first refusal of a round: its limit, retry-after, whether the limit has no room at
-/// all, the estimate it could not hold, and what Limitador said is left.
-type FirstRefusal = (LimitId, Option<u64>, bool, Option<u128>, Option<u64>);
