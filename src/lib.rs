@@ -23,6 +23,7 @@ pub mod counter;
 pub mod decimal;
 pub mod duration;
 pub mod estimate;
+pub mod filter_state;
 pub mod fleet;
 pub mod flow;
 pub mod identity;

@@ -250,6 +250,7 @@ pub fn compile<const C: bool>(
         providers,
         fleet: None,
         metering,
+        filter_state: wire.filter_state,
     };
     if let Some(wire_fleet) = wire_fleet {
         policy.fleet = problems.take(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy))?;

@@ -139,6 +139,8 @@ pub struct Policy {
     pub fleet: Option<crate::fleet::FleetPolicy>,
     /// Stream-usage rewrite, Azure deployments, free paths.
     pub metering: Metering,
+    /// Each charged exchange written as Envoy filter state ([`crate::filter_state`]).
+    pub filter_state: bool,
 }
 
 /// docs/reservations.md: reserve an estimate before admitting, settle after the response.

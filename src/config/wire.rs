@@ -60,6 +60,9 @@ pub struct WireConfig {
     pub deployments: BTreeMap<String, String>,
     #[serde(default)]
     pub free_paths: Vec<String>,
+    /// Write what each exchange was charged as Envoy filter state (`filter_state.rs`).
+    #[serde(default)]
+    pub filter_state: bool,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -15,6 +15,7 @@ use crate::admission::{self, Admission, Evaluation};
 use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
 use crate::counter::Counters;
 use crate::estimate::Estimate;
+use crate::filter_state::ChargeRecord;
 use crate::fleet::protocol::Call;
 use crate::identity::{identify, key_required_message, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
@@ -130,6 +131,9 @@ pub struct Flow {
     fleet: fleet::Progress,
     /// How the request is metered: its method, path and sizes.
     meter: Meter,
+    /// What the exchange was charged, until the glue writes it as filter state.
+    /// Boxed: it is rare, and the flow stays small to create and move.
+    charge_record: Option<Box<ChargeRecord>>,
 }
 
 /// What the charge at the end needs to know of the exchange besides its usage.
@@ -187,6 +191,7 @@ impl Flow {
             target: None,
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
+            charge_record: None,
         }
     }
 
@@ -497,6 +502,12 @@ impl Flow {
     /// The stream is over (Envoy's `on_log`): charge what was seen if the body never ended.
     pub fn on_stream_end(&mut self, env: &mut Env<'_>) {
         self.charge(env);
+    }
+
+    /// What the exchange was charged, once, after the callback that charged it (only with
+    /// `filter_state` on).
+    pub fn take_charge_record(&mut self) -> Option<Box<ChargeRecord>> {
+        self.charge_record.take()
     }
 
     /// The body's last top-level `"model"` (or the model's place in the path) cannot be read

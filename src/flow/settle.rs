@@ -8,6 +8,7 @@ use super::{is_budget, split_provider, Env, Flow, Stage};
 use crate::accounting;
 use crate::counter::Counters;
 use crate::estimate::Estimate;
+use crate::filter_state::ChargeRecord;
 use crate::metrics::Metric;
 use crate::money::Money;
 use crate::pricing::Price;
@@ -99,6 +100,19 @@ impl Flow {
             cost,
             priced_model.unwrap_or("unknown")
         );
+        if policy.filter_state {
+            self.charge_record = self.target.as_ref().and_then(|(key, _)| {
+                ChargeRecord::new(
+                    &policy,
+                    *key,
+                    priced_model,
+                    usage.prompt_tokens(),
+                    usage.output,
+                    cost,
+                )
+                .map(Box::new)
+            });
+        }
         self.fleet_charges(limit_tokens, cost, env);
     }
 

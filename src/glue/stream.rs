@@ -150,6 +150,28 @@ impl GovernanceStream {
         }
     }
 
+    /// Writes what the exchange was charged as filter state, once it was charged (with
+    /// `filter_state` on; see `filter_state.rs`). Off, it costs one test.
+    #[inline(always)]
+    fn write_filter_state(&mut self) {
+        if self.policy.filter_state {
+            self.write_charge_record();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn write_charge_record(&mut self) {
+        let Some(record) = self.flow.take_charge_record() else {
+            return;
+        };
+        for (name, value) in record.properties() {
+            if let Err(status) = hostcalls::set_property(vec![name], Some(&value)) {
+                log::warn!("filter state {name} not set: {status:?}");
+            }
+        }
+    }
+
     fn send(&self, reply: &LocalReply) {
         let headers: Vec<(&str, &str)> = reply
             .headers
@@ -275,6 +297,7 @@ impl HttpContext for GovernanceStream {
             .unwrap_or_default();
         if end_of_stream {
             self.with_env(|flow, env| flow.on_response_body(&chunk, true, env));
+            self.write_filter_state();
         } else {
             // Only the end of the body charges (and reads the clock): scan without a hostcall.
             self.flow.feed_response_body(&chunk);
@@ -284,11 +307,13 @@ impl HttpContext for GovernanceStream {
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         self.with_env(|flow, env| flow.on_response_trailers(env));
+        self.write_filter_state();
         Action::Continue
     }
 
     fn on_log(&mut self) {
         self.with_env(|flow, env| flow.on_stream_end(env));
+        self.write_filter_state();
     }
 }
 

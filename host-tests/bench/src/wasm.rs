@@ -198,6 +198,20 @@ pub fn run(opts: &Opts, report: &mut Report) {
             (reserving as f64 / typical.max(1) as f64 - 1.0) * 100.0
         ),
     );
+    for (name, fields) in OPTIONAL_FEATURES {
+        let fuel = variant_fuel(
+            &opts.wasm,
+            &workload::with_fields(&workload::config(5), fields),
+        );
+        report.figure(
+            &format!("typical_request_fuel_with_{name}"),
+            thousands(fuel),
+            &format!(
+                "the same request with {fields}: {:+.0}% (information, not a budget)",
+                (fuel as f64 / typical.max(1) as f64 - 1.0) * 100.0
+            ),
+        );
+    }
     let (large_body, large_fuel) = large_request_body_fuel(&opts.wasm);
     report.figure(
         "request_body_3mib_fuel",
@@ -542,6 +556,21 @@ fn amazon_stream(svm: &mut Vm, host: &Host, bytes: usize, report: &mut Report) {
 }
 
 /// Mean fuel of the typical request with reservations on (5 keys, after warm-up).
+/// Optional features measured on the typical request (name, top-level fields turning it on).
+const OPTIONAL_FEATURES: [(&str, &str); 1] = [("filter_state", r#""filter_state":true"#)];
+
+/// The typical request's fuel under another configuration.
+fn variant_fuel(wasm: &Path, config: &str) -> u64 {
+    let req = workload::request(workload::REQUEST_BODY);
+    let resp = workload::response();
+    let mut host = build(wasm, config, 1);
+    let vm = host.vm(0);
+    for _ in 0..200 {
+        exchange(vm, &req, &resp);
+    }
+    average(vm, &req, &resp, MEASURED)
+}
+
 fn reservation_fuel(wasm: &Path) -> u64 {
     let req = workload::request(workload::REQUEST_BODY);
     let resp = workload::response();

@@ -60,6 +60,11 @@ pub fn with_reservation(config: &str) -> String {
     config.replacen('{', r#"{"reservation":{"enabled":true},"#, 1)
 }
 
+/// `config` with further top-level fields (`fields`: `"name": value` pairs, comma-separated).
+pub fn with_fields(config: &str, fields: &str) -> String {
+    config.replacen('{', &format!("{{{fields},"), 1)
+}
+
 /// The secret of key `k`.
 pub fn key_value(k: usize) -> String {
     format!("sk-bench-key-{k:05}")

@@ -13,6 +13,7 @@ mod admission;
 mod concurrency;
 mod configuration;
 mod counters;
+mod filter_state;
 mod fleet;
 mod key_cache;
 mod metering;
