@@ -18,6 +18,7 @@
 
 pub mod accounting;
 pub mod admission;
+pub mod alerts;
 pub mod config;
 pub mod counter;
 pub mod decimal;

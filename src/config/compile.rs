@@ -11,6 +11,7 @@ use std::hash::BuildHasher as _;
 
 use sha2::{Digest, Sha256};
 
+use super::alerts::compile_alerts;
 use super::document::{Document, Text};
 use super::metering::compile_metering;
 use super::prices::compile_pricing;
@@ -66,6 +67,17 @@ pub fn compile<const C: bool>(
     let pricing = compile_pricing(&wire.pricing, problems)?;
     // Spoiled metering settings: the defaults, so the rest can still be checked.
     let metering = problems.take(compile_metering(&wire))?.unwrap_or_default();
+    let alerts = match wire.alerts.as_ref() {
+        Some(alerts) => problems.take(compile_alerts(alerts))?,
+        None => None,
+    };
+    if alerts.is_some() && wire.fleet.is_some() {
+        problems.note(ConfigError::new(
+            "alerts",
+            "not available in fleet mode: Limitador keeps the counters, so no Envoy sees \
+             a threshold crossed",
+        ))?;
+    }
 
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
@@ -251,6 +263,7 @@ pub fn compile<const C: bool>(
         fleet: None,
         metering,
         filter_state: wire.filter_state,
+        alerts,
     };
     if let Some(wire_fleet) = wire_fleet {
         policy.fleet = problems.take(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy))?;

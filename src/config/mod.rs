@@ -6,6 +6,7 @@
 //! `virtual_keys[2].budgets[0].reset_duration: "5x" is not a duration`; [`problems`] lists
 //! them all, the same first one included (the operators' `check`).
 
+pub mod alerts;
 mod compile;
 mod document;
 mod metering;
@@ -141,6 +142,8 @@ pub struct Policy {
     pub metering: Metering,
     /// Each charged exchange written as Envoy filter state ([`crate::filter_state`]).
     pub filter_state: bool,
+    /// Threshold alerts ([`crate::alerts`]); `None`: off.
+    pub alerts: Option<alerts::Alerts>,
 }
 
 /// docs/reservations.md: reserve an estimate before admitting, settle after the response.

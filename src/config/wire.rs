@@ -63,6 +63,25 @@ pub struct WireConfig {
     /// Write what each exchange was charged as Envoy filter state (`filter_state.rs`).
     #[serde(default)]
     pub filter_state: bool,
+    #[serde(default)]
+    pub alerts: Option<WireAlerts>,
+}
+
+/// `alerts` (`config/alerts.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireAlerts {
+    pub thresholds: Vec<f64>,
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default = "default_alert_timeout_ms")]
+    pub timeout_ms: u32,
+}
+
+fn default_alert_timeout_ms() -> u32 {
+    2000
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

@@ -39,6 +39,9 @@ pub struct Env<'a> {
 /// Takes calls that must reach Limitador even if the stream is gone (fleet charges).
 pub trait Outbox {
     fn send(&mut self, call: Call);
+
+    /// A threshold alert's event, to be posted by the root context (`alerts.cluster`).
+    fn alert(&mut self, _event: Vec<u8>) {}
 }
 
 /// An outbox that drops everything (no fleet mode).

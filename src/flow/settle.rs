@@ -6,7 +6,11 @@ use std::rc::Rc;
 
 use super::{is_budget, split_provider, Env, Flow, Stage};
 use crate::accounting;
+use crate::alerts;
+use crate::config::alerts::Alerts;
+use crate::config::{LimitId, Policy};
 use crate::counter::Counters;
+use crate::counter::Record;
 use crate::estimate::Estimate;
 use crate::filter_state::ChargeRecord;
 use crate::metrics::Metric;
@@ -73,15 +77,31 @@ impl Flow {
         let chargeable = &self.admission.chargeable;
         let held = std::mem::take(&mut self.admission.held);
         let tokens = u128::from(usage.total_tokens());
-        if let Err(err) = accounting::settle(
-            &policy,
-            &mut counters,
-            env.now,
-            chargeable,
-            &held,
-            tokens,
-            cost,
-        ) {
+        let settled = match policy.alerts.as_ref() {
+            None => accounting::settle(
+                &policy,
+                &mut counters,
+                env.now,
+                chargeable,
+                &held,
+                tokens,
+                cost,
+                |_, _, _, _| {},
+            ),
+            Some(alerts) => accounting::settle(
+                &policy,
+                &mut counters,
+                env.now,
+                chargeable,
+                &held,
+                tokens,
+                cost,
+                |counters, id, before, record| {
+                    announce_crossings(&policy, alerts, counters, id, before, record, env);
+                },
+            ),
+        };
+        if let Err(err) = settled {
             log::error!("#{} could not charge usage: {err}", self.context_id);
             env.metrics.add(Metric::StoreFailures, 1);
         }
@@ -168,5 +188,54 @@ impl Flow {
             self.meter.response_bytes,
             price,
         )))
+    }
+}
+
+/// Announces the thresholds of limit `id` that a charge (from `before` to the `record` it
+/// wrote) crossed, each once per window on this Envoy (`alerts.rs`).
+fn announce_crossings(
+    policy: &Policy,
+    alerts: &Alerts,
+    counters: &mut Counters<'_>,
+    id: LimitId,
+    before: u128,
+    record: &Record,
+    env: &mut Env<'_>,
+) {
+    let Some(limit) = policy.limits.get(id) else {
+        return;
+    };
+    let mask = alerts::crossed(alerts, limit.max, before, record.used);
+    if mask == 0 {
+        return;
+    }
+    let won = match alerts::claim(
+        counters,
+        &alerts::record_key(limit),
+        record.window_start,
+        mask,
+    ) {
+        Ok(won) => won,
+        Err(err) => {
+            log::error!("threshold alert not recorded: {err}");
+            env.metrics.add(Metric::StoreFailures, 1);
+            return;
+        }
+    };
+    for (bit, &ppm) in alerts.thresholds_ppm.iter().enumerate() {
+        if won
+            & 1u8
+                .checked_shl(u32::try_from(bit).unwrap_or(u32::MAX))
+                .unwrap_or(0)
+            == 0
+        {
+            continue;
+        }
+        env.metrics.add(Metric::ThresholdCrossed, 1);
+        let event = alerts::event(limit, record, ppm);
+        log::warn!("threshold crossed: {}", String::from_utf8_lossy(&event));
+        if alerts.post.is_some() {
+            env.outbox.alert(event);
+        }
     }
 }

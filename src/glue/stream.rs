@@ -36,6 +36,7 @@ impl GovernanceStream {
         context_id: u32,
         metrics: Rc<EnvoyMetrics>,
         charge_queue: Option<u32>,
+        alert_queue: Option<u32>,
     ) -> Self {
         Self {
             request_body_read: 0,
@@ -44,6 +45,7 @@ impl GovernanceStream {
             metrics: MetricsHandle(metrics),
             outbox: QueueOutbox {
                 queue: charge_queue,
+                alerts: alert_queue,
             },
             calls: Vec::new(),
         }

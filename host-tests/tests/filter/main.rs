@@ -10,6 +10,7 @@ mod support;
 
 mod accounting;
 mod admission;
+mod alerts;
 mod concurrency;
 mod configuration;
 mod counters;
