@@ -19,6 +19,7 @@
 pub mod accounting;
 pub mod admission;
 pub mod alerts;
+pub mod clamp;
 pub mod config;
 pub mod counter;
 pub mod decimal;

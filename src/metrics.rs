@@ -35,6 +35,8 @@ pub enum Metric {
     ThresholdCrossed,
     /// Alert events still undelivered after their retries.
     AlertsFailed,
+    /// Requests whose output cap was lowered to fit the room left (`clamp_output`).
+    OutputClamped,
 }
 
 impl Metric {
@@ -59,6 +61,7 @@ impl Metric {
             Metric::StreamUsageUnchecked,
             Metric::ThresholdCrossed,
             Metric::AlertsFailed,
+            Metric::OutputClamped,
         ];
         all.extend(
             RejectionKind::ALL
@@ -89,11 +92,12 @@ impl Metric {
             Metric::StreamUsageUnchecked => 15,
             Metric::ThresholdCrossed => 16,
             Metric::AlertsFailed => 17,
+            Metric::OutputClamped => 18,
             Metric::RejectedBy(kind) => RejectionKind::ALL
                 .iter()
                 .position(|k| *k == kind)
                 .unwrap_or(0)
-                .saturating_add(18),
+                .saturating_add(19),
         }
     }
 
@@ -119,6 +123,7 @@ impl Metric {
             Metric::StreamUsageUnchecked => "stream_usage_unchecked".to_string(),
             Metric::ThresholdCrossed => "threshold_crossed".to_string(),
             Metric::AlertsFailed => "alerts_failed".to_string(),
+            Metric::OutputClamped => "output_clamped".to_string(),
         }
     }
 }

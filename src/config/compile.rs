@@ -71,6 +71,12 @@ pub fn compile<const C: bool>(
         Some(alerts) => problems.take(compile_alerts(alerts))?,
         None => None,
     };
+    if reservation.clamp_output && wire.fleet.is_some() {
+        problems.note(ConfigError::new(
+            "reservation.clamp_output",
+            "not available in fleet mode: Limitador cannot say how much room is left",
+        ))?;
+    }
     if alerts.is_some() && wire.fleet.is_some() {
         problems.note(ConfigError::new(
             "alerts",
@@ -334,10 +340,17 @@ fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
             "must be > 0",
         ));
     }
+    if wire.clamp_output && !wire.enabled {
+        return Err(ConfigError::new(
+            "reservation.clamp_output",
+            "needs reservation.enabled: the room left is what requests in flight hold",
+        ));
+    }
     Ok(Reservation {
         enabled: wire.enabled,
         default_max_output_tokens: wire.default_max_output_tokens,
         prompt_bytes_per_token: wire.prompt_bytes_per_token,
+        clamp_output: wire.clamp_output,
     })
 }
 

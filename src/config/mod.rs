@@ -154,6 +154,9 @@ pub struct Reservation {
     pub default_max_output_tokens: u64,
     /// Request-body bytes per estimated prompt token (> 0).
     pub prompt_bytes_per_token: u64,
+    /// Lower the output cap of a request whose estimate does not fit but whose prompt
+    /// does, instead of refusing it (`clamp.rs`).
+    pub clamp_output: bool,
 }
 
 impl Default for Reservation {
@@ -162,6 +165,7 @@ impl Default for Reservation {
             enabled: false,
             default_max_output_tokens: 4096,
             prompt_bytes_per_token: 4,
+            clamp_output: false,
         }
     }
 }

@@ -241,6 +241,8 @@ pub struct WireReservation {
     pub default_max_output_tokens: u64,
     #[serde(default = "default_prompt_bytes_per_token")]
     pub prompt_bytes_per_token: u64,
+    #[serde(default)]
+    pub clamp_output: bool,
 }
 
 fn default_namespace() -> String {

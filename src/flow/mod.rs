@@ -27,6 +27,9 @@ use crate::store::CasStore;
 use crate::usage::{BodyFormat, Usage, UsageScanner};
 use crate::usage_endpoint;
 
+/// The reply header of a request whose output cap was lowered: the cap it went with.
+pub const OUTPUT_CLAMPED_HEADER: &str = "x-governance-output-clamped";
+
 /// What the host gives the core for one callback.
 pub struct Env<'a> {
     pub store: &'a dyn CasStore,
@@ -155,8 +158,15 @@ struct Meter {
     request: Option<RequestSize>,
     /// Response body bytes seen.
     response_bytes: u64,
-    /// The stream-usage rewrite of the request body.
+    /// The rewrite of the held request body (stream usage, output cap).
     rewrite: Rewrite,
+    /// The held body may get `stream_options.include_usage` (a streaming completion).
+    usage_rewrite: bool,
+    /// With `reservation.clamp_output`: where the body's output cap is, when it may be
+    /// lowered (the body is held then).
+    clamp: Option<crate::clamp::CapField>,
+    /// The output cap the request was lowered to (`x-governance-output-clamped`).
+    clamped_output: Option<u64>,
 }
 
 /// A request body's size and the largest output cap it names.
@@ -478,6 +488,11 @@ impl Flow {
         if self.policy.response_headers {
             emit_quota_headers(&self.policy, &self.admission.seen, env.now, add);
         }
+        if let Some(cap) = self.meter.clamped_output {
+            let mut value = Vec::with_capacity(20);
+            crate::decimal::push_u64(&mut value, cap);
+            add(OUTPUT_CLAMPED_HEADER, &value);
+        }
     }
 
     pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, env: &mut Env<'_>) {
@@ -763,7 +778,7 @@ impl Flow {
         let mut limits = self.admission.chargeable.clone();
         // Level order, as docs/clients.md checks them: provider config, key, team, customer.
         limits.sort_by_key(|id| policy.limits.get(*id).map(|l| l.owner_kind));
-        let refusals = match admission::reserve(
+        let mut refusals = match admission::reserve(
             &policy,
             counters,
             env.now,
@@ -775,6 +790,12 @@ impl Flow {
             Ok(refusals) => refusals,
             Err(err) => return self.store_failure(err, counters, env),
         };
+        if !refusals.is_empty() && self.meter.clamp.is_some() {
+            let price = model.and_then(|m| policy.pricing.lookup(m));
+            if self.clamp_to_room(price, &limits, &estimate, counters, env) {
+                refusals.clear();
+            }
+        }
         self.refuse(refusals, counters, env)
     }
 
@@ -891,6 +912,7 @@ fn split_provider(
     (provider, Some(model))
 }
 
+mod clamp;
 mod fleet;
 mod metering;
 mod refusal;

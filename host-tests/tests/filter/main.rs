@@ -11,6 +11,7 @@ mod support;
 mod accounting;
 mod admission;
 mod alerts;
+mod clamp;
 mod concurrency;
 mod configuration;
 mod counters;
