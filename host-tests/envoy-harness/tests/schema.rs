@@ -456,3 +456,29 @@ fn filter_state_and_alerts_are_described_for_both() {
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }
+
+/// reservation.clamp_output: valid with reservations on; refused by both without them.
+#[test]
+fn clamp_output_is_described_for_both() {
+    let v = validator();
+    let on = with(|c| c["reservation"] = json!({"enabled": true, "clamp_output": true}));
+    assert!(schema_errors(&v, &on).is_empty(), "{on}");
+    governance::config::parse(&on.to_string()).unwrap();
+    for bad in [
+        with(|c| c["reservation"] = json!({"clamp_output": true})),
+        with(|c| c["reservation"] = json!({"enabled": false, "clamp_output": true})),
+        with(|c| c["reservation"] = json!({"enabled": true, "clamp_output": "yes"})),
+    ] {
+        assert!(!schema_errors(&v, &bad).is_empty(), "schema accepts {bad}");
+        assert!(
+            governance::config::parse(&bad.to_string()).is_err(),
+            "filter accepts {bad}"
+        );
+    }
+    let fleet = with(|c| {
+        c["reservation"] = json!({"enabled": true, "clamp_output": true});
+        c["fleet"] = json!({"cluster": "limitador"});
+    });
+    let err = governance::config::parse(&fleet.to_string()).unwrap_err();
+    assert_eq!(err.path, "reservation.clamp_output");
+}
