@@ -13,23 +13,19 @@
 use serde_json::json;
 
 use crate::admission::rfc3339;
-use crate::config::alerts::{Alerts, PPM};
-use crate::config::{Limit, LimitKind};
+use crate::config::alerts::Alerts;
+use crate::config::{Limit, LimitId, LimitKind};
 use crate::counter::{CounterError, Counters, Record, MAX_ATTEMPTS};
 use crate::money::Money;
 use crate::store::SetOutcome;
 
-/// The thresholds (bit `i` for `thresholds_ppm[i]`) that a charge taking a limit of
-/// maximum `max` from `before` to `after` used crossed.
-pub fn crossed(alerts: &Alerts, max: u128, before: u128, after: u128) -> u8 {
+/// The thresholds (bit `i` for `thresholds_ppm[i]`) of limit `id` that a charge taking
+/// its use from `before` to `after` crossed.
+pub fn crossed(alerts: &Alerts, id: LimitId, before: u128, after: u128) -> u8 {
     let mut mask = 0u8;
-    for (bit, &ppm) in alerts.thresholds_ppm.iter().enumerate() {
-        let line = max.saturating_mul(u128::from(ppm));
-        let reached = |used: u128| used.saturating_mul(PPM) >= line;
-        if !reached(before) && reached(after) {
-            mask |= 1u8
-                .checked_shl(u32::try_from(bit).unwrap_or(u32::MAX))
-                .unwrap_or(0);
+    for (bit, &line) in alerts.lines_of(id).iter().enumerate() {
+        if before < line && after >= line {
+            mask |= 1u8.checked_shl(u32::try_from(bit).unwrap_or(u32::MAX)).unwrap_or(0);
         }
     }
     mask
@@ -123,30 +119,44 @@ mod tests {
     use crate::config::parse;
     use crate::store::{CasStore, MemoryStore};
 
-    fn alerts() -> Alerts {
-        Alerts {
+    /// Thresholds 50%, 80%, 95% of one limit of maximum `max`.
+    fn alerts(max: u128) -> Alerts {
+        let mut alerts = Alerts {
             thresholds_ppm: vec![500_000, 800_000, 950_000],
             post: None,
+            lines: Vec::new(),
+        };
+        let policy = parse(
+            r#"{"virtual_keys":[{"id":"k","value":"sk",
+                "rate_limit":{"token_max_limit":7,"token_reset_duration":"1d"}}]}"#,
+        )
+        .unwrap();
+        let mut limits = policy.limits;
+        if let Some(limit) = limits.first_mut() {
+            limit.max = max;
         }
+        alerts.set_lines(&limits);
+        alerts
     }
 
     #[test]
     fn a_charge_crosses_the_thresholds_between_its_before_and_after() {
-        let a = alerts();
-        assert_eq!(crossed(&a, 1000, 0, 499), 0);
-        assert_eq!(crossed(&a, 1000, 499, 500), 0b001);
-        assert_eq!(crossed(&a, 1000, 500, 799), 0, "0.5 was crossed before");
-        assert_eq!(
-            crossed(&a, 1000, 100, 2000),
-            0b111,
-            "one charge, three thresholds"
-        );
-        assert_eq!(crossed(&a, 1000, 949, 950), 0b100);
+        let a = alerts(1000);
+        assert_eq!(crossed(&a, 0, 0, 499), 0);
+        assert_eq!(crossed(&a, 0, 499, 500), 0b001);
+        assert_eq!(crossed(&a, 0, 500, 799), 0, "0.5 was crossed before");
+        assert_eq!(crossed(&a, 0, 100, 2000), 0b111, "one charge, three thresholds");
+        assert_eq!(crossed(&a, 0, 949, 950), 0b100);
+        assert_eq!(crossed(&a, 1, 0, 2000), 0, "an unknown limit crosses nothing");
         // Exact on femto-dollars: $10 max, 80% is $8 to the femto-dollar.
         let max = 10 * 1_000_000_000_000_000u128;
         let eight = 8 * 1_000_000_000_000_000u128;
-        assert_eq!(crossed(&a, max, eight - 1, eight), 0b010);
-        assert_eq!(crossed(&a, max, eight, eight + 1), 0);
+        let a = alerts(max);
+        assert_eq!(crossed(&a, 0, eight - 1, eight), 0b010);
+        assert_eq!(crossed(&a, 0, eight, eight + 1), 0);
+        // A fraction of a unit rounds up: 50% of 7 is reached at 4.
+        let a = alerts(7);
+        assert_eq!(crossed(&a, 0, 3, 4), 0b001);
     }
 
     #[test]

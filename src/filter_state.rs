@@ -18,13 +18,13 @@ pub const NAMES: [&str; 7] = [
     "governance.cost_usd",
 ];
 
-/// One charged exchange: who, which model, how many tokens, how much.
+/// One charged exchange: which key (its team and customer follow), which model, how many
+/// tokens, how much.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChargeRecord {
-    pub virtual_key: String,
-    /// Empty when the key has no team (likewise customer, model).
-    pub team: String,
-    pub customer: String,
+    /// Index in [`Policy::keys`].
+    pub key: usize,
+    /// Empty when no model was known.
     pub model: String,
     pub prompt_tokens: u64,
     pub output_tokens: u64,
@@ -32,53 +32,35 @@ pub struct ChargeRecord {
 }
 
 impl ChargeRecord {
-    /// The record of key `key` (index in [`Policy::keys`]); `None` for an unknown index.
-    pub fn new(
-        policy: &Policy,
-        key: usize,
-        model: Option<&str>,
-        prompt_tokens: u64,
-        output_tokens: u64,
-        cost: Money,
-    ) -> Option<Self> {
-        let key = policy.keys.get(key)?;
-        let team = key.team.and_then(|t| policy.teams.get(t));
-        let customer = key.customer.and_then(|c| policy.customers.get(c));
-        Some(Self {
-            virtual_key: key.owner.id.clone(),
-            team: team.map(|t| t.owner.id.clone()).unwrap_or_default(),
-            customer: customer.map(|c| c.id.clone()).unwrap_or_default(),
-            model: model.unwrap_or_default().to_string(),
-            prompt_tokens,
-            output_tokens,
-            cost,
-        })
-    }
-
-    /// Each property's name and value (text: decimal numbers, the cost in USD as the
-    /// shortest exact decimal). Empty values are left out: Envoy then prints `-`.
-    pub fn properties(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let number = |value: u64| {
-            let mut out = Vec::with_capacity(20);
-            push_u64(&mut out, value);
-            out
+    /// Hands each property's name and value to `set`, in the order of [`NAMES`]: ids and
+    /// the model as text, numbers in decimal, the cost in USD as the shortest exact
+    /// decimal. Empty values are left out (Envoy then prints `-`).
+    pub fn write(&self, policy: &Policy, set: &mut dyn FnMut(&'static str, &[u8])) {
+        let Some(key) = policy.keys.get(self.key) else {
+            return;
         };
-        let mut cost = Vec::with_capacity(24);
-        push_money(&mut cost, self.cost);
-        let values = [
-            self.virtual_key.as_bytes().to_vec(),
-            self.team.as_bytes().to_vec(),
-            self.customer.as_bytes().to_vec(),
-            self.model.as_bytes().to_vec(),
-            number(self.prompt_tokens),
-            number(self.output_tokens),
-            cost,
-        ];
-        NAMES
-            .into_iter()
-            .zip(values)
-            .filter(|(_, value)| !value.is_empty())
-            .collect()
+        let team = key.team.and_then(|t| policy.teams.get(t)).map(|t| &t.owner.id);
+        let customer = key.customer.and_then(|c| policy.customers.get(c)).map(|c| &c.id);
+        let [key_name, team_name, customer_name, model_name, prompt_name, output_name, cost_name] =
+            NAMES;
+        let mut text = |name: &'static str, value: Option<&String>| {
+            if let Some(value) = value.filter(|v| !v.is_empty()) {
+                set(name, value.as_bytes());
+            }
+        };
+        text(key_name, Some(&key.owner.id));
+        text(team_name, team);
+        text(customer_name, customer);
+        text(model_name, Some(&self.model));
+        let mut number = Vec::with_capacity(40);
+        push_u64(&mut number, self.prompt_tokens);
+        set(prompt_name, &number);
+        number.clear();
+        push_u64(&mut number, self.output_tokens);
+        set(output_name, &number);
+        number.clear();
+        push_money(&mut number, self.cost);
+        set(cost_name, &number);
     }
 }
 
@@ -88,30 +70,35 @@ mod tests {
 
     #[test]
     fn every_field_is_text_and_empty_ones_are_left_out() {
+        let policy = crate::config::parse(
+            r#"{"customers":[{"id":"acme"}],
+                "virtual_keys":[{"id":"k","value":"sk","customer_id":"acme"}]}"#,
+        )
+        .unwrap();
         let record = ChargeRecord {
-            virtual_key: "k".into(),
-            team: String::new(),
-            customer: "acme".into(),
+            key: 0,
             model: "gpt-4o-mini".into(),
             prompt_tokens: 40,
             output_tokens: 9,
             cost: Money::from_femto(11_400_000_000),
         };
-        let text: Vec<(&str, String)> = record
-            .properties()
-            .into_iter()
-            .map(|(name, value)| (name, String::from_utf8(value).unwrap()))
-            .collect();
+        let mut written = Vec::new();
+        record.write(&policy, &mut |name, value| {
+            written.push((name, String::from_utf8(value.to_vec()).unwrap()));
+        });
+        let text = |pairs: &[(&'static str, &str)]| -> Vec<(&'static str, String)> {
+            pairs.iter().map(|(n, v)| (*n, v.to_string())).collect()
+        };
         assert_eq!(
-            text,
-            vec![
-                ("governance.virtual_key", "k".to_string()),
-                ("governance.customer", "acme".to_string()),
-                ("governance.model", "gpt-4o-mini".to_string()),
-                ("governance.prompt_tokens", "40".to_string()),
-                ("governance.output_tokens", "9".to_string()),
-                ("governance.cost_usd", "0.0000114".to_string()),
-            ]
+            written,
+            text(&[
+                ("governance.virtual_key", "k"),
+                ("governance.customer", "acme"),
+                ("governance.model", "gpt-4o-mini"),
+                ("governance.prompt_tokens", "40"),
+                ("governance.output_tokens", "9"),
+                ("governance.cost_usd", "0.0000114"),
+            ])
         );
     }
 }

@@ -17,6 +17,32 @@ pub struct Alerts {
     pub thresholds_ppm: Vec<u32>,
     /// Where events are posted; `None`: logged and counted only.
     pub post: Option<AlertPost>,
+    /// For limit `id` and threshold `i`, at `id * thresholds + i`: the least amount used
+    /// that reaches the threshold, `ceil(max × ppm / 1e6)`, computed once per
+    /// configuration so a charge only compares.
+    pub lines: Vec<u128>,
+}
+
+impl Alerts {
+    /// Computes [`Alerts::lines`] for the policy's limits.
+    pub fn set_lines(&mut self, limits: &[super::Limit]) {
+        self.lines = limits
+            .iter()
+            .flat_map(|limit| {
+                self.thresholds_ppm
+                    .iter()
+                    .map(move |&ppm| limit.max.saturating_mul(u128::from(ppm)).div_ceil(PPM))
+            })
+            .collect();
+    }
+
+    /// The lines of limit `id` (empty for an unknown one).
+    pub fn lines_of(&self, id: usize) -> &[u128] {
+        let n = self.thresholds_ppm.len();
+        id.checked_mul(n)
+            .and_then(|start| self.lines.get(start..start.checked_add(n)?))
+            .unwrap_or(&[])
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,5 +116,6 @@ pub fn compile_alerts(wire: &WireAlerts) -> Result<Alerts, ConfigError> {
     Ok(Alerts {
         thresholds_ppm,
         post,
+        lines: Vec::new(),
     })
 }

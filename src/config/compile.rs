@@ -274,6 +274,9 @@ pub fn compile<const C: bool>(
     if let Some(wire_fleet) = wire_fleet {
         policy.fleet = problems.take(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy))?;
     }
+    if let Some(alerts) = policy.alerts.as_mut() {
+        alerts.set_lines(&policy.limits);
+    }
     Ok(policy)
 }
 

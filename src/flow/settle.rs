@@ -121,17 +121,15 @@ impl Flow {
             priced_model.unwrap_or("unknown")
         );
         if policy.filter_state {
-            self.charge_record = self.target.as_ref().and_then(|(key, _)| {
-                ChargeRecord::new(
-                    &policy,
-                    *key,
-                    priced_model,
-                    usage.prompt_tokens(),
-                    usage.output,
+            if let Some((key, _)) = self.target {
+                self.charge_record = Some(Box::new(ChargeRecord {
+                    key,
+                    model: priced_model.unwrap_or_default().to_string(),
+                    prompt_tokens: usage.prompt_tokens(),
+                    output_tokens: usage.output,
                     cost,
-                )
-                .map(Box::new)
-            });
+                }));
+            }
         }
         self.fleet_charges(limit_tokens, cost, env);
     }
@@ -202,13 +200,13 @@ fn announce_crossings(
     record: &Record,
     env: &mut Env<'_>,
 ) {
-    let Some(limit) = policy.limits.get(id) else {
-        return;
-    };
-    let mask = alerts::crossed(alerts, limit.max, before, record.used);
+    let mask = alerts::crossed(alerts, id, before, record.used);
     if mask == 0 {
         return;
     }
+    let Some(limit) = policy.limits.get(id) else {
+        return;
+    };
     let won = match alerts::claim(
         counters,
         &alerts::record_key(limit),

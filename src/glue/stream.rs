@@ -10,7 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::fleet::{dispatch, read_answer, QueueOutbox};
-use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
+use super::host::{now_nanos, set_filter_state, EnvoyMetrics, MetricsHandle, SharedData};
 use crate::config::Policy;
 use crate::fleet::protocol::{Answer, Call};
 use crate::flow::{Env, Flow, RequestAction, RequestHead};
@@ -167,11 +167,11 @@ impl GovernanceStream {
         let Some(record) = self.flow.take_charge_record() else {
             return;
         };
-        for (name, value) in record.properties() {
-            if let Err(status) = hostcalls::set_property(vec![name], Some(&value)) {
-                log::warn!("filter state {name} not set: {status:?}");
+        record.write(&self.policy, &mut |name, value| {
+            if let Err(status) = set_filter_state(name, value) {
+                log::warn!("filter state {name} not set: status {status}");
             }
-        }
+        });
     }
 
     fn send(&self, reply: &LocalReply) {

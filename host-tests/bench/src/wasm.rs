@@ -557,7 +557,15 @@ fn amazon_stream(svm: &mut Vm, host: &Host, bytes: usize, report: &mut Report) {
 
 /// Mean fuel of the typical request with reservations on (5 keys, after warm-up).
 /// Optional features measured on the typical request (name, top-level fields turning it on).
-const OPTIONAL_FEATURES: [(&str, &str); 1] = [("filter_state", r#""filter_state":true"#)];
+const OPTIONAL_FEATURES: [(&str, &str); 4] = [
+    ("filter_state", r#""filter_state":true"#),
+    ("alerts", r#""alerts":{"thresholds":[0.5,0.8,0.95]}"#),
+    ("reservation_and_clamp_output", r#""reservation":{"enabled":true,"clamp_output":true}"#),
+    (
+        "all_three",
+        r#""filter_state":true,"alerts":{"thresholds":[0.5,0.8,0.95]},"reservation":{"enabled":true,"clamp_output":true}"#,
+    ),
+];
 
 /// The typical request's fuel under another configuration.
 fn variant_fuel(wasm: &Path, config: &str) -> u64 {
