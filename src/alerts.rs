@@ -25,7 +25,9 @@ pub fn crossed(alerts: &Alerts, id: LimitId, before: u128, after: u128) -> u8 {
     let mut mask = 0u8;
     for (bit, &line) in alerts.lines_of(id).iter().enumerate() {
         if before < line && after >= line {
-            mask |= 1u8.checked_shl(u32::try_from(bit).unwrap_or(u32::MAX)).unwrap_or(0);
+            mask |= 1u8
+                .checked_shl(u32::try_from(bit).unwrap_or(u32::MAX))
+                .unwrap_or(0);
         }
     }
     mask
@@ -145,9 +147,17 @@ mod tests {
         assert_eq!(crossed(&a, 0, 0, 499), 0);
         assert_eq!(crossed(&a, 0, 499, 500), 0b001);
         assert_eq!(crossed(&a, 0, 500, 799), 0, "0.5 was crossed before");
-        assert_eq!(crossed(&a, 0, 100, 2000), 0b111, "one charge, three thresholds");
+        assert_eq!(
+            crossed(&a, 0, 100, 2000),
+            0b111,
+            "one charge, three thresholds"
+        );
         assert_eq!(crossed(&a, 0, 949, 950), 0b100);
-        assert_eq!(crossed(&a, 1, 0, 2000), 0, "an unknown limit crosses nothing");
+        assert_eq!(
+            crossed(&a, 1, 0, 2000),
+            0,
+            "an unknown limit crosses nothing"
+        );
         // Exact on femto-dollars: $10 max, 80% is $8 to the femto-dollar.
         let max = 10 * 1_000_000_000_000_000u128;
         let eight = 8 * 1_000_000_000_000_000u128;

@@ -39,8 +39,14 @@ impl ChargeRecord {
         let Some(key) = policy.keys.get(self.key) else {
             return;
         };
-        let team = key.team.and_then(|t| policy.teams.get(t)).map(|t| &t.owner.id);
-        let customer = key.customer.and_then(|c| policy.customers.get(c)).map(|c| &c.id);
+        let team = key
+            .team
+            .and_then(|t| policy.teams.get(t))
+            .map(|t| &t.owner.id);
+        let customer = key
+            .customer
+            .and_then(|c| policy.customers.get(c))
+            .map(|c| &c.id);
         let [key_name, team_name, customer_name, model_name, prompt_name, output_name, cost_name] =
             NAMES;
         let mut text = |name: &'static str, value: Option<&String>| {

@@ -98,6 +98,9 @@ pub struct Round {
     mismatched: bool,
 }
 
+/// The first refusal a round's answers gave: the limit, and what its refusal reports.
+type FirstRefusal = (LimitId, Option<u64>, bool, Option<u128>, Option<u64>);
+
 impl Round {
     /// The calls for `limits` (level order) at `now`; `estimate` with reservations.
     pub fn plan(
@@ -242,7 +245,7 @@ impl Round {
     pub fn decide(&self, policy: &Policy, verified: bool, now: i64) -> Decision {
         let mut admitted = Admitted::default();
         let mut unreachable = false;
-        let mut refusal: Option<(LimitId, Option<u64>, bool, Option<u128>, Option<u64>)> = None;
+        let mut refusal: Option<FirstRefusal> = None;
         for (planned, answer) in self.planned.iter().zip(&self.answers) {
             let answer = answer.clone().unwrap_or_default();
             let verdict = answer.verdict();

@@ -560,7 +560,10 @@ fn amazon_stream(svm: &mut Vm, host: &Host, bytes: usize, report: &mut Report) {
 const OPTIONAL_FEATURES: [(&str, &str); 4] = [
     ("filter_state", r#""filter_state":true"#),
     ("alerts", r#""alerts":{"thresholds":[0.5,0.8,0.95]}"#),
-    ("reservation_and_clamp_output", r#""reservation":{"enabled":true,"clamp_output":true}"#),
+    (
+        "reservation_and_clamp_output",
+        r#""reservation":{"enabled":true,"clamp_output":true}"#,
+    ),
     (
         "all_three",
         r#""filter_state":true,"alerts":{"thresholds":[0.5,0.8,0.95]},"reservation":{"enabled":true,"clamp_output":true}"#,

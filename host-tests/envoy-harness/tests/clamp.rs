@@ -60,7 +60,7 @@ fn the_rewritten_body_reaches_upstream_intact_with_the_lowered_cap() {
     );
     assert!(upstream
         .header("content-length")
-        .map_or(true, |l| l == upstream.body_len.to_string()));
+        .is_none_or(|l| l == upstream.body_len.to_string()));
 
     // The room left after 15 tokens charged: a streaming Anthropic request, cap lowered.
     let msg = json!({"model": "claude-sonnet-4-5", "max_tokens": 8192, "stream": true,

@@ -122,11 +122,9 @@ fn budgets_are_announced_in_usd() {
     // $1 budget of team ml: 0.0001 USD a request would take 5,000 requests; a pricier
     // answer takes fewer: 1,000,000 output tokens at 6e-7 is $0.60.
     let mut host = alerts_host(
-        &format!(
-            r#""alerts": {{"thresholds": [0.5], "cluster": "alerts"}},
-            "teams":[{{"id":"ml","budgets":[{{"max_limit":1,"reset_duration":"1d"}}]}}],
-            "virtual_keys":[{{"id":"k","value":"sk","team_id":"ml"}}]"#
-        ),
+        r#""alerts": {"thresholds": [0.5], "cluster": "alerts"},
+            "teams":[{"id":"ml","budgets":[{"max_limit":1,"reset_duration":"1d"}]}],
+            "virtual_keys":[{"id":"k","value":"sk","team_id":"ml"}]"#,
         1,
         ok,
     );
