@@ -11,7 +11,8 @@ use envoy_harness::runner::BOOTSTRAP_TEMPLATE;
 use envoy_harness::{Request, Stack};
 use serde_json::{json, Value};
 
-const KEY: &str = "sk-alerts-0001";
+const TOKENS_KEY: &str = "sk-alerts-tokens";
+const BUDGET_KEY: &str = "sk-alerts-budget";
 
 /// The harness bootstrap with one more cluster, `alerts`, on the receiver's port.
 fn template() -> String {
@@ -31,15 +32,19 @@ fn template() -> String {
     )
 }
 
-/// Key `k`: 3,000 tokens a day; team `ml`: $0.0008 a day. Each request (100 prompt and 50
-/// output tokens of gpt-4o-mini) charges 150 tokens and $0.000045.
+/// Key `k`: 3,000 tokens a day; key `b`, in team `ml`: the team's $0.0008 a day. Each
+/// request (100 prompt and 50 output tokens of gpt-4o-mini) charges 150 tokens and
+/// $0.000045, so 32 requests of each key take both limits past every threshold.
 fn plugin_config() -> String {
     json!({
         "alerts": {"thresholds": [0.5, 0.8, 0.95], "cluster": "alerts", "path": "/hooks/governance"},
         "pricing": {"gpt-4o-mini": {"input_cost_per_token": 1.5e-7, "output_cost_per_token": 6e-7}},
         "teams": [{"id": "ml", "budgets": [{"max_limit": 0.0008, "reset_duration": "1d"}]}],
-        "virtual_keys": [{"id": "k", "value": KEY, "team_id": "ml",
-            "rate_limit": {"token_max_limit": 3000, "token_reset_duration": "1d"}}]
+        "virtual_keys": [
+            {"id": "k", "value": TOKENS_KEY,
+             "rate_limit": {"token_max_limit": 3000, "token_reset_duration": "1d"}},
+            {"id": "b", "value": BUDGET_KEY, "team_id": "ml"}
+        ]
     })
     .to_string()
 }
@@ -62,12 +67,13 @@ fn each_threshold_event_arrives_exactly_once_under_concurrent_charges() {
         .map(|_| {
             let s = Arc::clone(&s);
             thread::spawn(move || {
-                (0..4)
-                    .map(|_| {
+                (0..8)
+                    .map(|i| {
+                        let key = if i % 2 == 0 { TOKENS_KEY } else { BUDGET_KEY };
                         s.client()
                             .send(
                                 &Request::post("/v1/chat/completions")
-                                    .header("x-bf-vk", KEY)
+                                    .header("x-bf-vk", key)
                                     .header("x-mock-usage", "prompt=100,completion=50")
                                     .json(&chat()),
                             )
@@ -82,9 +88,10 @@ fn each_threshold_event_arrives_exactly_once_under_concurrent_charges() {
         .into_iter()
         .flat_map(|t| t.join().expect("client thread"))
         .collect();
+    // Each limit admits until it is used up: at least 20 of `k` (3,000 tokens) and 18 of
+    // `b` ($0.0008), past 95% of both.
     let admitted = statuses.iter().filter(|&&s| s == 200).count();
-    // 20 requests reach the token limit, 17 the budget's 95%.
-    assert!(admitted >= 20, "{statuses:?}");
+    assert!(admitted >= 38, "{statuses:?}");
     let crossed = s
         .envoy
         .wait_for_counter(
