@@ -3,7 +3,7 @@
 //! what the room affords (the body rewritten while Envoy holds it), and the client's reply
 //! says so; the held estimate is the clamped one, so the bound of reservations holds.
 
-use host_tests::{Exchange, Request};
+use host_tests::{Exchange, Request, Response};
 use serde_json::{json, Value};
 
 use crate::support::*;
@@ -211,4 +211,24 @@ fn the_clamped_estimate_is_held_so_the_next_request_finds_no_room() {
     let ex = host.vm(0).exchange(&chat_post(&big), &openai_json(1, 1));
     assert_eq!(ex.client.status, 429);
     assert_eq!(counter(&mut host, "k", "tokens")["reserved"], json!(1000));
+}
+
+#[test]
+fn a_gemini_request_gets_generation_config_max_output_tokens() {
+    let mut host = host(&clamp_config(true, "enforce", TOKENS_1000));
+    let body = r#"{"contents":[{"role":"user","parts":[{"text":"Hi"}]}],"generationConfig":{"temperature":0.2}}"#;
+    let ex = host.vm(0).exchange(
+        &Request::post("/v1beta/models/gemini-2.5-flash:generateContent", body)
+            .header("x-goog-api-key", "sk"),
+        &Response::ok(
+            r#"{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":5,"totalTokenCount":10}}"#,
+        ),
+    );
+    assert_eq!(ex.client.status, 200, "{}", String::from_utf8_lossy(&ex.client.body));
+    // No cap named: the default 4,096 was estimated, and the room affords 1,000 - prompt.
+    let cap = 1000 - prompt(body);
+    let mut want: Value = serde_json::from_str(body).unwrap();
+    want["generationConfig"]["maxOutputTokens"] = json!(cap);
+    assert_eq!(upstream_json(&ex), want);
+    assert_eq!(header(&ex, "x-governance-output-clamped"), Some(cap.to_string().as_str()));
 }
