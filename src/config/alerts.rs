@@ -7,6 +7,9 @@ use super::ConfigError;
 /// At most this many thresholds: each is one bit of a limit's alert record.
 pub const MAX_THRESHOLDS: usize = 8;
 
+/// How long one post may take unless `alerts.timeout_ms` says.
+const DEFAULT_TIMEOUT_MS: u32 = 2000;
+
 /// Parts per million of a limit's maximum (0.8 -> 800,000): thresholds compared exactly.
 pub const PPM: u128 = 1_000_000;
 
@@ -85,12 +88,13 @@ pub fn compile_alerts(wire: &WireAlerts) -> Result<Alerts, ConfigError> {
         thresholds_ppm.push(ppm.max(1));
     }
     let post = match (&wire.cluster, &wire.path) {
-        (None, None) => None,
-        (None, Some(_)) => {
+        (None, None) if wire.timeout_ms.is_none() => None,
+        (None, path) => {
+            let field = if path.is_some() { "path" } else { "timeout_ms" };
             return Err(ConfigError::new(
-                "alerts.path",
+                format!("alerts.{field}"),
                 "needs alerts.cluster, the Envoy cluster to post events to",
-            ))
+            ));
         }
         (Some(cluster), path) => {
             if cluster.is_empty() {
@@ -100,7 +104,8 @@ pub fn compile_alerts(wire: &WireAlerts) -> Result<Alerts, ConfigError> {
             if !path.starts_with('/') {
                 return Err(ConfigError::new("alerts.path", "must start with '/'"));
             }
-            if wire.timeout_ms == 0 || wire.timeout_ms > 60_000 {
+            let timeout_ms = wire.timeout_ms.unwrap_or(DEFAULT_TIMEOUT_MS);
+            if timeout_ms == 0 || timeout_ms > 60_000 {
                 return Err(ConfigError::new(
                     "alerts.timeout_ms",
                     "must be 1 to 60000 milliseconds",
@@ -109,7 +114,7 @@ pub fn compile_alerts(wire: &WireAlerts) -> Result<Alerts, ConfigError> {
             Some(AlertPost {
                 cluster: cluster.clone(),
                 path,
-                timeout_ms: wire.timeout_ms,
+                timeout_ms,
             })
         }
     };

@@ -76,12 +76,8 @@ pub struct WireAlerts {
     pub cluster: Option<String>,
     #[serde(default)]
     pub path: Option<String>,
-    #[serde(default = "default_alert_timeout_ms")]
-    pub timeout_ms: u32,
-}
-
-fn default_alert_timeout_ms() -> u32 {
-    2000
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]

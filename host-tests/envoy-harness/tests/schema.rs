@@ -420,6 +420,10 @@ fn filter_state_and_alerts_are_described_for_both() {
             with(|c| c["alerts"] = json!({"thresholds": [0.5], "path": "/x"})),
         ),
         (
+            "timeout without cluster",
+            with(|c| c["alerts"] = json!({"thresholds": [0.5], "timeout_ms": 100})),
+        ),
+        (
             "path without its slash",
             with(|c| c["alerts"] = json!({"thresholds": [0.5], "cluster": "a", "path": "x"})),
         ),

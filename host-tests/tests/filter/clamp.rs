@@ -224,11 +224,19 @@ fn a_gemini_request_gets_generation_config_max_output_tokens() {
             r#"{"candidates":[],"usageMetadata":{"promptTokenCount":5,"candidatesTokenCount":5,"totalTokenCount":10}}"#,
         ),
     );
-    assert_eq!(ex.client.status, 200, "{}", String::from_utf8_lossy(&ex.client.body));
+    assert_eq!(
+        ex.client.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&ex.client.body)
+    );
     // No cap named: the default 4,096 was estimated, and the room affords 1,000 - prompt.
     let cap = 1000 - prompt(body);
     let mut want: Value = serde_json::from_str(body).unwrap();
     want["generationConfig"]["maxOutputTokens"] = json!(cap);
     assert_eq!(upstream_json(&ex), want);
-    assert_eq!(header(&ex, "x-governance-output-clamped"), Some(cap.to_string().as_str()));
+    assert_eq!(
+        header(&ex, "x-governance-output-clamped"),
+        Some(cap.to_string().as_str())
+    );
 }
