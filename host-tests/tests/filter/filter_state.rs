@@ -116,3 +116,17 @@ fn nothing_is_written_when_off_or_when_nothing_was_charged() {
     assert_eq!(refused.client.status, 401);
     assert!(state(&mut host, refused.stream).is_empty());
 }
+
+#[test]
+fn fleet_mode_writes_what_this_envoy_charged() {
+    let config = crate::fleet::fleet_config("closed", &format!(r#""filter_state": true, {KEYS}"#));
+    let (mut host, _) = crate::fleet::fleet_host(&config, 1);
+    let ex = host
+        .vm(0)
+        .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1000, 200));
+    assert_eq!(ex.client.status, 200, "{:?}", ex.logs);
+    let written = state(&mut host, ex.stream);
+    assert_eq!(written["governance.virtual_key"], "k");
+    assert_eq!(written["governance.team"], "ml");
+    assert_eq!(written["governance.cost_usd"], "0.00027");
+}
