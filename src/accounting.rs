@@ -4,13 +4,16 @@
 
 use crate::admission::{take_back, Held};
 use crate::config::{LimitId, LimitKind, Policy};
-use crate::counter::{Change, CounterError, Counters};
+use crate::counter::{Change, CounterError, Counters, Record};
 use crate::money::Money;
 
 /// Adds `tokens` to every token limit and `cost` to every budget in `limits`, each in the
 /// window that contains `now` (the window in which the response ended), and in the same
 /// write removes what the request held there. A hold is removed only from the window it
-/// was made in: a rollover since then already cleared it.
+/// was made in: a rollover since then already cleared it. `charged` sees each limit
+/// charged something: its id, what it had used before, and its record as written (what
+/// threshold alerts compare).
+#[allow(clippy::too_many_arguments, reason = "the settlement and its observer")]
 pub fn settle(
     policy: &Policy,
     counters: &mut Counters<'_>,
@@ -19,6 +22,7 @@ pub fn settle(
     held: &[Held],
     tokens: u128,
     cost: Money,
+    mut charged: impl FnMut(&mut Counters<'_>, LimitId, u128, &Record),
 ) -> Result<(), CounterError> {
     for &id in limits {
         let Some(limit) = policy.limits.get(id) else {
@@ -33,7 +37,8 @@ pub fn settle(
         if amount == 0 && hold.is_none() {
             continue;
         }
-        counters.update(limit, now, |record| {
+        let updated = counters.update(limit, now, |record| {
+            let before = record.used;
             let mut changed = false;
             if let Some(hold) = hold.filter(|h| record.window_holds(h.taken_at)) {
                 record.reserved = record.reserved.saturating_sub(hold.amount);
@@ -44,11 +49,14 @@ pub fn settle(
                 changed = true;
             }
             if changed {
-                Change::Write(())
+                Change::Write(before)
             } else {
-                Change::Keep(())
+                Change::Keep(before)
             }
         })?;
+        if amount > 0 {
+            charged(counters, id, updated.value, &updated.record);
+        }
     }
     Ok(())
 }

@@ -369,6 +369,19 @@ impl<'a> Counters<'a> {
         Ok(())
     }
 
+    /// Writes `value` under `key` only if the key is absent (`false`: it exists), made
+    /// safe as counters are (see the type's documentation). For records kept beside the
+    /// counters.
+    pub fn create_key(&mut self, key: &[u8], value: &[u8]) -> Result<bool, CounterError> {
+        let guard = self.guard_version()?;
+        Ok(self.store.set(key, value, guard)? == SetOutcome::Written)
+    }
+
+    /// A CAS write lost to another writer, outside [`Counters::update`].
+    pub fn note_conflict(&mut self) {
+        self.conflicts = self.conflicts.saturating_add(1);
+    }
+
     /// Writes `record` only if `key` is absent; `false` if it exists.
     fn create(&mut self, key: &[u8], record: &Record) -> Result<bool, CounterError> {
         self.create_bytes(key, &record.encode())

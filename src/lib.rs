@@ -19,11 +19,14 @@
 pub mod accounting;
 pub mod admin;
 pub mod admission;
+pub mod alerts;
+pub mod clamp;
 pub mod config;
 pub mod counter;
 pub mod decimal;
 pub mod duration;
 pub mod estimate;
+pub mod filter_state;
 pub mod fleet;
 pub mod flow;
 pub mod identity;

@@ -31,6 +31,12 @@ pub enum Metric {
     /// Completions requests whose body was larger than `max_rewrite_body_bytes`: passed on
     /// unread, so a stream among them carries usage only if the client asked for it.
     StreamUsageUnchecked,
+    /// Thresholds of a limit crossed (threshold alerts), each once per window.
+    ThresholdCrossed,
+    /// Alert events still undelivered after their retries.
+    AlertsFailed,
+    /// Requests whose output cap was lowered to fit the room left (`clamp_output`).
+    OutputClamped,
 }
 
 impl Metric {
@@ -53,6 +59,9 @@ impl Metric {
             Metric::FleetLimitsMismatch,
             Metric::StreamUsageInjected,
             Metric::StreamUsageUnchecked,
+            Metric::ThresholdCrossed,
+            Metric::AlertsFailed,
+            Metric::OutputClamped,
         ];
         all.extend(
             RejectionKind::ALL
@@ -81,11 +90,14 @@ impl Metric {
             Metric::FleetLimitsMismatch => 13,
             Metric::StreamUsageInjected => 14,
             Metric::StreamUsageUnchecked => 15,
+            Metric::ThresholdCrossed => 16,
+            Metric::AlertsFailed => 17,
+            Metric::OutputClamped => 18,
             Metric::RejectedBy(kind) => RejectionKind::ALL
                 .iter()
                 .position(|k| *k == kind)
                 .unwrap_or(0)
-                .saturating_add(16),
+                .saturating_add(19),
         }
     }
 
@@ -109,6 +121,9 @@ impl Metric {
             Metric::FleetLimitsMismatch => "fleet.limits_mismatch".to_string(),
             Metric::StreamUsageInjected => "stream_usage_injected".to_string(),
             Metric::StreamUsageUnchecked => "stream_usage_unchecked".to_string(),
+            Metric::ThresholdCrossed => "threshold_crossed".to_string(),
+            Metric::AlertsFailed => "alerts_failed".to_string(),
+            Metric::OutputClamped => "output_clamped".to_string(),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::hash::BuildHasher as _;
 
 use sha2::{Digest, Sha256};
 
+use super::alerts::compile_alerts;
 use super::document::{Document, Text};
 use super::metering::compile_metering;
 use super::prices::compile_pricing;
@@ -66,6 +67,23 @@ pub fn compile<const C: bool>(
     let pricing = compile_pricing(&wire.pricing, problems)?;
     // Spoiled metering settings: the defaults, so the rest can still be checked.
     let metering = problems.take(compile_metering(&wire))?.unwrap_or_default();
+    let alerts = match wire.alerts.as_ref() {
+        Some(alerts) => problems.take(compile_alerts(alerts))?,
+        None => None,
+    };
+    if reservation.clamp_output && wire.fleet.is_some() {
+        problems.note(ConfigError::new(
+            "reservation.clamp_output",
+            "not available in fleet mode: Limitador cannot say how much room is left",
+        ))?;
+    }
+    if alerts.is_some() && wire.fleet.is_some() {
+        problems.note(ConfigError::new(
+            "alerts",
+            "not available in fleet mode: Limitador keeps the counters, so no Envoy sees \
+             a threshold crossed",
+        ))?;
+    }
 
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
@@ -270,9 +288,14 @@ pub fn compile<const C: bool>(
         providers,
         fleet: None,
         metering,
+        filter_state: wire.filter_state,
+        alerts,
     };
     if let Some(wire_fleet) = wire_fleet {
         policy.fleet = problems.take(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy))?;
+    }
+    if let Some(alerts) = policy.alerts.as_mut() {
+        alerts.set_lines(&policy.limits);
     }
     Ok(policy)
 }
@@ -340,10 +363,17 @@ fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
             "must be > 0",
         ));
     }
+    if wire.clamp_output && !wire.enabled {
+        return Err(ConfigError::new(
+            "reservation.clamp_output",
+            "needs reservation.enabled: the room left is what requests in flight hold",
+        ));
+    }
     Ok(Reservation {
         enabled: wire.enabled,
         default_max_output_tokens: wire.default_max_output_tokens,
         prompt_bytes_per_token: wire.prompt_bytes_per_token,
+        clamp_output: wire.clamp_output,
     })
 }
 

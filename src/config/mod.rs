@@ -6,6 +6,7 @@
 //! `virtual_keys[2].budgets[0].reset_duration: "5x" is not a duration`; [`problems`] lists
 //! them all, the same first one included (the operators' `check`).
 
+pub mod alerts;
 mod compile;
 mod document;
 mod in_flight;
@@ -142,6 +143,10 @@ pub struct Policy {
     pub fleet: Option<crate::fleet::FleetPolicy>,
     /// Stream-usage rewrite, Azure deployments, free paths.
     pub metering: Metering,
+    /// Each charged exchange written as Envoy filter state ([`crate::filter_state`]).
+    pub filter_state: bool,
+    /// Threshold alerts ([`crate::alerts`]); `None`: off.
+    pub alerts: Option<alerts::Alerts>,
 }
 
 /// docs/reservations.md: reserve an estimate before admitting, settle after the response.
@@ -152,6 +157,9 @@ pub struct Reservation {
     pub default_max_output_tokens: u64,
     /// Request-body bytes per estimated prompt token (> 0).
     pub prompt_bytes_per_token: u64,
+    /// Lower the output cap of a request whose estimate does not fit but whose prompt
+    /// does, instead of refusing it (`clamp.rs`).
+    pub clamp_output: bool,
 }
 
 impl Default for Reservation {
@@ -160,6 +168,7 @@ impl Default for Reservation {
             enabled: false,
             default_max_output_tokens: 4096,
             prompt_bytes_per_token: 4,
+            clamp_output: false,
         }
     }
 }

@@ -488,3 +488,33 @@ fn a_configuration_read_back_from_the_host_gives_the_same_policy() {
         );
     }
 }
+
+#[test]
+fn alerts_thresholds_are_fractions_in_ascending_order() {
+    let policy = parse(r#"{"alerts":{"thresholds":[0.5,0.8,0.95]}}"#).unwrap();
+    let alerts = policy.alerts.unwrap();
+    assert_eq!(alerts.thresholds_ppm, vec![500_000, 800_000, 950_000]);
+    assert_eq!(alerts.post, None);
+    let posting = parse(r#"{"alerts":{"thresholds":[1],"cluster":"alerts"}}"#).unwrap();
+    let post = posting.alerts.unwrap().post.unwrap();
+    assert_eq!(
+        (post.cluster.as_str(), post.path.as_str(), post.timeout_ms),
+        ("alerts", "/", 2000)
+    );
+    assert_eq!(
+        error_of(r#"{"alerts":{"thresholds":[0.8,0.5]}}"#),
+        "alerts.thresholds[1]: thresholds must be in ascending order, each different"
+    );
+    assert_eq!(
+        error_of(r#"{"alerts":{"thresholds":[0.5,0.5]}}"#),
+        "alerts.thresholds[1]: thresholds must be in ascending order, each different"
+    );
+    assert!(
+        error_of(r#"{"alerts":{"thresholds":[0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9]}}"#)
+            .starts_with("alerts.thresholds: must list 1 to 8")
+    );
+    assert!(
+        error_of(r#"{"alerts":{"thresholds":[0.5]},"fleet":{"cluster":"l"}}"#)
+            .starts_with("alerts: not available in fleet mode")
+    );
+}

@@ -60,6 +60,24 @@ pub struct WireConfig {
     pub deployments: BTreeMap<String, String>,
     #[serde(default)]
     pub free_paths: Vec<String>,
+    /// Write what each exchange was charged as Envoy filter state (`filter_state.rs`).
+    #[serde(default)]
+    pub filter_state: bool,
+    #[serde(default)]
+    pub alerts: Option<WireAlerts>,
+}
+
+/// `alerts` (`config/alerts.rs`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireAlerts {
+    pub thresholds: Vec<f64>,
+    #[serde(default)]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub timeout_ms: Option<u32>,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -225,6 +243,8 @@ pub struct WireReservation {
     pub default_max_output_tokens: u64,
     #[serde(default = "default_prompt_bytes_per_token")]
     pub prompt_bytes_per_token: u64,
+    #[serde(default)]
+    pub clamp_output: bool,
 }
 
 fn default_namespace() -> String {

@@ -12,6 +12,7 @@
 //! end in HTTP/2), which the Envoy harness checks.
 
 use super::{Env, Flow, RequestSize, Rewrite};
+use crate::clamp::{self, CapField};
 use crate::metrics::{Metric, MetricsSink};
 use crate::request_body::{BodyModel, RequestSniffer};
 use crate::stream_usage;
@@ -23,20 +24,29 @@ impl Flow {
     /// [`Flow::holds_request_body`]).
     pub(super) fn plan_rewrite(&mut self, path: &str, env: &mut Env<'_>) {
         let metering = &self.policy.metering;
+        // Only a body whose length is announced is held: Envoy answers 413 once what a
+        // filter holds passes its buffer limit, and a body sent in chunks could reach it in
+        // one large frame before its size showed.
+        let within_bound = self
+            .content_length
+            .is_some_and(|length| length <= metering.max_rewrite_body_bytes);
+        if self.policy.reservation.clamp_output && self.meter.post && within_bound {
+            self.meter.clamp = CapField::of_path(path);
+            if self.meter.clamp.is_some() {
+                self.meter.rewrite = Rewrite::Holding;
+            }
+        }
         if !metering.inject_stream_usage
             || !self.meter.post
             || !stream_usage::is_completions_path(path)
         {
             return;
         }
-        // Only a body whose length is announced is held: Envoy answers 413 once what a
-        // filter holds passes its buffer limit, and a body sent in chunks could reach it in
-        // one large frame before its size showed.
-        match self.content_length {
-            Some(length) if length <= metering.max_rewrite_body_bytes => {
-                self.meter.rewrite = Rewrite::Holding;
-            }
-            _ => env.metrics.add(Metric::StreamUsageUnchecked, 1),
+        if within_bound {
+            self.meter.rewrite = Rewrite::Holding;
+            self.meter.usage_rewrite = true;
+        } else {
+            env.metrics.add(Metric::StreamUsageUnchecked, 1);
         }
     }
 
@@ -109,13 +119,24 @@ impl Flow {
             return None;
         }
         self.meter.rewrite = Rewrite::Off;
-        let rewritten = stream_usage::with_usage_requested(body)?;
-        metrics.add(Metric::StreamUsageInjected, 1);
-        log::debug!(
-            "#{} streaming request: stream_options.include_usage added",
-            self.context_id
-        );
-        Some(rewritten)
+        let clamped = match (self.meter.clamp, self.meter.clamped_output) {
+            (Some(field), Some(cap)) => clamp::with_output_cap(body, field, cap),
+            _ => None,
+        };
+        let body = clamped.as_deref().unwrap_or(body);
+        let with_usage = if self.meter.usage_rewrite {
+            stream_usage::with_usage_requested(body)
+        } else {
+            None
+        };
+        if with_usage.is_some() {
+            metrics.add(Metric::StreamUsageInjected, 1);
+            log::debug!(
+                "#{} streaming request: stream_options.include_usage added",
+                self.context_id
+            );
+        }
+        with_usage.or(clamped)
     }
 
     /// The response headers Bedrock InvokeModel reports its token counts in, when the

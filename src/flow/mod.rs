@@ -15,6 +15,7 @@ use crate::admission::{self, Admission, Evaluation};
 use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
 use crate::counter::Counters;
 use crate::estimate::Estimate;
+use crate::filter_state::ChargeRecord;
 use crate::fleet::protocol::Call;
 use crate::identity::{identify, key_required_message, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
@@ -25,6 +26,9 @@ use crate::response_headers::emit_quota_headers;
 use crate::store::CasStore;
 use crate::usage::{BodyFormat, Usage, UsageScanner};
 use crate::usage_endpoint;
+
+/// The reply header of a request whose output cap was lowered: the cap it went with.
+pub const OUTPUT_CLAMPED_HEADER: &str = "x-governance-output-clamped";
 
 /// What the host gives the core for one callback.
 pub struct Env<'a> {
@@ -38,6 +42,9 @@ pub struct Env<'a> {
 /// Takes calls that must reach Limitador even if the stream is gone (fleet charges).
 pub trait Outbox {
     fn send(&mut self, call: Call);
+
+    /// A threshold alert's event, to be posted by the root context (`alerts.cluster`).
+    fn alert(&mut self, _event: Vec<u8>) {}
 }
 
 /// An outbox that drops everything (no fleet mode).
@@ -138,6 +145,9 @@ pub struct Flow {
     meter: Meter,
     /// Slots of `rate_limit.max_in_flight` the request holds (given back once).
     in_flight: Vec<crate::in_flight::Taken>,
+    /// What the exchange was charged, until the glue writes it as filter state.
+    /// Boxed: it is rare, and the flow stays small to create and move.
+    charge_record: Option<Box<ChargeRecord>>,
 }
 
 /// What the charge at the end needs to know of the exchange besides its usage.
@@ -156,8 +166,15 @@ struct Meter {
     request: Option<RequestSize>,
     /// Response body bytes seen.
     response_bytes: u64,
-    /// The stream-usage rewrite of the request body.
+    /// The rewrite of the held request body (stream usage, output cap).
     rewrite: Rewrite,
+    /// The held body may get `stream_options.include_usage` (a streaming completion).
+    usage_rewrite: bool,
+    /// With `reservation.clamp_output`: where the body's output cap is, when it may be
+    /// lowered (the body is held then).
+    clamp: Option<crate::clamp::CapField>,
+    /// The output cap the request was lowered to (`x-governance-output-clamped`).
+    clamped_output: Option<u64>,
 }
 
 /// A request body's size and the largest output cap it names.
@@ -196,6 +213,7 @@ impl Flow {
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
             in_flight: Vec::new(),
+            charge_record: None,
         }
     }
 
@@ -491,6 +509,11 @@ impl Flow {
         if self.policy.response_headers {
             emit_quota_headers(&self.policy, &self.admission.seen, env.now, add);
         }
+        if let Some(cap) = self.meter.clamped_output {
+            let mut value = Vec::with_capacity(20);
+            crate::decimal::push_u64(&mut value, cap);
+            add(OUTPUT_CLAMPED_HEADER, &value);
+        }
     }
 
     pub fn on_response_body(&mut self, chunk: &[u8], end_of_stream: bool, env: &mut Env<'_>) {
@@ -522,6 +545,12 @@ impl Flow {
     pub fn on_stream_end(&mut self, env: &mut Env<'_>) {
         self.charge(env);
         self.end_in_flight(env);
+    }
+
+    /// What the exchange was charged, once, after the callback that charged it (only with
+    /// `filter_state` on).
+    pub fn take_charge_record(&mut self) -> Option<Box<ChargeRecord>> {
+        self.charge_record.take()
     }
 
     /// The body's last top-level `"model"` (or the model's place in the path) cannot be read
@@ -779,7 +808,7 @@ impl Flow {
         let mut limits = self.admission.chargeable.clone();
         // Level order, as docs/clients.md checks them: provider config, key, team, customer.
         limits.sort_by_key(|id| policy.limits.get(*id).map(|l| l.owner_kind));
-        let refusals = match admission::reserve(
+        let mut refusals = match admission::reserve(
             &policy,
             counters,
             env.now,
@@ -791,6 +820,12 @@ impl Flow {
             Ok(refusals) => refusals,
             Err(err) => return self.store_failure(err, counters, env),
         };
+        if !refusals.is_empty() && self.meter.clamp.is_some() {
+            let price = model.and_then(|m| policy.pricing.lookup(m));
+            if self.clamp_to_room(price, &limits, &estimate, counters, env) {
+                refusals.clear();
+            }
+        }
         self.refuse(refusals, counters, env)
     }
 
@@ -908,6 +943,7 @@ fn split_provider(
 }
 
 mod admin;
+mod clamp;
 mod fleet;
 mod in_flight;
 mod metering;

@@ -6,8 +6,13 @@ use std::rc::Rc;
 
 use super::{is_budget, split_provider, Env, Flow, Stage};
 use crate::accounting;
+use crate::alerts;
+use crate::config::alerts::Alerts;
+use crate::config::{LimitId, Policy};
 use crate::counter::Counters;
+use crate::counter::Record;
 use crate::estimate::Estimate;
+use crate::filter_state::ChargeRecord;
 use crate::metrics::Metric;
 use crate::money::Money;
 use crate::pricing::Price;
@@ -72,15 +77,31 @@ impl Flow {
         let chargeable = &self.admission.chargeable;
         let held = std::mem::take(&mut self.admission.held);
         let tokens = u128::from(usage.total_tokens());
-        if let Err(err) = accounting::settle(
-            &policy,
-            &mut counters,
-            env.now,
-            chargeable,
-            &held,
-            tokens,
-            cost,
-        ) {
+        let settled = match policy.alerts.as_ref() {
+            None => accounting::settle(
+                &policy,
+                &mut counters,
+                env.now,
+                chargeable,
+                &held,
+                tokens,
+                cost,
+                |_, _, _, _| {},
+            ),
+            Some(alerts) => accounting::settle(
+                &policy,
+                &mut counters,
+                env.now,
+                chargeable,
+                &held,
+                tokens,
+                cost,
+                |counters, id, before, record| {
+                    announce_crossings(&policy, alerts, counters, id, before, record, env);
+                },
+            ),
+        };
+        if let Err(err) = settled {
             log::error!("#{} could not charge usage: {err}", self.context_id);
             env.metrics.add(Metric::StoreFailures, 1);
         }
@@ -99,6 +120,17 @@ impl Flow {
             cost,
             priced_model.unwrap_or("unknown")
         );
+        if policy.filter_state {
+            if let Some((key, _)) = self.target {
+                self.charge_record = Some(Box::new(ChargeRecord {
+                    key,
+                    model: priced_model.unwrap_or_default().to_string(),
+                    prompt_tokens: usage.prompt_tokens(),
+                    output_tokens: usage.output,
+                    cost,
+                }));
+            }
+        }
         self.fleet_charges(limit_tokens, cost, env);
     }
 
@@ -154,5 +186,54 @@ impl Flow {
             self.meter.response_bytes,
             price,
         )))
+    }
+}
+
+/// Announces the thresholds of limit `id` that a charge (from `before` to the `record` it
+/// wrote) crossed, each once per window on this Envoy (`alerts.rs`).
+fn announce_crossings(
+    policy: &Policy,
+    alerts: &Alerts,
+    counters: &mut Counters<'_>,
+    id: LimitId,
+    before: u128,
+    record: &Record,
+    env: &mut Env<'_>,
+) {
+    let mask = alerts::crossed(alerts, id, before, record.used);
+    if mask == 0 {
+        return;
+    }
+    let Some(limit) = policy.limits.get(id) else {
+        return;
+    };
+    let won = match alerts::claim(
+        counters,
+        &alerts::record_key(limit),
+        record.window_start,
+        mask,
+    ) {
+        Ok(won) => won,
+        Err(err) => {
+            log::error!("threshold alert not recorded: {err}");
+            env.metrics.add(Metric::StoreFailures, 1);
+            return;
+        }
+    };
+    for (bit, &ppm) in alerts.thresholds_ppm.iter().enumerate() {
+        if won
+            & 1u8
+                .checked_shl(u32::try_from(bit).unwrap_or(u32::MAX))
+                .unwrap_or(0)
+            == 0
+        {
+            continue;
+        }
+        env.metrics.add(Metric::ThresholdCrossed, 1);
+        let event = alerts::event(limit, record, ppm);
+        log::warn!("threshold crossed: {}", String::from_utf8_lossy(&event));
+        if alerts.post.is_some() {
+            env.outbox.alert(event);
+        }
     }
 }

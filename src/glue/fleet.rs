@@ -70,9 +70,11 @@ pub fn read_answer(num_headers: usize, body_size: usize) -> Answer {
     }
 }
 
-/// A stream's reports for the root context, through the VM's own queue.
+/// A stream's reports (and threshold alerts' events) for the root context, through the
+/// VM's own queues.
 pub struct QueueOutbox {
     pub queue: Option<u32>,
+    pub alerts: Option<u32>,
 }
 
 impl Outbox for QueueOutbox {
@@ -89,6 +91,22 @@ impl Outbox for QueueOutbox {
                 "fleet: charge not queued ({status:?}); report lost: {}",
                 call_text(&call.body)
             );
+        }
+    }
+
+    fn alert(&mut self, event: Vec<u8>) {
+        self.queue_alert(event);
+    }
+}
+
+impl QueueOutbox {
+    fn queue_alert(&mut self, event: Vec<u8>) {
+        let queued = match self.alerts {
+            Some(queue) => hostcalls::enqueue_shared_queue(queue, Some(&event)).is_ok(),
+            None => false,
+        };
+        if !queued {
+            log::error!("alerts: event not queued; lost: {}", call_text(&event));
         }
     }
 }

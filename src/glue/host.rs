@@ -80,6 +80,29 @@ impl CasStore for SharedData {
 
 #[link(wasm_import_module = "env")]
 extern "C" {
+    fn proxy_set_property(
+        path_data: *const u8,
+        path_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> u32;
+}
+
+/// Writes filter state `wasm.<name>` of the current stream (a one-segment property path:
+/// the name as it is, which the SDK would copy into a new buffer first). `Err` carries the
+/// host's status.
+pub fn set_filter_state(name: &str, value: &[u8]) -> Result<(), u32> {
+    // SAFETY: both slices are live for the call; the host copies them.
+    let status =
+        unsafe { proxy_set_property(name.as_ptr(), name.len(), value.as_ptr(), value.len()) };
+    match status {
+        STATUS_OK => Ok(()),
+        other => Err(other),
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
     /// The same import the SDK's `get_current_time` uses (one `u64` written at the pointer).
     fn proxy_get_current_time_nanoseconds(return_time: *mut u64) -> u32;
 }

@@ -6,6 +6,7 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
+use super::alerts::AlertSender;
 use super::fleet::{read_answer, ChargeSender};
 use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
 use super::stream::GovernanceStream;
@@ -18,6 +19,8 @@ pub struct GovernanceRoot {
     metrics: Rc<EnvoyMetrics>,
     /// Fleet mode: sends the charges this VM's streams queue, and retries them.
     charges: ChargeSender,
+    /// Threshold alerts: posts the events this VM's streams queue, and retries them.
+    alerts: AlertSender,
 }
 
 impl GovernanceRoot {
@@ -27,6 +30,7 @@ impl GovernanceRoot {
             policy: None,
             metrics: Rc::new(EnvoyMetrics::default()),
             charges: ChargeSender::default(),
+            alerts: AlertSender::default(),
         }
     }
 }
@@ -41,8 +45,10 @@ impl Context for GovernanceRoot {
     ) {
         let answer = read_answer(num_headers, body_size);
         let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
-        self.charges
-            .answered(token_id, &answer, &mut metrics, now_nanos());
+        let now = now_nanos();
+        if !self.charges.answered(token_id, &answer, &mut metrics, now) {
+            self.alerts.answered(token_id, &answer, &mut metrics, now);
+        }
     }
 }
 
@@ -71,6 +77,10 @@ impl RootContext for GovernanceRoot {
         self.metrics = EnvoyMetrics::define(&policy.namespace);
         if policy.fleet.is_some() && self.charges.queue.is_none() {
             self.charges.register(&policy.namespace, self.context_id);
+        }
+        let posts_alerts = policy.alerts.as_ref().is_some_and(|a| a.post.is_some());
+        if posts_alerts && self.alerts.queue.is_none() {
+            self.alerts.register(&policy.namespace, self.context_id);
         }
         let store = SharedData;
         let mut counters = Counters::new(&store, &policy.guard_key);
@@ -105,23 +115,37 @@ impl RootContext for GovernanceRoot {
             context_id,
             Rc::clone(&self.metrics),
             self.charges.queue,
+            self.alerts.queue,
         )))
     }
 
-    fn on_queue_ready(&mut self, _queue_id: u32) {
-        let Some(fleet) = self.policy.as_ref().and_then(|p| p.fleet.as_ref()) else {
+    fn on_queue_ready(&mut self, queue_id: u32) {
+        let Some(policy) = self.policy.as_ref() else {
             return;
         };
         let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
-        self.charges.drain(fleet, &mut metrics, now_nanos());
+        if self.alerts.queue == Some(queue_id) {
+            if let Some(post) = policy.alerts.as_ref().and_then(|a| a.post.as_ref()) {
+                self.alerts.drain(post, &mut metrics, now_nanos());
+            }
+            return;
+        }
+        if let Some(fleet) = policy.fleet.as_ref() {
+            self.charges.drain(fleet, &mut metrics, now_nanos());
+        }
     }
 
     fn on_tick(&mut self) {
-        let Some(fleet) = self.policy.as_ref().and_then(|p| p.fleet.as_ref()) else {
+        let Some(policy) = self.policy.as_ref() else {
             return;
         };
         let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
-        self.charges.retry_due(fleet, &mut metrics, now_nanos());
+        if let Some(fleet) = policy.fleet.as_ref() {
+            self.charges.retry_due(fleet, &mut metrics, now_nanos());
+        }
+        if let Some(post) = policy.alerts.as_ref().and_then(|a| a.post.as_ref()) {
+            self.alerts.retry_due(post, &mut metrics, now_nanos());
+        }
     }
 
     fn get_type(&self) -> Option<ContextType> {

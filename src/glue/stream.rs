@@ -10,7 +10,7 @@ use proxy_wasm::traits::{Context, HttpContext};
 use proxy_wasm::types::{Action, MapType};
 
 use super::fleet::{dispatch, read_answer, QueueOutbox};
-use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
+use super::host::{now_nanos, set_filter_state, EnvoyMetrics, MetricsHandle, SharedData};
 use crate::config::Policy;
 use crate::fleet::protocol::{Answer, Call};
 use crate::flow::{Env, Flow, RequestAction, RequestHead};
@@ -36,6 +36,7 @@ impl GovernanceStream {
         context_id: u32,
         metrics: Rc<EnvoyMetrics>,
         charge_queue: Option<u32>,
+        alert_queue: Option<u32>,
     ) -> Self {
         Self {
             request_body_read: 0,
@@ -44,6 +45,7 @@ impl GovernanceStream {
             metrics: MetricsHandle(metrics),
             outbox: QueueOutbox {
                 queue: charge_queue,
+                alerts: alert_queue,
             },
             calls: Vec::new(),
         }
@@ -148,6 +150,28 @@ impl GovernanceStream {
         if let Some(rewritten) = rewritten {
             self.set_http_request_body(0, body_size, &rewritten);
         }
+    }
+
+    /// Writes what the exchange was charged as filter state, once it was charged (with
+    /// `filter_state` on; see `filter_state.rs`). Off, it costs one test.
+    #[inline(always)]
+    fn write_filter_state(&mut self) {
+        if self.policy.filter_state {
+            self.write_charge_record();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn write_charge_record(&mut self) {
+        let Some(record) = self.flow.take_charge_record() else {
+            return;
+        };
+        record.write(&self.policy, &mut |name, value| {
+            if let Err(status) = set_filter_state(name, value) {
+                log::warn!("filter state {name} not set: status {status}");
+            }
+        });
     }
 
     fn send(&self, reply: &LocalReply) {
@@ -275,6 +299,7 @@ impl HttpContext for GovernanceStream {
             .unwrap_or_default();
         if end_of_stream {
             self.with_env(|flow, env| flow.on_response_body(&chunk, true, env));
+            self.write_filter_state();
         } else {
             // Only the end of the body charges (and reads the clock): scan without a hostcall.
             self.flow.feed_response_body(&chunk);
@@ -284,11 +309,13 @@ impl HttpContext for GovernanceStream {
 
     fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
         self.with_env(|flow, env| flow.on_response_trailers(env));
+        self.write_filter_state();
         Action::Continue
     }
 
     fn on_log(&mut self) {
         self.with_env(|flow, env| flow.on_stream_end(env));
+        self.write_filter_state();
     }
 }
 

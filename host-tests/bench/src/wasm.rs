@@ -198,22 +198,35 @@ pub fn run(opts: &Opts, report: &mut Report) {
             (reserving as f64 / typical.max(1) as f64 - 1.0) * 100.0
         ),
     );
+    let base = workload::config(5);
+    let mut variants: Vec<(String, String, String)> = OPTIONAL_FEATURES
+        .iter()
+        .map(|(name, fields)| {
+            (
+                format!("typical_request_fuel_with_{name}"),
+                workload::with_fields(&base, fields),
+                fields.to_string(),
+            )
+        })
+        .collect();
     for (every_level, name, what) in [
-        (
-            false,
-            "typical_request_fuel_with_in_flight_key",
-            "max_in_flight on the key",
-        ),
+        (false, "in_flight_key", "max_in_flight on the key"),
         (
             true,
-            "typical_request_fuel_with_in_flight_all",
+            "in_flight_all",
             "max_in_flight on key, team and customer",
         ),
     ] {
-        let config = workload::with_in_flight(&workload::config(5), every_level);
-        let fuel = config_fuel(&opts.wasm, &config);
+        variants.push((
+            format!("typical_request_fuel_with_{name}"),
+            workload::with_in_flight(&base, every_level),
+            what.to_string(),
+        ));
+    }
+    for (name, config, what) in variants {
+        let fuel = variant_fuel(&opts.wasm, &config);
         report.figure(
-            name,
+            &name,
             thousands(fuel),
             &format!(
                 "the same request with {what}: {:+.0}% (information, not a budget)",
@@ -565,12 +578,22 @@ fn amazon_stream(svm: &mut Vm, host: &Host, bytes: usize, report: &mut Report) {
 }
 
 /// Mean fuel of the typical request with reservations on (5 keys, after warm-up).
-fn reservation_fuel(wasm: &Path) -> u64 {
-    config_fuel(wasm, &workload::with_reservation(&workload::config(5)))
-}
+/// Optional features measured on the typical request (name, top-level fields turning it on).
+const OPTIONAL_FEATURES: [(&str, &str); 4] = [
+    ("filter_state", r#""filter_state":true"#),
+    ("alerts", r#""alerts":{"thresholds":[0.5,0.8,0.95]}"#),
+    (
+        "reservation_and_clamp_output",
+        r#""reservation":{"enabled":true,"clamp_output":true}"#,
+    ),
+    (
+        "all_three",
+        r#""filter_state":true,"alerts":{"thresholds":[0.5,0.8,0.95]},"reservation":{"enabled":true,"clamp_output":true}"#,
+    ),
+];
 
-/// Mean fuel of the typical request under `config` (after warm-up).
-fn config_fuel(wasm: &Path, config: &str) -> u64 {
+/// The typical request's fuel under another configuration.
+fn variant_fuel(wasm: &Path, config: &str) -> u64 {
     let req = workload::request(workload::REQUEST_BODY);
     let resp = workload::response();
     let mut host = build(wasm, config, 1);
@@ -579,6 +602,10 @@ fn config_fuel(wasm: &Path, config: &str) -> u64 {
         exchange(vm, &req, &resp);
     }
     average(vm, &req, &resp, MEASURED)
+}
+
+fn reservation_fuel(wasm: &Path) -> u64 {
+    variant_fuel(wasm, &workload::with_reservation(&workload::config(5)))
 }
 
 /// Fuel of the request-body callbacks for a 3 MiB chat request whose model comes first

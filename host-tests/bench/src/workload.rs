@@ -77,6 +77,11 @@ pub fn with_in_flight(config: &str, every_level: bool) -> String {
     out
 }
 
+/// `config` with further top-level fields (`fields`: `"name": value` pairs, comma-separated).
+pub fn with_fields(config: &str, fields: &str) -> String {
+    config.replacen('{', &format!("{{{fields},"), 1)
+}
+
 /// The secret of key `k`.
 pub fn key_value(k: usize) -> String {
     format!("sk-bench-key-{k:05}")

@@ -107,6 +107,11 @@ fn the_demo_configuration_runs_as_its_script_says() {
     try_and_check("demo");
 }
 
+#[test]
+fn the_fit_to_budget_configuration_runs_as_its_script_says() {
+    try_and_check("fit-to-budget");
+}
+
 /// Needs `scripts/setup-fleet` (Redis and the Limitador stand-in), as `make test` runs it.
 #[test]
 fn the_fleet_example_runs_as_its_script_and_readme_say() {

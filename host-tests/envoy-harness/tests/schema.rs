@@ -423,3 +423,111 @@ fn the_validator_refuses_keywords_it_does_not_implement() {
     assert!(!s.errors(&json!({})).is_empty());
     assert!(s.errors(&json!({"a": 1})).is_empty());
 }
+
+/// filter_state, alerts (and their refusals): valid for both, or refused by both.
+#[test]
+fn filter_state_and_alerts_are_described_for_both() {
+    let v = validator();
+    for config in [
+        with(|c| c["filter_state"] = json!(true)),
+        with(|c| c["alerts"] = json!({"thresholds": [0.5, 0.8, 1]})),
+        with(|c| {
+            c["alerts"] = json!({"thresholds": [0.9], "cluster": "alerts",
+                "path": "/hooks/governance", "timeout_ms": 500});
+        }),
+    ] {
+        assert!(schema_errors(&v, &config).is_empty(), "{config}");
+        governance::config::parse(&config.to_string()).unwrap();
+    }
+    let cases = [
+        (
+            "filter_state not a boolean",
+            with(|c| c["filter_state"] = json!("yes")),
+        ),
+        (
+            "alerts without thresholds",
+            with(|c| c["alerts"] = json!({"cluster": "a"})),
+        ),
+        (
+            "no threshold",
+            with(|c| c["alerts"] = json!({"thresholds": []})),
+        ),
+        (
+            "threshold 0",
+            with(|c| c["alerts"] = json!({"thresholds": [0]})),
+        ),
+        (
+            "threshold over 1",
+            with(|c| c["alerts"] = json!({"thresholds": [1.5]})),
+        ),
+        (
+            "path without cluster",
+            with(|c| c["alerts"] = json!({"thresholds": [0.5], "path": "/x"})),
+        ),
+        (
+            "timeout without cluster",
+            with(|c| c["alerts"] = json!({"thresholds": [0.5], "timeout_ms": 100})),
+        ),
+        (
+            "path without its slash",
+            with(|c| c["alerts"] = json!({"thresholds": [0.5], "cluster": "a", "path": "x"})),
+        ),
+        (
+            "empty cluster",
+            with(|c| c["alerts"] = json!({"thresholds": [0.5], "cluster": ""})),
+        ),
+        (
+            "timeout 0",
+            with(|c| c["alerts"] = json!({"thresholds": [0.5], "cluster": "a", "timeout_ms": 0})),
+        ),
+        (
+            "unknown alerts field",
+            with(|c| c["alerts"] = json!({"thresholds": [0.5], "email": "ops@example.com"})),
+        ),
+        (
+            "alerts in fleet mode",
+            with(|c| {
+                c["alerts"] = json!({"thresholds": [0.5]});
+                c["fleet"] = json!({"cluster": "limitador"});
+            }),
+        ),
+    ];
+    let mut problems = Vec::new();
+    for (name, config) in &cases {
+        // Fleet mode's refusal is the filter's alone: the schema describes fields, not
+        // which may go together.
+        if name != &"alerts in fleet mode" && schema_errors(&v, config).is_empty() {
+            problems.push(format!("schema accepts: {name}"));
+        }
+        if governance::config::parse(&config.to_string()).is_ok() {
+            problems.push(format!("filter accepts: {name}"));
+        }
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
+
+/// reservation.clamp_output: valid with reservations on; refused by both without them.
+#[test]
+fn clamp_output_is_described_for_both() {
+    let v = validator();
+    let on = with(|c| c["reservation"] = json!({"enabled": true, "clamp_output": true}));
+    assert!(schema_errors(&v, &on).is_empty(), "{on}");
+    governance::config::parse(&on.to_string()).unwrap();
+    for bad in [
+        with(|c| c["reservation"] = json!({"clamp_output": true})),
+        with(|c| c["reservation"] = json!({"enabled": false, "clamp_output": true})),
+        with(|c| c["reservation"] = json!({"enabled": true, "clamp_output": "yes"})),
+    ] {
+        assert!(!schema_errors(&v, &bad).is_empty(), "schema accepts {bad}");
+        assert!(
+            governance::config::parse(&bad.to_string()).is_err(),
+            "filter accepts {bad}"
+        );
+    }
+    let fleet = with(|c| {
+        c["reservation"] = json!({"enabled": true, "clamp_output": true});
+        c["fleet"] = json!({"cluster": "limitador"});
+    });
+    let err = governance::config::parse(&fleet.to_string()).unwrap_err();
+    assert_eq!(err.path, "reservation.clamp_output");
+}

@@ -192,6 +192,7 @@ impl Vm {
         call!(self, log, "on_log", ctx, ctx as i32, vec![]);
         if let Some(http) = self.http(d.ctx) {
             http.access = [Access::Unavailable; 4];
+            d.filter_state = super::filter_state_of(http);
         }
         call!(self, done, "on_done", ctx, ctx as i32, vec![]);
         call!(self, delete, "on_delete", ctx, ctx as i32, vec![]);

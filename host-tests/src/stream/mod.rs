@@ -8,6 +8,8 @@ mod view;
 
 pub use view::{ClientView, LocalReplyInfo, StreamId, StreamView, UpstreamView};
 
+use std::collections::BTreeMap;
+
 use crate::abi::headers::Headers;
 use crate::callbacks::Outcome;
 use crate::state::{Access, Deferred, HttpCtx};
@@ -53,6 +55,9 @@ pub(crate) struct StreamDriver {
     pub(super) upstream: UpstreamView,
     pub(super) client: ClientView,
     pub(super) finished: bool,
+    /// What the plugin wrote with `proxy_set_property`, kept once the context is gone (an
+    /// access log runs after on_log and still sees it).
+    pub(super) filter_state: BTreeMap<String, Vec<u8>>,
 }
 
 impl StreamDriver {
@@ -132,6 +137,10 @@ impl Vm {
             response_stopped: !d.finished && stopped(&d.sides[1]),
             finished: d.finished,
             bypassed: d.bypass,
+            filter_state: match d.ctx.and_then(|ctx| self.store.data().http.get(&ctx)) {
+                Some(http) => filter_state_of(http),
+                None => d.filter_state.clone(),
+            },
         }
     }
 
@@ -628,4 +637,12 @@ fn hold_to_watermark(side: &mut Side, data: &[u8], eos: bool, watermark: usize) 
         side.held.extend_from_slice(now);
         side.held_later.push((later.to_vec(), eos));
     }
+}
+
+/// The filter state of a stream context, by name (names and values as written).
+pub(super) fn filter_state_of(http: &HttpCtx) -> BTreeMap<String, Vec<u8>> {
+    http.filter_state
+        .iter()
+        .map(|(name, value)| (String::from_utf8_lossy(name).into_owned(), value.clone()))
+        .collect()
 }

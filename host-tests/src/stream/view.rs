@@ -1,5 +1,7 @@
 //! Public snapshots of a stream: what the client saw, what the upstream received.
 
+use std::collections::BTreeMap;
+
 use crate::abi::headers::Headers;
 
 /// Handle of one HTTP stream on a [`crate::Vm`].
@@ -68,4 +70,7 @@ pub struct StreamView {
     pub finished: bool,
     /// The filter is bypassed for this stream (fail-open after a VM failure).
     pub bypassed: bool,
+    /// Filter state the plugin set (`proxy_set_property`), by name, as an access log written
+    /// at the end of the stream would see it.
+    pub filter_state: BTreeMap<String, Vec<u8>>,
 }
