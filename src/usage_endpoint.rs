@@ -67,8 +67,17 @@ pub fn entry(limit: &Limit, record: &Record) -> serde_json::Value {
         "reserved": amount(record.reserved),
         "remaining": amount(remaining),
         "window_start": rfc3339(record.window_start),
-        "window_end": rfc3339(record.window_end),
+        "window_end": window_end(limit, record.window_end),
     })
+}
+
+/// A window's end as the endpoint reports it: `null` for a window that never ends.
+pub fn window_end(limit: &Limit, end: i64) -> serde_json::Value {
+    if limit.rule.duration().is_never() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(rfc3339(end))
+    }
 }
 
 /// Who asks: the admin (every counter), a virtual key (its own), or nobody known.

@@ -522,6 +522,9 @@ impl Builder {
                 ))?;
                 continue;
             }
+            if budget.calendar_aligned == Some(true) && budget.reset_duration == "never" {
+                problems.note(never_aligned(&budget_path))?;
+            }
             let defaults = window_defaults(
                 inherited,
                 budget.calendar_aligned,
@@ -544,6 +547,14 @@ impl Builder {
         }
         if let Some(rate) = rate_limit {
             let rate_path = format!("{path}.rate_limit");
+            let durations = [&rate.request_reset_duration, &rate.token_reset_duration];
+            let only_never = durations.iter().any(|d| d.is_some())
+                && durations
+                    .iter()
+                    .all(|d| d.as_deref().is_none_or(|d| d == "never"));
+            if rate.calendar_aligned == Some(true) && only_never {
+                problems.note(never_aligned(&rate_path))?;
+            }
             let defaults = window_defaults(
                 inherited,
                 rate.calendar_aligned,
@@ -617,6 +628,18 @@ impl Builder {
         let duration = LimitDuration::parse(duration_text)
             .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
         let zone = parse_zone(&defaults.zone_text, duration_path)?;
+        // A window that never ends has no calendar: an alignment or zone handed down by the
+        // owner does not apply, and changing them keeps the counter (the same identity).
+        let never_defaults;
+        let defaults = if duration.is_never() {
+            never_defaults = Inherited {
+                calendar_aligned: false,
+                zone_text: "UTC".to_string(),
+            };
+            &never_defaults
+        } else {
+            defaults
+        };
         let rule = WindowRule::new(duration, defaults.calendar_aligned, zone)
             .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
         let storage_key = storage_key(&self.namespace, owner_kind, owner_id, kind, &rule, defaults);
@@ -765,6 +788,15 @@ fn compile_usage_endpoint(wire: &super::wire::WireUsageEndpoint) -> Result<Usage
         path: wire.path.clone(),
         admin_key_sha256,
     })
+}
+
+/// `calendar_aligned: true` written on a limit whose windows never end.
+fn never_aligned(path: &str) -> ConfigError {
+    ConfigError::new(
+        format!("{path}.calendar_aligned"),
+        "a limit whose reset_duration is \"never\" has no calendar windows; remove \
+         calendar_aligned",
+    )
 }
 
 fn check_id(id: &str, path: &str) -> Result<()> {

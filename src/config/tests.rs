@@ -131,6 +131,40 @@ fn pricing_entries_accept_litellm_extras() {
 }
 
 #[test]
+fn a_limit_that_never_resets_ignores_the_owners_calendar_and_zone() {
+    let key = |owner: &str| {
+        parse(&with_key(&format!(
+            r#"{{"id":"k","value":"s",{owner}"budgets":[{{"max_limit":10,"reset_duration":"never"}}],
+               "rate_limit":{{"request_max_limit":5,"request_reset_duration":"never",
+                              "token_max_limit":9,"token_reset_duration":"1d","calendar_aligned":true}}}}"#
+        )))
+        .unwrap()
+    };
+    let plain = key("");
+    let zoned = key(r#""calendar_aligned":true,"timezone":"Asia/Tokyo","#);
+    for (a, b) in plain.limits.iter().zip(&zoned.limits).take(2) {
+        assert_eq!(a.storage_key, b.storage_key, "{:?}", a.kind);
+        assert!(!b.calendar_aligned && !b.rule.calendar_aligned());
+    }
+    // The token limit beside it keeps its alignment.
+    assert!(plain.limits[2].rule.calendar_aligned());
+    for (json, path) in [
+        (
+            r#"{"id":"k","value":"s","budgets":[{"max_limit":1,"reset_duration":"never","calendar_aligned":true}]}"#,
+            "virtual_keys[0].budgets[0].calendar_aligned",
+        ),
+        (
+            r#"{"id":"k","value":"s","rate_limit":{"request_max_limit":1,"request_reset_duration":"never","calendar_aligned":true}}"#,
+            "virtual_keys[0].rate_limit.calendar_aligned",
+        ),
+    ] {
+        let err = error_of(&with_key(json));
+        assert!(err.starts_with(path), "{err}");
+        assert!(err.contains("never"), "{err}");
+    }
+}
+
+#[test]
 fn counter_identity_ignores_max_but_not_window() {
     let a = parse(&with_key(
         r#"{"id":"k","value":"s","budgets":[{"max_limit":10,"reset_duration":"1d"}]}"#,

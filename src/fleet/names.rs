@@ -23,6 +23,10 @@ pub const ROLLING: &str = "rolling";
 
 const SECS_PER_HOUR: u64 = 3600;
 const SECS_PER_DAY: u64 = 86_400;
+/// Limitador's `seconds` for a `never` limit: its windows have a length, so a window of
+/// 100 years (of 365 days) stands for one that never ends. Redis keeps the counter that long
+/// in milliseconds, well within its range.
+pub const NEVER_SECONDS: u64 = 100 * 365 * SECS_PER_DAY;
 
 /// The Limitador namespace of an owner. A provider config's id `<key id>/<provider>` is
 /// written `<key id>:<provider>`: namespaces travel in URL paths (`GET /limits/{namespace}`),
@@ -129,6 +133,7 @@ pub fn seconds(limit: &Limit) -> u64 {
                 days(n, 365 * SECS_PER_DAY)
             }
         }
+        DurationKind::Never => NEVER_SECONDS,
     }
 }
 

@@ -542,9 +542,8 @@ fn fleet_rejection(
         LimitKind::Tokens => format!("{amount} tokens"),
     };
     let mut message = format!(
-        "{} '{}' {what} exceeded across the fleet: {} allowed",
-        limit.owner_kind.label(),
-        limit.owner_id,
+        "{} {what} exceeded across the fleet: {} allowed",
+        admission::owner_label(limit),
         in_units(limit.max)
     );
     if let Some(estimate) = estimate {
@@ -555,7 +554,7 @@ fn fleet_rejection(
     }
     let secs = i64::try_from(retry_after_secs).unwrap_or(i64::MAX);
     let end = now.saturating_add(secs.saturating_mul(1_000_000_000));
-    message.push_str(&format!(", resets {}", admission::rfc3339(end)));
+    message.push_str(&format!(", {}", admission::reset_text(limit, end)));
     let remaining = remaining.filter(|_| headers);
     let quota_headers = remaining.map_or_else(Vec::new, |units| {
         let quota = Quota {
@@ -568,7 +567,7 @@ fn fleet_rejection(
     Rejection {
         kind,
         message,
-        retry_after_secs: Some(retry_after_secs),
+        retry_after_secs: admission::retry_after(limit, now, end),
         quota_headers,
     }
 }
