@@ -93,7 +93,14 @@ fn the_base_a_litellm_priced_entry_reservations_and_fleet_blocks_are_valid_for_b
             "timeout_ms": 250, "namespace_prefix": "gw", "unavailable": "closed"});
     });
     let fleet_defaults = with(|c| c["fleet"] = json!({"cluster": "limitador"}));
+    let never = with(|c| {
+        c["teams"][0]["budgets"][0]["reset_duration"] = json!("never");
+        c["virtual_keys"][0]["rate_limit"] = json!({"request_max_limit": 5,
+            "request_reset_duration": "never", "token_max_limit": 1000,
+            "token_reset_duration": "never"});
+    });
     for config in [
+        never,
         base(),
         litellm,
         reserving,
@@ -187,6 +194,10 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
         (
             "zero duration",
             with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("0s")),
+        ),
+        (
+            "never misspelt",
+            with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("Never")),
         ),
         (
             "unknown budget field",
