@@ -335,7 +335,14 @@ fn refusal(
 /// Who a limit belongs to, as refusals name it: `team 'ml'`, and for a model config's
 /// limit `team 'ml' model 'gpt-4o*'`.
 pub fn owner_label(limit: &Limit) -> String {
-    format!("{} '{}'", limit.owner_kind.label(), limit.owner_id)
+    match &limit.model {
+        Some(model) => format!(
+            "{} '{}' model '{model}'",
+            limit.owner_kind.label(),
+            limit.owner_id
+        ),
+        None => format!("{} '{}'", limit.owner_kind.label(), limit.owner_id),
+    }
 }
 
 /// How a refusal tells when the refusing window ends: `resets <time>`, or `never resets`

@@ -56,7 +56,7 @@ pub fn entry(limit: &Limit, record: &Record) -> serde_json::Value {
             serde_json::json!(u64::try_from(value).unwrap_or(u64::MAX))
         }
     };
-    serde_json::json!({
+    let mut entry = serde_json::json!({
         "owner": limit.owner_kind.as_str(),
         "id": limit.owner_id,
         "kind": limit.kind.as_str(),
@@ -68,7 +68,12 @@ pub fn entry(limit: &Limit, record: &Record) -> serde_json::Value {
         "remaining": amount(remaining),
         "window_start": rfc3339(record.window_start),
         "window_end": window_end(limit, record.window_end),
-    })
+    });
+    // A model config's counter says which model entry it belongs to.
+    if let (Some(model), Some(fields)) = (&limit.model, entry.as_object_mut()) {
+        fields.insert("model".to_string(), serde_json::json!(model));
+    }
+    entry
 }
 
 /// A window's end as the endpoint reports it: `null` for a window that never ends.
@@ -111,11 +116,17 @@ fn is_admin(policy: &Policy, headers: &dyn RequestHeaders) -> bool {
     bearer.is_some_and(|hash| constant_time_eq(&hash, &admin))
 }
 
-/// A key's own limits, its provider configs', its team's and its customer's.
+/// A key's own limits, its provider configs', its team's and its customer's, and those of
+/// every level's model configs.
 fn key_limits(policy: &Policy, key: &crate::config::VirtualKey) -> Vec<LimitId> {
     let mut limits: Vec<LimitId> = policy.hierarchy_limits(key).collect();
     for config in key.provider_configs.iter().flatten() {
         limits.extend(&config.owner.limits);
+    }
+    for owner in policy.hierarchy_owners(key).into_iter().flatten() {
+        for config in &owner.model_configs {
+            limits.extend(&config.limits);
+        }
     }
     limits
 }

@@ -16,11 +16,11 @@ use super::metering::compile_metering;
 use super::prices::compile_pricing;
 use super::problems::Problems;
 use super::wire::{
-    WireBudget, WireCustomer, WireProviderConfig, WireRateLimit, WireReservation, WireTeam,
+    WireBudget, WireCustomer, WireModelConfig, WireProviderConfig, WireRateLimit, WireReservation, WireTeam,
     WireVirtualKey,
 };
 use super::{
-    ConfigError, Limit, LimitId, LimitKind, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
+    ConfigError, Limit, LimitId, LimitKind, ModelConfig, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
     Reservation, Team, UsageEndpoint, VirtualKey,
 };
 use crate::duration::LimitDuration;
@@ -87,10 +87,7 @@ pub fn compile<const C: bool>(
         else {
             let id = document.customers.id(i, text).unwrap_or_default();
             customer_index.entry(id.clone()).or_insert(i);
-            customers.push(Owner {
-                id,
-                limits: Vec::new(),
-            });
+            customers.push(Owner::new(id, Vec::new()));
             continue;
         };
         let path = format!("customers[{i}]");
@@ -108,8 +105,17 @@ pub fn compile<const C: bool>(
         let limits = builder.owner_limits(
             OwnerKind::Customer,
             &customer.id,
+            None,
             &customer.budgets,
             customer.rate_limit.as_ref(),
+            &inherited,
+            &path,
+            problems,
+        )?;
+        let model_configs = builder.model_configs(
+            OwnerKind::Customer,
+            &customer.id,
+            &customer.model_configs,
             &inherited,
             &path,
             problems,
@@ -117,6 +123,7 @@ pub fn compile<const C: bool>(
         customers.push(Owner {
             id: customer.id.clone(),
             limits,
+            model_configs,
         });
     }
 
@@ -126,10 +133,7 @@ pub fn compile<const C: bool>(
         let Some(team) = problems.take(document.teams.decode::<WireTeam>(i, text))? else {
             let id = document.teams.id(i, text).unwrap_or_default();
             team_index.entry(id.clone()).or_insert(i);
-            let owner = Owner {
-                id,
-                limits: Vec::new(),
-            };
+            let owner = Owner::new(id, Vec::new());
             teams.push(Team {
                 owner,
                 customer: None,
@@ -159,8 +163,17 @@ pub fn compile<const C: bool>(
         let limits = builder.owner_limits(
             OwnerKind::Team,
             &team.id,
+            None,
             &team.budgets,
             team.rate_limit.as_ref(),
+            &inherited,
+            &path,
+            problems,
+        )?;
+        let model_configs = builder.model_configs(
+            OwnerKind::Team,
+            &team.id,
+            &team.model_configs,
             &inherited,
             &path,
             problems,
@@ -169,6 +182,7 @@ pub fn compile<const C: bool>(
             owner: Owner {
                 id: team.id.clone(),
                 limits,
+                model_configs,
             },
             customer,
         });
@@ -274,12 +288,14 @@ pub fn count_limits<const C: bool>(
             continue;
         };
         count = count.saturating_add(limits_of(&customer.budgets, customer.rate_limit.as_ref()));
+        count = count.saturating_add(model_limits_of(&customer.model_configs));
     }
     for i in 0..document.teams.len() {
         let Some(team) = problems.take(document.teams.decode::<WireTeam>(i, text))? else {
             continue;
         };
         count = count.saturating_add(limits_of(&team.budgets, team.rate_limit.as_ref()));
+        count = count.saturating_add(model_limits_of(&team.model_configs));
     }
     for i in 0..document.virtual_keys.len() {
         let Some(key) = problems.take(document.virtual_keys.decode::<WireVirtualKey>(i, text))?
@@ -287,6 +303,7 @@ pub fn count_limits<const C: bool>(
             continue;
         };
         count = count.saturating_add(limits_of(&key.budgets, key.rate_limit.as_ref()));
+        count = count.saturating_add(model_limits_of(&key.model_configs));
         for config in key.provider_configs.iter().flatten() {
             count = count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()));
         }
@@ -302,6 +319,13 @@ fn limits_of(budgets: &[WireBudget], rate_limit: Option<&WireRateLimit>) -> usiz
         usize::from(requests).saturating_add(usize::from(tokens))
     });
     budgets.len().saturating_add(rates)
+}
+
+/// The limits of an owner's `model_configs` entries.
+fn model_limits_of(configs: &[WireModelConfig]) -> usize {
+    configs.iter().fold(0usize, |count, config| {
+        count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()))
+    })
 }
 
 fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
@@ -397,8 +421,17 @@ fn compile_key<const C: bool>(
     let limits = builder.owner_limits(
         OwnerKind::VirtualKey,
         &key.id,
+        None,
         &key.budgets,
         key.rate_limit.as_ref(),
+        &inherited,
+        path,
+        problems,
+    )?;
+    let model_configs = builder.model_configs(
+        OwnerKind::VirtualKey,
+        &key.id,
+        &key.model_configs,
         &inherited,
         path,
         problems,
@@ -414,6 +447,7 @@ fn compile_key<const C: bool>(
         owner: Owner {
             id: key.id.clone(),
             limits,
+            model_configs,
         },
         secret_sha256,
         active: key.is_active,
@@ -460,6 +494,7 @@ fn compile_provider_configs<const C: bool>(
         let limits = builder.owner_limits(
             OwnerKind::ProviderConfig,
             &owner_id,
+            None,
             &config.budgets,
             config.rate_limit.as_ref(),
             inherited,
@@ -469,10 +504,7 @@ fn compile_provider_configs<const C: bool>(
         compiled.push(ProviderConfig {
             provider: config.provider.clone(),
             allowed_models: config.allowed_models.as_deref().map(ModelSet::new),
-            owner: Owner {
-                id: owner_id,
-                limits,
-            },
+            owner: Owner::new(owner_id, limits),
         });
     }
     Ok(compiled)
@@ -493,6 +525,7 @@ impl Builder {
         &mut self,
         owner_kind: OwnerKind,
         owner_id: &str,
+        model: Option<&str>,
         budgets: &[WireBudget],
         rate_limit: Option<&WireRateLimit>,
         inherited: &Inherited,
@@ -537,6 +570,7 @@ impl Builder {
             let limit = self.push(
                 owner_kind,
                 owner_id,
+                model,
                 LimitKind::Budget,
                 max.unwrap_or(Money::ZERO).femto(),
                 &budget.reset_duration,
@@ -597,6 +631,7 @@ impl Builder {
                         let limit = self.push(
                             owner_kind,
                             owner_id,
+                            model,
                             kind,
                             u128::from(max),
                             duration,
@@ -611,6 +646,50 @@ impl Builder {
         Ok(ids)
     }
 
+    /// An owner's `model_configs`: each entry's model checked (a pattern, named once per
+    /// owner) and its limits compiled like the owner's own, with the owner's defaults.
+    fn model_configs<const C: bool>(
+        &mut self,
+        owner_kind: OwnerKind,
+        owner_id: &str,
+        configs: &[WireModelConfig],
+        inherited: &Inherited,
+        path: &str,
+        problems: &mut Problems<C>,
+    ) -> Result<Vec<ModelConfig>> {
+        let mut seen = HashSet::new();
+        let mut compiled = Vec::with_capacity(configs.len());
+        for (j, config) in configs.iter().enumerate() {
+            let config_path = format!("{path}.model_configs[{j}]");
+            if let Some(problem) = super::model_configs::pattern_problem(&config.model) {
+                problems.note(ConfigError::new(format!("{config_path}.model"), problem))?;
+                continue;
+            }
+            if !seen.insert(config.model.as_str()) {
+                problems.note(ConfigError::new(
+                    format!("{config_path}.model"),
+                    format!("{:?} is listed twice for this owner", config.model),
+                ))?;
+                continue;
+            }
+            let limits = self.owner_limits(
+                owner_kind,
+                owner_id,
+                Some(&config.model),
+                &config.budgets,
+                config.rate_limit.as_ref(),
+                inherited,
+                &config_path,
+                problems,
+            )?;
+            compiled.push(ModelConfig {
+                model: config.model.as_str().into(),
+                limits,
+            });
+        }
+        Ok(compiled)
+    }
+
     #[allow(
         clippy::too_many_arguments,
         reason = "a limit is defined by all of these"
@@ -619,6 +698,7 @@ impl Builder {
         &mut self,
         owner_kind: OwnerKind,
         owner_id: &str,
+        model: Option<&str>,
         kind: LimitKind,
         max: u128,
         duration_text: &str,
@@ -642,7 +722,15 @@ impl Builder {
         };
         let rule = WindowRule::new(duration, defaults.calendar_aligned, zone)
             .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
-        let storage_key = storage_key(&self.namespace, owner_kind, owner_id, kind, &rule, defaults);
+        let storage_key = storage_key(
+            &self.namespace,
+            owner_kind,
+            owner_id,
+            model,
+            kind,
+            &rule,
+            defaults,
+        );
         let id = self.limits.len();
         self.limits.push(Limit {
             owner_kind,
@@ -652,6 +740,7 @@ impl Builder {
             rule,
             duration_text: duration_text.into(),
             calendar_aligned: defaults.calendar_aligned,
+            model: model.map(Box::from),
             storage_key,
         });
         Ok(id)
@@ -661,27 +750,35 @@ impl Builder {
 /// `<namespace>:<owner kind>:<owner id>:<kind>:<duration>:<a|r>:<zone>#<hash>`. The
 /// readable part helps whoever inspects shared data; the hash of the length-prefixed
 /// identity keeps two identities apart even when ids contain ':'.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a counter's identity is all of these"
+)]
 fn storage_key(
     namespace: &str,
     owner_kind: OwnerKind,
     owner_id: &str,
+    model: Option<&str>,
     kind: LimitKind,
     rule: &WindowRule,
     defaults: &Inherited,
 ) -> Box<[u8]> {
     let duration = rule.duration().to_string();
     let alignment = if defaults.calendar_aligned { "a" } else { "r" };
-    let parts = [
-        namespace,
-        owner_kind.as_str(),
-        owner_id,
+    // A model config's limit adds `model=<model>` after the owner; the owner's own limits
+    // keep the keys they always had.
+    let model = model.map(|model| format!("model={model}"));
+    let mut parts = Vec::with_capacity(8);
+    parts.extend([namespace, owner_kind.as_str(), owner_id]);
+    parts.extend(model.as_deref());
+    parts.extend([
         kind.as_str(),
         duration.as_str(),
         alignment,
         defaults.zone_text.as_str(),
-    ];
+    ]);
     let mut hasher = Sha256::new();
-    for part in parts {
+    for part in &parts {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part.as_bytes());
     }

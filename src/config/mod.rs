@@ -9,6 +9,7 @@
 mod compile;
 mod document;
 mod metering;
+mod model_configs;
 mod model_set;
 mod prices;
 mod problems;
@@ -21,6 +22,7 @@ use std::fmt;
 use compile::{compile, count_limits};
 use document::{Document, Text};
 pub use metering::{Metering, PathPattern, MAX_REWRITE_BODY_BYTES_LIMIT};
+pub use model_configs::ModelConfig;
 pub use model_set::ModelSet;
 use problems::{CollectAll, Problems, StopAtFirst};
 pub use wire::{FailureMode, Mode};
@@ -227,6 +229,9 @@ pub struct Limit {
     /// The configured duration text, echoed by the usage endpoint.
     pub duration_text: Box<str>,
     pub calendar_aligned: bool,
+    /// The model (exact or `prefix*`) of the `model_configs` entry the limit belongs to;
+    /// `None` for the owner's own limits.
+    pub model: Option<Box<str>>,
     /// The shared-data key: derived from the counter's identity (owner, kind, duration,
     /// alignment, zone), so a changed `max_limit` keeps its usage and a changed window
     /// starts a fresh counter.
@@ -243,6 +248,19 @@ impl Limit {
 pub struct Owner {
     pub id: String,
     pub limits: Vec<LimitId>,
+    /// Per-model limits (keys, teams and customers only).
+    pub model_configs: Vec<ModelConfig>,
+}
+
+impl Owner {
+    /// An owner with its own limits and no per-model ones.
+    pub fn new(id: String, limits: Vec<LimitId>) -> Self {
+        Self {
+            id,
+            limits,
+            model_configs: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -306,6 +324,33 @@ impl Policy {
             .map(|c| c.limits.as_slice())
             .unwrap_or_default();
         [key.owner.limits.as_slice(), team, customer]
+    }
+
+    /// The owners of `key`'s levels: the key, its team and its customer (those it has).
+    pub fn hierarchy_owners<'a>(&'a self, key: &'a VirtualKey) -> [Option<&'a Owner>; 3] {
+        let team = key.team.and_then(|t| self.teams.get(t)).map(|t| &t.owner);
+        let customer = key.customer.and_then(|c| self.customers.get(c));
+        [Some(&key.owner), team, customer]
+    }
+
+    /// The limits of the `model_configs` entries that apply to `model` on `key`'s levels
+    /// (at most one entry per level), in level order: key, team, customer.
+    pub fn model_limits(&self, key: &VirtualKey, model: &str) -> Vec<LimitId> {
+        let mut limits = Vec::new();
+        for owner in self.hierarchy_owners(key).into_iter().flatten() {
+            if let Some(config) = model_configs::matching(&owner.model_configs, model) {
+                limits.extend_from_slice(&config.limits);
+            }
+        }
+        limits
+    }
+
+    /// Whether any of `key`'s levels has per-model limits.
+    pub fn has_model_configs(&self, key: &VirtualKey) -> bool {
+        self.hierarchy_owners(key)
+            .into_iter()
+            .flatten()
+            .any(|owner| !owner.model_configs.is_empty())
     }
 
     /// [`Policy::hierarchy_levels`] one limit after the other.

@@ -117,6 +117,9 @@ pub struct WireCustomer {
     pub budgets: Vec<WireBudget>,
     #[serde(default)]
     pub rate_limit: Option<WireRateLimit>,
+    /// Per-model limits beside the owner's own (docs/configuration.md).
+    #[serde(default)]
+    pub model_configs: Vec<WireModelConfig>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -133,6 +136,9 @@ pub struct WireTeam {
     pub budgets: Vec<WireBudget>,
     #[serde(default)]
     pub rate_limit: Option<WireRateLimit>,
+    /// Per-model limits beside the owner's own (docs/configuration.md).
+    #[serde(default)]
+    pub model_configs: Vec<WireModelConfig>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -163,6 +169,9 @@ pub struct WireVirtualKey {
     pub budgets: Vec<WireBudget>,
     #[serde(default)]
     pub rate_limit: Option<WireRateLimit>,
+    /// Per-model limits beside the owner's own (docs/configuration.md).
+    #[serde(default)]
+    pub model_configs: Vec<WireModelConfig>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -175,6 +184,17 @@ pub struct WireProviderConfig {
     pub provider: String,
     #[serde(default)]
     pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+}
+
+/// One entry of `model_configs`: a model (exact or `prefix*`) and its limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireModelConfig {
+    pub model: String,
     #[serde(default)]
     pub budgets: Vec<WireBudget>,
     #[serde(default)]

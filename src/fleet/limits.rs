@@ -51,9 +51,8 @@ pub fn expected(limit: &Limit, namespace: &str) -> LimitadorLimit {
         max_value: names::max_value(limit),
         seconds: names::seconds(limit),
         name: Some(format!(
-            "{} '{}' {what}, {alignment}",
-            limit.owner_kind.label(),
-            limit.owner_id
+            "{} {what}, {alignment}",
+            crate::admission::owner_label(limit)
         )),
         conditions: vec![condition(&names::limit_id(limit))],
         variables: vec![WINDOW_VARIABLE.to_string()],

@@ -65,8 +65,17 @@ fn segment(id: &str) -> String {
     out
 }
 
-/// The `limit` value that selects `limit` among its owner's limits.
+/// The `limit` value that selects `limit` among its owner's limits; a model config's limit
+/// starts with `model:<model>:` (the model written as namespaces write ids).
 pub fn limit_id(limit: &Limit) -> String {
+    let own = own_limit_id(limit);
+    match &limit.model {
+        Some(model) => format!("model:{}:{own}", segment(model)),
+        None => own,
+    }
+}
+
+fn own_limit_id(limit: &Limit) -> String {
     let rule = &limit.rule;
     if rule.calendar_aligned() {
         format!(

@@ -51,7 +51,8 @@ struct PendingRefusal {
 }
 
 impl Flow {
-    /// The request's limits in level order: provider config, key, team, customer.
+    /// The request's limits in level order: provider config, key, team, customer; then
+    /// those of the model configs that apply.
     fn fleet_limits(&self) -> Vec<LimitId> {
         let Some((key_index, provider)) = &self.target else {
             return Vec::new();
@@ -65,6 +66,7 @@ impl Flow {
             .map(|c| c.owner.limits.clone())
             .unwrap_or_default();
         limits.extend(self.policy.hierarchy_limits(key));
+        limits.extend_from_slice(&self.model_limits);
         limits
     }
 

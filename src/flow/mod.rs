@@ -9,6 +9,7 @@
 //! the last frame goes upstream. The response is scanned for usage as it passes, and settled once,
 //! at its end or when the stream ends early.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::admission::{self, Admission, Evaluation};
@@ -126,6 +127,9 @@ pub struct Flow {
     charged: bool,
     /// The key and provider, once resolved (fleet mode checks every level at once).
     target: Option<(usize, Option<String>)>,
+    /// The limits of the `model_configs` entries that apply to the request's model, on
+    /// every level (key, team, customer), once the model is known.
+    model_limits: Vec<LimitId>,
     /// Fleet mode's part of the request.
     fleet: fleet::Progress,
     /// How the request is metered: its method, path and sizes.
@@ -185,6 +189,7 @@ impl Flow {
             response_status: None,
             charged: false,
             target: None,
+            model_limits: Vec::new(),
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
         }
@@ -516,7 +521,12 @@ impl Flow {
             && policy
                 .hierarchy_limits(key)
                 .any(|id| is_budget(&policy, id));
-        if key.allowed_models.is_none() && key.provider_configs.is_none() && !budget_applies {
+        // Per-model limits would be sidestepped by a model nobody can read.
+        if key.allowed_models.is_none()
+            && key.provider_configs.is_none()
+            && !budget_applies
+            && !policy.has_model_configs(key)
+        {
             return None;
         }
         let message = match place {
@@ -616,7 +626,11 @@ impl Flow {
             let budget_applies = policy
                 .hierarchy_limits(key)
                 .chain(config_limits.iter().copied())
-                .any(|id| is_budget(&policy, id));
+                .any(|id| is_budget(&policy, id))
+                || policy
+                    .model_limits(key, model)
+                    .into_iter()
+                    .any(|id| is_budget(&policy, id));
             if budget_applies && policy.require_pricing && policy.pricing.lookup(model).is_none() {
                 refusals.push(Rejection::new(
                     RejectionKind::ModelNotPriced,
@@ -663,12 +677,25 @@ impl Flow {
             .get(key_index)
             .and_then(|key| key.provider_config(provider.as_deref()?));
         self.target = Some((key_index, provider.clone()));
-        if let Some(config) = config.filter(|_| policy.fleet.is_none()) {
+        if let (Some(key), Some(model)) = (policy.keys.get(key_index), model.as_deref()) {
+            self.model_limits = policy.model_limits(key, model);
+        }
+        let config_limits = config.map(|c| c.owner.limits.as_slice());
+        // The provider config's limits and the model configs' are checked together, in the
+        // order of checks (request slots of every level first).
+        let limits = match (config_limits, self.model_limits.is_empty()) {
+            (None, true) => None,
+            (Some(own), true) => Some(Cow::Borrowed(own)),
+            (own, false) => Some(Cow::Owned(
+                [own.unwrap_or_default(), &self.model_limits].concat(),
+            )),
+        };
+        if let Some(limits) = limits.filter(|_| policy.fleet.is_none()) {
             let refusals = match admission::check(
                 &policy,
                 counters,
                 env.now,
-                &config.owner.limits,
+                &limits,
                 self.evaluation(),
                 &mut self.admission,
             ) {

@@ -16,6 +16,7 @@ mod counters;
 mod fleet;
 mod key_cache;
 mod metering;
+mod model_configs;
 mod never;
 mod operating;
 mod paths;
