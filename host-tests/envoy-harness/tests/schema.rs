@@ -99,7 +99,18 @@ fn the_base_a_litellm_priced_entry_reservations_and_fleet_blocks_are_valid_for_b
             "request_reset_duration": "never", "token_max_limit": 1000,
             "token_reset_duration": "never"});
     });
+    let per_model = with(|c| {
+        let entry = json!([{"model": "gpt-4o*", "budgets": [{"max_limit": 5,
+            "reset_duration": "1d"}], "rate_limit": {"request_max_limit": 10,
+            "request_reset_duration": "1m"}}, {"model": "gpt-4o-mini"}]);
+        c["teams"][0]["model_configs"] = entry.clone();
+        c["virtual_keys"][0]["model_configs"] = entry;
+        c["customers"] = json!([{"id": "acme", "model_configs": [{"model": "*",
+            "rate_limit": {"token_max_limit": 1000, "token_reset_duration": "never"}}]}]);
+        c["teams"][0]["customer_id"] = json!("acme");
+    });
     for config in [
+        per_model,
         never,
         base(),
         litellm,
@@ -194,6 +205,28 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
         (
             "zero duration",
             with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("0s")),
+        ),
+        (
+            "model config without a model",
+            with(|c| c["teams"][0]["model_configs"] = json!([{"budgets": []}])),
+        ),
+        (
+            "model config with a star inside its model",
+            with(|c| c["teams"][0]["model_configs"] = json!([{"model": "gpt-*o"}])),
+        ),
+        (
+            "unknown model config field",
+            with(|c| {
+                c["virtual_keys"][0]["model_configs"] =
+                    json!([{"model": "gpt-4o", "allowed_models": []}])
+            }),
+        ),
+        (
+            "model configs on a provider config",
+            with(|c| {
+                c["virtual_keys"][0]["provider_configs"] =
+                    json!([{"provider": "openai", "model_configs": [{"model": "gpt-4o"}]}])
+            }),
         ),
         (
             "never misspelt",
