@@ -332,9 +332,17 @@ fn refusal(
     }
 }
 
-/// Who a limit belongs to, as refusals name it: `team 'ml'`, and for a model config's
-/// limit `team 'ml' model 'gpt-4o*'`.
+/// Who a limit belongs to, as refusals name it: `team 'ml'`, for a model config's limit
+/// `team 'ml' model 'gpt-4o*'`, for a `per_value` template's `team 'ml' per value` (the
+/// value of its header that the request carried).
 pub fn owner_label(limit: &Limit) -> String {
+    if limit.per_value.is_some() {
+        return format!(
+            "{} '{}' per value",
+            limit.owner_kind.label(),
+            limit.owner_id
+        );
+    }
     match &limit.model {
         Some(model) => format!(
             "{} '{}' model '{model}'",

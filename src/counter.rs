@@ -305,6 +305,9 @@ pub struct Counters<'a> {
     store: &'a dyn CasStore,
     guard_key: &'a [u8],
     conflicts: u64,
+    /// The request's `per_value` slots, `(table, slot)`: a template limit of a table is
+    /// read and written in its slot's counter ([`crate::per_value`]).
+    value_slots: Vec<(u32, u32)>,
 }
 
 impl<'a> Counters<'a> {
@@ -314,7 +317,52 @@ impl<'a> Counters<'a> {
             store,
             guard_key,
             conflicts: 0,
+            value_slots: Vec::new(),
         }
+    }
+
+    /// Counts the template limits of `per_value` tables in these slots, `(table, slot)`.
+    pub fn set_value_slots(&mut self, slots: &[(u32, u32)]) {
+        if !slots.is_empty() {
+            self.value_slots = slots.to_vec();
+        }
+    }
+
+    /// Whether a slot of `per_value` table `table` is set.
+    pub fn has_value_slot(&self, table: u32) -> bool {
+        self.value_slots.iter().any(|(t, _)| *t == table)
+    }
+
+    /// The key of `limit`'s counter: its own, or for a `per_value` template, its slot's.
+    fn key_of<'k>(&self, limit: &'k Limit) -> std::borrow::Cow<'k, [u8]> {
+        let Some(table) = limit.per_value else {
+            return std::borrow::Cow::Borrowed(&limit.storage_key);
+        };
+        match self.value_slots.iter().find(|(t, _)| *t == table) {
+            Some((_, slot)) => std::borrow::Cow::Owned(crate::config::slot_key(limit, *slot)),
+            // Without a slot the template's own key, which no value ever writes.
+            None => std::borrow::Cow::Borrowed(&limit.storage_key),
+        }
+    }
+
+    /// A raw value and its version (the `per_value` claims).
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Cas)>, CounterError> {
+        Ok(self.store.get(key)?)
+    }
+
+    /// Writes `value` if the key is absent (`false` if it exists).
+    pub fn create_raw(&mut self, key: &[u8], value: &[u8]) -> Result<bool, CounterError> {
+        let guard = self.guard_version()?;
+        Ok(self.store.set(key, value, guard)? == SetOutcome::Written)
+    }
+
+    /// Writes `value` if the key still has version `cas` (0: unconditionally).
+    pub fn set_raw(&mut self, key: &[u8], value: &[u8], cas: Cas) -> Result<bool, CounterError> {
+        let written = self.store.set(key, value, cas)? == SetOutcome::Written;
+        if !written {
+            self.conflicts = self.conflicts.saturating_add(1);
+        }
+        Ok(written)
     }
 
     /// CAS conflicts seen so far (for the `cas_conflicts` Envoy counter).
@@ -331,19 +379,20 @@ impl<'a> Counters<'a> {
     /// Used when a configuration is applied (Envoy runs that on the main thread before the
     /// workers serve traffic with it, so the check-then-set cannot race with requests).
     pub fn ensure_exists(&mut self, limit: &Limit) -> Result<(), CounterError> {
-        if let Some((bytes, _)) = self.store.get(&limit.storage_key)? {
+        let key = self.key_of(limit);
+        if let Some((bytes, _)) = self.store.get(&key)? {
             Record::decode(&bytes)?;
             return Ok(());
         }
         // A mismatch means another VM created it first, which is just as good.
-        self.create(&limit.storage_key, &Record::default())?;
+        self.create(&key, &Record::default())?;
         Ok(())
     }
 
     /// The counter as of `now`, and whether it has ever been used (a counter never used
     /// reads as a window starting at `now`, without writing).
     pub fn peek(&self, limit: &Limit, now: i64) -> Result<(Record, bool), CounterError> {
-        let stored = match self.store.get(&limit.storage_key)? {
+        let stored = match self.store.get(&self.key_of(limit))? {
             Some((bytes, _)) => Record::decode(&bytes)?,
             None => Record::default(),
         };
@@ -404,8 +453,9 @@ impl<'a> Counters<'a> {
         now: i64,
         mut change: impl FnMut(&mut Record, bool) -> Change<T>,
     ) -> Result<Updated<T>, CounterError> {
+        let key = self.key_of(limit);
         for _ in 0..MAX_ATTEMPTS {
-            let (stored, cas) = match self.store.get(&limit.storage_key)? {
+            let (stored, cas) = match self.store.get(&key)? {
                 Some((bytes, cas)) => (Some(Record::decode(&bytes)?), cas),
                 None => (None, 0),
             };
@@ -441,9 +491,9 @@ impl<'a> Counters<'a> {
                 });
             }
             let written = if stored.is_some() {
-                self.store.set(&limit.storage_key, &record.encode(), cas)? == SetOutcome::Written
+                self.store.set(&key, &record.encode(), cas)? == SetOutcome::Written
             } else {
-                self.create(&limit.storage_key, &record)?
+                self.create(&key, &record)?
             };
             if written {
                 return Ok(Updated {

@@ -29,6 +29,7 @@ pub mod identity;
 pub mod metrics;
 pub mod money;
 pub mod path_model;
+pub mod per_value;
 pub mod pricing;
 pub mod recycler;
 pub mod rejection;

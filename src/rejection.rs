@@ -14,11 +14,13 @@ pub enum RejectionKind {
     RequestLimited,
     TokenLimited,
     BudgetExceeded,
+    /// A header value found no free slot in its owner's `per_value` table.
+    PerValueFull,
     GovernanceUnavailable,
 }
 
 impl RejectionKind {
-    pub const ALL: [RejectionKind; 11] = [
+    pub const ALL: [RejectionKind; 12] = [
         RejectionKind::VirtualKeyRequired,
         RejectionKind::VirtualKeyNotFound,
         RejectionKind::VirtualKeyBlocked,
@@ -29,6 +31,7 @@ impl RejectionKind {
         RejectionKind::RequestLimited,
         RejectionKind::TokenLimited,
         RejectionKind::BudgetExceeded,
+        RejectionKind::PerValueFull,
         RejectionKind::GovernanceUnavailable,
     ];
 
@@ -44,6 +47,7 @@ impl RejectionKind {
             RejectionKind::RequestLimited => "request_limited",
             RejectionKind::TokenLimited => "token_limited",
             RejectionKind::BudgetExceeded => "budget_exceeded",
+            RejectionKind::PerValueFull => "per_value_full",
             RejectionKind::GovernanceUnavailable => "governance_unavailable",
         }
     }
@@ -58,6 +62,7 @@ impl RejectionKind {
             | RejectionKind::ModelNotPriced => 403,
             RejectionKind::RequestLimited | RejectionKind::TokenLimited => 429,
             RejectionKind::BudgetExceeded => 402,
+            RejectionKind::PerValueFull => 429,
             RejectionKind::GovernanceUnavailable => 503,
         }
     }

@@ -33,7 +33,21 @@ pub fn reply(
         let Some(limit) = policy.limits.get(id) else {
             continue;
         };
-        entries.push(entry(limit, &counters.read(limit, now)?));
+        let mut counter = entry(limit, &counters.read(limit, now)?);
+        // A `per_value` template's counter is shown only in the slot of the asker's value.
+        if let Some(table) = limit.per_value {
+            if !counters.has_value_slot(table) {
+                continue;
+            }
+            let header = policy
+                .per_values
+                .get(table as usize)
+                .map(|t| t.header.as_str());
+            if let (Some(header), Some(fields)) = (header, counter.as_object_mut()) {
+                fields.insert("per_value".to_string(), serde_json::json!(header));
+            }
+        }
+        entries.push(counter);
     }
     Ok(json_reply(200, serde_json::json!({ "counters": entries })))
 }
@@ -127,8 +141,42 @@ fn key_limits(policy: &Policy, key: &crate::config::VirtualKey) -> Vec<LimitId> 
         for config in &owner.model_configs {
             limits.extend(&config.limits);
         }
+        let table = owner
+            .per_value
+            .and_then(|t| policy.per_values.get(t as usize));
+        limits.extend(table.iter().flat_map(|t| t.limits.iter()));
     }
     limits
+}
+
+/// The slots of the asker's header values in the `per_value` tables of its key and team
+/// (found, never claimed), `(table, slot)`: what [`reply`] shows of those tables.
+pub fn value_slots(
+    policy: &Policy,
+    headers: &dyn RequestHeaders,
+    counters: &Counters<'_>,
+) -> Result<Vec<(u32, u32)>, CounterError> {
+    let mut slots = Vec::new();
+    let Some(key) = identify(policy, headers)
+        .and_then(|found| found.key)
+        .and_then(|index| policy.keys.get(index))
+    else {
+        return Ok(slots);
+    };
+    for owner in policy.hierarchy_owners(key).into_iter().take(2).flatten() {
+        let Some(table) = owner.per_value else {
+            continue;
+        };
+        let Some(per_value) = policy.per_values.get(table as usize) else {
+            continue;
+        };
+        let hash =
+            crate::per_value::value_hash(&headers.get(&per_value.header).unwrap_or_default());
+        if let Some(slot) = crate::per_value::find(per_value, counters, &hash)? {
+            slots.push((table, slot));
+        }
+    }
+    Ok(slots)
 }
 
 fn visible_limits(policy: &Policy, headers: &dyn RequestHeaders) -> Option<Vec<LimitId>> {

@@ -16,12 +16,12 @@ use super::metering::compile_metering;
 use super::prices::compile_pricing;
 use super::problems::Problems;
 use super::wire::{
-    WireBudget, WireCustomer, WireModelConfig, WireProviderConfig, WireRateLimit, WireReservation, WireTeam,
-    WireVirtualKey,
+    WireBudget, WireCustomer, WireModelConfig, WirePerValue, WireProviderConfig, WireRateLimit,
+    WireReservation, WireTeam, WireVirtualKey,
 };
 use super::{
-    ConfigError, Limit, LimitId, LimitKind, ModelConfig, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
-    Reservation, Team, UsageEndpoint, VirtualKey,
+    ConfigError, Limit, LimitId, LimitKind, ModelConfig, ModelSet, Owner, OwnerKind, PerValue,
+    Policy, ProviderConfig, Reservation, Team, UsageEndpoint, VirtualKey,
 };
 use crate::duration::LimitDuration;
 use crate::money::Money;
@@ -29,6 +29,10 @@ use crate::window::WindowRule;
 use crate::zone::Zone;
 
 type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The largest `max_values` of a `per_value` table: shared data holds a claim and a counter
+/// per template limit for each slot, and has no delete.
+const MAX_VALUES_LIMIT: u32 = 1_000_000;
 
 /// Window defaults an owner hands down to its limits.
 #[derive(Clone)]
@@ -70,6 +74,8 @@ pub fn compile<const C: bool>(
     let mut builder = Builder {
         namespace: wire.namespace.clone(),
         limits: Vec::with_capacity(limit_count),
+        per_values: Vec::new(),
+        per_value_scope: None,
     };
     let global = Inherited {
         calendar_aligned: false,
@@ -124,6 +130,7 @@ pub fn compile<const C: bool>(
             id: customer.id.clone(),
             limits,
             model_configs,
+            per_value: None,
         });
     }
 
@@ -178,11 +185,18 @@ pub fn compile<const C: bool>(
             &path,
             problems,
         )?;
+        let per_value = match &team.per_value {
+            Some(wire) => {
+                builder.per_value(OwnerKind::Team, &team.id, wire, &inherited, &path, problems)?
+            }
+            None => None,
+        };
         teams.push(Team {
             owner: Owner {
                 id: team.id.clone(),
                 limits,
                 model_configs,
+                per_value,
             },
             customer,
         });
@@ -256,6 +270,7 @@ pub fn compile<const C: bool>(
         reservation,
         pricing,
         limits: builder.limits,
+        per_values: builder.per_values,
         customers,
         teams,
         keys,
@@ -296,6 +311,7 @@ pub fn count_limits<const C: bool>(
         };
         count = count.saturating_add(limits_of(&team.budgets, team.rate_limit.as_ref()));
         count = count.saturating_add(model_limits_of(&team.model_configs));
+        count = count.saturating_add(per_value_limits_of(team.per_value.as_ref()));
     }
     for i in 0..document.virtual_keys.len() {
         let Some(key) = problems.take(document.virtual_keys.decode::<WireVirtualKey>(i, text))?
@@ -304,6 +320,7 @@ pub fn count_limits<const C: bool>(
         };
         count = count.saturating_add(limits_of(&key.budgets, key.rate_limit.as_ref()));
         count = count.saturating_add(model_limits_of(&key.model_configs));
+        count = count.saturating_add(per_value_limits_of(key.per_value.as_ref()));
         for config in key.provider_configs.iter().flatten() {
             count = count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()));
         }
@@ -326,6 +343,11 @@ fn model_limits_of(configs: &[WireModelConfig]) -> usize {
     configs.iter().fold(0usize, |count, config| {
         count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()))
     })
+}
+
+/// The template limits of a `per_value` table.
+fn per_value_limits_of(per_value: Option<&WirePerValue>) -> usize {
+    per_value.map_or(0, |wire| limits_of(&wire.budgets, wire.rate_limit.as_ref()))
 }
 
 fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
@@ -436,6 +458,17 @@ fn compile_key<const C: bool>(
         path,
         problems,
     )?;
+    let per_value = match &key.per_value {
+        Some(wire) => builder.per_value(
+            OwnerKind::VirtualKey,
+            &key.id,
+            wire,
+            &inherited,
+            path,
+            problems,
+        )?,
+        None => None,
+    };
     let provider_configs = key
         .provider_configs
         .as_ref()
@@ -448,6 +481,7 @@ fn compile_key<const C: bool>(
             id: key.id.clone(),
             limits,
             model_configs,
+            per_value,
         },
         secret_sha256,
         active: key.is_active,
@@ -514,6 +548,9 @@ fn compile_provider_configs<const C: bool>(
 struct Builder {
     namespace: String,
     limits: Vec<Limit>,
+    per_values: Vec<PerValue>,
+    /// While a `per_value` template is compiled: its table's index and header.
+    per_value_scope: Option<(u32, String)>,
 }
 
 impl Builder {
@@ -646,6 +683,86 @@ impl Builder {
         Ok(ids)
     }
 
+    /// An owner's `per_value` table: its header checked, `max_values` bounded, and its
+    /// template limits compiled like the owner's own (with the owner's defaults). `None`
+    /// when a problem was noted (problems collected).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "an owner's table, where it is, and where problems go"
+    )]
+    fn per_value<const C: bool>(
+        &mut self,
+        owner_kind: OwnerKind,
+        owner_id: &str,
+        wire: &WirePerValue,
+        inherited: &Inherited,
+        path: &str,
+        problems: &mut Problems<C>,
+    ) -> Result<Option<u32>> {
+        let path = format!("{path}.per_value");
+        let header = wire.header.to_ascii_lowercase();
+        if let Err(problem) = header_names(
+            std::slice::from_ref(&header),
+            &mut super::problems::StopAtFirst::new(),
+        ) {
+            problems.note(ConfigError::new(
+                format!("{path}.header"),
+                problem.message.replace("virtual_key_headers[0]: ", ""),
+            ))?;
+            return Ok(None);
+        }
+        let max_values = match u32::try_from(wire.max_values) {
+            Ok(n) if (1..=MAX_VALUES_LIMIT).contains(&n) => n,
+            _ => {
+                problems.note(ConfigError::new(
+                    format!("{path}.max_values"),
+                    format!(
+                        "{} is not between 1 and {MAX_VALUES_LIMIT}",
+                        wire.max_values
+                    ),
+                ))?;
+                return Ok(None);
+            }
+        };
+        if wire.budgets.is_empty() && wire.rate_limit.is_none() {
+            problems.note(ConfigError::new(
+                path.as_str(),
+                "needs `budgets` or a `rate_limit`: the limits each value gets",
+            ))?;
+            return Ok(None);
+        }
+        let Ok(index) = u32::try_from(self.per_values.len()) else {
+            return Ok(None);
+        };
+        self.per_value_scope = Some((index, header.clone()));
+        let limits = self.owner_limits(
+            owner_kind,
+            owner_id,
+            None,
+            &wire.budgets,
+            wire.rate_limit.as_ref(),
+            inherited,
+            &path,
+            problems,
+        );
+        self.per_value_scope = None;
+        let limits = limits?;
+        let claim_prefix = format!(
+            "{}:per_value:{}:{}:{header}#claim@",
+            self.namespace,
+            owner_kind.as_str(),
+            owner_id
+        );
+        self.per_values.push(PerValue {
+            header,
+            max_values,
+            limits,
+            owner_label: format!("{} '{owner_id}'", owner_kind.label()),
+            claim_prefix: claim_prefix.into_bytes().into_boxed_slice(),
+        });
+        Ok(Some(index))
+    }
+
     /// An owner's `model_configs`: each entry's model checked (a pattern, named once per
     /// owner) and its limits compiled like the owner's own, with the owner's defaults.
     fn model_configs<const C: bool>(
@@ -722,11 +839,17 @@ impl Builder {
         };
         let rule = WindowRule::new(duration, defaults.calendar_aligned, zone)
             .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
+        let per_value = self.per_value_scope.as_ref();
+        let scope = match (model, per_value) {
+            (Some(model), _) => Some(format!("model={model}")),
+            (None, Some((_, header))) => Some(format!("per_value={header}")),
+            (None, None) => None,
+        };
         let storage_key = storage_key(
             &self.namespace,
             owner_kind,
             owner_id,
-            model,
+            scope.as_deref(),
             kind,
             &rule,
             defaults,
@@ -741,6 +864,7 @@ impl Builder {
             duration_text: duration_text.into(),
             calendar_aligned: defaults.calendar_aligned,
             model: model.map(Box::from),
+            per_value: per_value.map(|(index, _)| *index),
             storage_key,
         });
         Ok(id)
@@ -758,19 +882,18 @@ fn storage_key(
     namespace: &str,
     owner_kind: OwnerKind,
     owner_id: &str,
-    model: Option<&str>,
+    scope: Option<&str>,
     kind: LimitKind,
     rule: &WindowRule,
     defaults: &Inherited,
 ) -> Box<[u8]> {
     let duration = rule.duration().to_string();
     let alignment = if defaults.calendar_aligned { "a" } else { "r" };
-    // A model config's limit adds `model=<model>` after the owner; the owner's own limits
-    // keep the keys they always had.
-    let model = model.map(|model| format!("model={model}"));
+    // A model config's limit adds `model=<model>` after the owner, a per-value template
+    // `per_value=<header>`; the owner's own limits keep the keys they always had.
     let mut parts = Vec::with_capacity(8);
     parts.extend([namespace, owner_kind.as_str(), owner_id]);
-    parts.extend(model.as_deref());
+    parts.extend(scope);
     parts.extend([
         kind.as_str(),
         duration.as_str(),

@@ -125,6 +125,8 @@ pub struct Policy {
     pub pricing: Pricing,
     /// Every configured limit, each with its own shared-data key.
     pub limits: Vec<Limit>,
+    /// The `per_value` tables of keys and teams.
+    pub per_values: Vec<PerValue>,
     pub customers: Vec<Owner>,
     pub teams: Vec<Team>,
     pub keys: Vec<VirtualKey>,
@@ -232,6 +234,9 @@ pub struct Limit {
     /// The model (exact or `prefix*`) of the `model_configs` entry the limit belongs to;
     /// `None` for the owner's own limits.
     pub model: Option<Box<str>>,
+    /// The `per_value` table (index in [`Policy::per_values`]) whose template this limit
+    /// is: its counters are one per slot ([`crate::per_value`]).
+    pub per_value: Option<u32>,
     /// The shared-data key: derived from the counter's identity (owner, kind, duration,
     /// alignment, zone), so a changed `max_limit` keeps its usage and a changed window
     /// starts a fresh counter.
@@ -250,6 +255,9 @@ pub struct Owner {
     pub limits: Vec<LimitId>,
     /// Per-model limits (keys, teams and customers only).
     pub model_configs: Vec<ModelConfig>,
+    /// Limits per value of a request header (keys and teams only): index in
+    /// [`Policy::per_values`].
+    pub per_value: Option<u32>,
 }
 
 impl Owner {
@@ -259,8 +267,46 @@ impl Owner {
             id,
             limits,
             model_configs: Vec::new(),
+            per_value: None,
         }
     }
+}
+
+/// A `per_value` table: the template limits each value of `header` gets, in at most
+/// `max_values` slots ([`crate::per_value`]).
+#[derive(Debug)]
+pub struct PerValue {
+    /// Lower-cased.
+    pub header: String,
+    pub max_values: u32,
+    /// The template limits (their counters are one per slot).
+    pub limits: Vec<LimitId>,
+    /// The owner's label in messages (`virtual key 'vk-1'`).
+    pub owner_label: String,
+    /// Prefix of the slots' claim keys.
+    claim_prefix: Box<[u8]>,
+}
+
+impl PerValue {
+    /// The key that says which value (its SHA-256) holds `slot`.
+    pub fn claim_key(&self, slot: u32) -> Vec<u8> {
+        let mut key = self.claim_prefix.to_vec();
+        key.extend_from_slice(slot.to_string().as_bytes());
+        key
+    }
+
+    /// The key of `limit`'s counter (a template limit of this table) in `slot`.
+    pub fn counter_key(&self, limit: &Limit, slot: u32) -> Vec<u8> {
+        slot_key(limit, slot)
+    }
+}
+
+/// The key of a template limit's counter in `slot`: the template's key and the slot.
+pub fn slot_key(limit: &Limit, slot: u32) -> Vec<u8> {
+    let mut key = limit.storage_key.to_vec();
+    key.push(b'@');
+    key.extend_from_slice(slot.to_string().as_bytes());
+    key
 }
 
 #[derive(Debug)]

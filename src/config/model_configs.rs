@@ -72,7 +72,10 @@ mod tests {
         assert_eq!(id("gpt-4o"), Some(0));
         assert_eq!(id("gpt-4.1"), Some(2));
         assert_eq!(id("claude-sonnet-4"), None);
-        assert_eq!(matching(&[config("*", 7)], "anything").map(|c| c.limits[0]), Some(7));
+        assert_eq!(
+            matching(&[config("*", 7)], "anything").map(|c| c.limits[0]),
+            Some(7)
+        );
     }
 
     #[test]

@@ -183,7 +183,11 @@ fn model_configs_compile_beside_the_owners_limits_with_their_own_counters() {
     assert_ne!(own.storage_key, model.storage_key, "a counter of its own");
     let key = &policy.keys[0];
     let key_model = policy.model_limits(key, "gpt-4o-mini");
-    assert_eq!(key_model.len(), 2, "the key's exact entry and the team's prefix");
+    assert_eq!(
+        key_model.len(),
+        2,
+        "the key's exact entry and the team's prefix"
+    );
     assert_eq!(policy.model_limits(key, "gpt-4.1"), Vec::<LimitId>::new());
     assert!(policy.has_model_configs(key));
 }

@@ -139,6 +139,9 @@ pub struct WireTeam {
     /// Per-model limits beside the owner's own (docs/configuration.md).
     #[serde(default)]
     pub model_configs: Vec<WireModelConfig>,
+    /// Limits for each value of a request header, inside the owner's.
+    #[serde(default)]
+    pub per_value: Option<WirePerValue>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -172,6 +175,9 @@ pub struct WireVirtualKey {
     /// Per-model limits beside the owner's own (docs/configuration.md).
     #[serde(default)]
     pub model_configs: Vec<WireModelConfig>,
+    /// Limits for each value of a request header, inside the owner's.
+    #[serde(default)]
+    pub per_value: Option<WirePerValue>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -188,6 +194,23 @@ pub struct WireProviderConfig {
     pub budgets: Vec<WireBudget>,
     #[serde(default)]
     pub rate_limit: Option<WireRateLimit>,
+}
+
+/// `per_value`: the limits each value of `header` gets, in a table of `max_values` slots.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WirePerValue {
+    pub header: String,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+    #[serde(default = "default_max_values")]
+    pub max_values: u64,
+}
+
+fn default_max_values() -> u64 {
+    10_000
 }
 
 /// One entry of `model_configs`: a model (exact or `prefix*`) and its limits.

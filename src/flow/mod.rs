@@ -127,6 +127,8 @@ pub struct Flow {
     charged: bool,
     /// The key and provider, once resolved (fleet mode checks every level at once).
     target: Option<(usize, Option<String>)>,
+    /// The `per_value` slots of the request's header values, `(table, slot)`.
+    value_slots: Vec<(u32, u32)>,
     /// The limits of the `model_configs` entries that apply to the request's model, on
     /// every level (key, team, customer), once the model is known.
     model_limits: Vec<LimitId>,
@@ -190,6 +192,7 @@ impl Flow {
             charged: false,
             target: None,
             model_limits: Vec::new(),
+            value_slots: Vec::new(),
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
         }
@@ -207,6 +210,14 @@ impl Flow {
                 return self.fleet_usage(head.headers, head.path, env);
             }
             self.stage = Stage::Replied;
+            if !policy.per_values.is_empty() {
+                match usage_endpoint::value_slots(&policy, head.headers, &counters) {
+                    Ok(slots) => counters.set_value_slots(&slots),
+                    Err(err) => {
+                        return RequestAction::Reply(self.unavailable(err, &mut counters, env))
+                    }
+                }
+            }
             let reply = usage_endpoint::reply(&policy, head.headers, &counters, env.now);
             return match reply {
                 Ok(reply) => RequestAction::Reply(reply),
@@ -295,7 +306,13 @@ impl Flow {
 
         // One allocation: collecting the chained iterator costs several times more, on
         // every request.
-        let levels = policy.hierarchy_levels(key).concat();
+        let mut levels = policy.hierarchy_levels(key).concat();
+        if !policy.per_values.is_empty() && policy.fleet.is_none() {
+            match self.claim_values(&policy, key, head.headers, &mut counters, env) {
+                Ok(limits) => levels.extend(limits),
+                Err(reply) => return RequestAction::Reply(reply),
+            }
+        }
         if policy.fleet.is_some() {
             // Every level is asked in one round once the request is known; a counter
             // remembered exhausted refuses now, before anything goes upstream.
@@ -403,6 +420,7 @@ impl Flow {
                 let (key, provider, judged) = (*key, provider.clone(), *judged);
                 let policy = Rc::clone(&self.policy);
                 let mut counters = Counters::new(env.store, &policy.guard_key);
+                counters.set_value_slots(&self.value_slots);
                 let model = match body_model {
                     BodyModel::Named(model) => Some(model),
                     BodyModel::Absent => None,
@@ -432,6 +450,7 @@ impl Flow {
                 let model = model.clone();
                 let policy = Rc::clone(&self.policy);
                 let mut counters = Counters::new(env.store, &policy.guard_key);
+                counters.set_value_slots(&self.value_slots);
                 self.admit(model, true, &mut counters, env)
             }
             _ => pass,
@@ -906,6 +925,7 @@ fn split_provider(
 
 mod fleet;
 mod metering;
+mod per_value;
 mod refusal;
 mod settle;
 #[cfg(test)]

@@ -69,6 +69,7 @@ impl Flow {
             }
         };
         let mut counters = Counters::new(env.store, &policy.guard_key);
+        counters.set_value_slots(&self.value_slots);
         let chargeable = &self.admission.chargeable;
         let held = std::mem::take(&mut self.admission.held);
         let tokens = u128::from(usage.total_tokens());

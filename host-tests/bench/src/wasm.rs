@@ -198,6 +198,28 @@ pub fn run(opts: &Opts, report: &mut Report) {
             (reserving as f64 / typical.max(1) as f64 - 1.0) * 100.0
         ),
     );
+    for (name, config, what) in [
+        (
+            "typical_request_fuel_with_model_config",
+            workload::with_model_config(&workload::config(5)),
+            "a model_configs entry on the key matching the model: its budget and request limit beside the key's own",
+        ),
+        (
+            "typical_request_fuel_with_never_budget",
+            workload::with_never_budget(&workload::config(5)),
+            "the key's budget with reset_duration \"never\"",
+        ),
+    ] {
+        let fuel = configured_fuel(&opts.wasm, &config);
+        report.figure(
+            name,
+            thousands(fuel),
+            &format!(
+                "the same request, {what}: {:+.0}% (information, not a budget)",
+                (fuel as f64 / typical.max(1) as f64 - 1.0) * 100.0
+            ),
+        );
+    }
     let (large_body, large_fuel) = large_request_body_fuel(&opts.wasm);
     report.figure(
         "request_body_3mib_fuel",
@@ -543,9 +565,14 @@ fn amazon_stream(svm: &mut Vm, host: &Host, bytes: usize, report: &mut Report) {
 
 /// Mean fuel of the typical request with reservations on (5 keys, after warm-up).
 fn reservation_fuel(wasm: &Path) -> u64 {
+    configured_fuel(wasm, &workload::with_reservation(&workload::config(5)))
+}
+
+/// Mean fuel of the typical request under `config` (after warm-up).
+fn configured_fuel(wasm: &Path, config: &str) -> u64 {
     let req = workload::request(workload::REQUEST_BODY);
     let resp = workload::response();
-    let mut host = build(wasm, &workload::with_reservation(&workload::config(5)), 1);
+    let mut host = build(wasm, config, 1);
     let vm = host.vm(0);
     for _ in 0..200 {
         exchange(vm, &req, &resp);

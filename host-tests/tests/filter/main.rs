@@ -20,6 +20,7 @@ mod model_configs;
 mod never;
 mod operating;
 mod paths;
+mod per_value;
 mod refusals;
 mod reservations;
 mod stream_usage;

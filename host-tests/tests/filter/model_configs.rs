@@ -66,12 +66,18 @@ fn a_prefix_entry_limits_its_models_requests_beside_the_keys_own_limit() {
     assert_eq!(header(&ex, "retry-after"), Some("60"));
     assert_eq!(header(&ex, "x-ratelimit-limit-requests"), Some("2"));
     assert_eq!(header(&ex, "x-ratelimit-remaining-requests"), Some("0"));
-    assert!(ex.upstream.headers.is_some() && ex.upstream.body.len() < chat_body("gpt-4.1-mini").len(),
-        "refused at the body's end: upstream never gets the request whole");
+    assert!(
+        ex.upstream.headers.is_some() && ex.upstream.body.len() < chat_body("gpt-4.1-mini").len(),
+        "refused at the body's end: upstream never gets the request whole"
+    );
     // Another model is not held back by gpt-4*'s limit; the key's own limit counted all.
     let ex = vm.exchange(&chat("sk", "claude-sonnet-4-5"), &openai_json(1, 1));
     assert_eq!(ex.client.status, 200);
-    assert_eq!(used(&mut host, "vk", "requests"), 3.0, "the key's own limit");
+    assert_eq!(
+        used(&mut host, "vk", "requests"),
+        3.0,
+        "the key's own limit"
+    );
     let model = model_counter(&mut host, "vk", "gpt-4*", "requests");
     assert_eq!(model["used"], 2);
     assert_eq!(model["owner"], "virtual_key");
@@ -100,7 +106,9 @@ fn the_exact_name_wins_over_a_prefix_and_its_budget_is_charged_and_refuses() {
     assert_eq!(ex.client.status, 402);
     assert_eq!(error_type(&ex), "budget_exceeded");
     assert!(
-        message(&ex).starts_with("virtual key 'vk' model 'gpt-4o-mini' budget exceeded: 0.0004 of 0.0003 USD used"),
+        message(&ex).starts_with(
+            "virtual key 'vk' model 'gpt-4o-mini' budget exceeded: 0.0004 of 0.0003 USD used"
+        ),
         "{}",
         message(&ex)
     );
@@ -108,7 +116,10 @@ fn the_exact_name_wins_over_a_prefix_and_its_budget_is_charged_and_refuses() {
     let budget = model_counter(&mut host, "vk", "gpt-4o-mini", "budget");
     assert_eq!(budget["used"], 0.00042);
     let prefix = model_counter(&mut host, "vk", "gpt-4*", "requests");
-    assert_eq!(prefix["used"], 0, "gpt-4o-mini matched its exact entry, not gpt-4*");
+    assert_eq!(
+        prefix["used"], 0,
+        "gpt-4o-mini matched its exact entry, not gpt-4*"
+    );
     // The team's own budget was charged beside it.
     assert_eq!(used(&mut host, "ml", "budget"), 0.00042);
     // A day later the model's budget has a new window.
@@ -132,7 +143,9 @@ fn a_teams_token_limit_and_a_customers_credit_apply_to_their_keys_models() {
     assert_eq!(ex.client.status, 429);
     assert_eq!(error_type(&ex), "token_limited");
     assert!(
-        message(&ex).starts_with("team 'ml' model 'claude-sonnet-4*' token limit exceeded: 600 of 500 tokens used"),
+        message(&ex).starts_with(
+            "team 'ml' model 'claude-sonnet-4*' token limit exceeded: 600 of 500 tokens used"
+        ),
         "{}",
         message(&ex)
     );
@@ -165,10 +178,20 @@ fn a_key_sees_every_levels_model_counters_and_nothing_else_of_other_owners() {
         &Response::status(500),
     );
     assert_eq!(ex.client.status, 200);
-    let counters = body_json(&ex)["counters"].as_array().cloned().unwrap_or_default();
+    let counters = body_json(&ex)["counters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let mut models: Vec<String> = counters
         .iter()
-        .filter_map(|c| Some(format!("{}:{}:{}", c["owner"].as_str()?, c["model"].as_str()?, c["kind"].as_str()?)))
+        .filter_map(|c| {
+            Some(format!(
+                "{}:{}:{}",
+                c["owner"].as_str()?,
+                c["model"].as_str()?,
+                c["kind"].as_str()?
+            ))
+        })
         .collect();
     models.sort();
     assert_eq!(
@@ -209,7 +232,11 @@ fn reservations_hold_the_estimate_on_a_models_budget_too() {
         .vm(0)
         .exchange(&chat("sk", "gpt-4o-mini"), &openai_json(1, 1));
     assert_eq!(ex.client.status, 402);
-    assert!(message(&ex).contains("model 'gpt-4o-mini' budget exceeded"), "{}", message(&ex));
+    assert!(
+        message(&ex).contains("model 'gpt-4o-mini' budget exceeded"),
+        "{}",
+        message(&ex)
+    );
     let body = r#"{"model":"gpt-4o-mini","max_tokens":100,"messages":[]}"#;
     let request = Request::post("/v1/chat/completions", body).header("authorization", "Bearer sk");
     let ex = host.vm(0).exchange(&request, &openai_json(10, 50));
@@ -267,7 +294,8 @@ fn in_fleet_mode_a_models_limits_are_limitador_limits_of_their_owner() {
         .vm(0)
         .exchange(&chat("sk", "gpt-4.1-mini"), &openai_json(1, 1));
     assert!(
-        message(&ex).starts_with("virtual key 'k' model 'gpt-4*' request limit exceeded across the fleet"),
+        message(&ex)
+            .starts_with("virtual key 'k' model 'gpt-4*' request limit exceeded across the fleet"),
         "{}",
         message(&ex)
     );
@@ -280,12 +308,22 @@ fn in_fleet_mode_a_models_limits_are_limitador_limits_of_their_owner() {
     let fake = limitador.lock().expect("fake");
     let now = T0;
     assert_eq!(
-        fake.used("gov:vk:k", "model:~6770742d342a:requests:1m:rolling", "rolling", now),
+        fake.used(
+            "gov:vk:k",
+            "model:~6770742d342a:requests:1m:rolling",
+            "rolling",
+            now
+        ),
         2
     );
     // 1,000 × $3e-6 + 100 × $1.5e-5 = $0.0045, in nano-USD.
     assert_eq!(
-        fake.used("gov:vk:k", "model:~636c617564652a:budget:never:rolling", "rolling", now),
+        fake.used(
+            "gov:vk:k",
+            "model:~636c617564652a:budget:never:rolling",
+            "rolling",
+            now
+        ),
         4_500_000
     );
 }

@@ -81,7 +81,8 @@ fn a_trial_request_count_never_resets_and_ignores_the_owners_calendar() {
     }
     // The team's zone and alignment change: a window that never ends keeps its counter.
     let moved = credit_config().replace("America/New_York", "Europe/Paris");
-    host.reconfigure(&moved).expect("the new configuration is accepted");
+    host.reconfigure(&moved)
+        .expect("the new configuration is accepted");
     let ex = host
         .vm(0)
         .exchange(&chat("sk-prepaid", "gpt-4o-mini"), &openai_json(1, 1));
@@ -93,7 +94,10 @@ fn a_trial_request_count_never_resets_and_ignores_the_owners_calendar() {
     let trial = counter(&mut host, "trial", "requests");
     assert_eq!(trial["used"], 3);
     assert_eq!(trial["reset_duration"], "never");
-    assert_eq!(trial["calendar_aligned"], false, "the team's alignment does not apply");
+    assert_eq!(
+        trial["calendar_aligned"], false,
+        "the team's alignment does not apply"
+    );
     assert!(trial["window_end"].is_null());
 }
 
