@@ -3,10 +3,12 @@
 //! inside its owner's, in a table of `max_values` slots in shared data.
 //!
 //! A slot is a claim key holding the SHA-256 of the value that owns it (values are never
-//! stored in the clear) and, beside it, one counter per template limit (the template's key
-//! with the slot's number appended, see [`crate::counter::Counters::with_value_slots`]).
-//! Shared data has no delete, so a slot is never freed: it is reused once every window of its
-//! counters has ended (a value whose window never ends keeps its slot). A value looks for its
+//! stored in the clear) and when it was claimed, and, beside it, one counter per template
+//! limit (the template's key with the slot's number appended, see
+//! [`crate::counter::Counters::set_value_slots`]). Shared data has no delete, so a slot is
+//! never freed: it is reused once every window of its value has ended, the claim counting as
+//! a first use of every counter (so a slot claimed a moment ago is not taken before its value
+//! used it); a value whose window never ends keeps its slot. A value looks for its
 //! own slot, and else for a free one, among [`PROBES`] slots starting at the one its hash
 //! picks; it claims a free one by compare-and-swap, so two values never share a slot.
 
@@ -19,6 +21,9 @@ use crate::store::Cas;
 /// Slots a value looks at, from the one its hash picks (all of them when `max_values` is
 /// smaller): a bounded cost per request whatever `max_values` is.
 pub const PROBES: u32 = 32;
+
+/// A claim's bytes: the value's SHA-256, then when it was claimed (nanoseconds, LE).
+const CLAIM_LEN: usize = 40;
 
 /// What a value found in its owner's table.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +39,24 @@ pub fn value_hash(value: &[u8]) -> [u8; 32] {
     Sha256::digest(value).into()
 }
 
+fn claim_bytes(hash: &[u8; 32], now: i64) -> [u8; CLAIM_LEN] {
+    let mut bytes = [0u8; CLAIM_LEN];
+    let (head, tail) = bytes.split_at_mut(32);
+    head.copy_from_slice(hash);
+    tail.copy_from_slice(&now.to_le_bytes());
+    bytes
+}
+
+/// Whether a claim's bytes name the value whose hash is `hash`.
+fn held_by(claim: &[u8], hash: &[u8; 32]) -> bool {
+    claim.get(..32) == Some(hash.as_slice())
+}
+
+/// When a claim was made (`None`: unreadable, taken as long ago).
+fn claimed_at(claim: &[u8]) -> Option<i64> {
+    Some(i64::from_le_bytes(claim.get(32..CLAIM_LEN)?.try_into().ok()?))
+}
+
 /// The slot the value whose hash is `hash` holds in `per_value`'s table, if any (reads only).
 pub fn find(
     per_value: &PerValue,
@@ -42,7 +65,7 @@ pub fn find(
 ) -> Result<Option<u32>, CounterError> {
     for slot in probe_order(per_value, hash) {
         if let Some((owner, _)) = counters.get_raw(&per_value.claim_key(slot))? {
-            if owner.as_slice() == hash.as_slice() {
+            if held_by(&owner, hash) {
                 return Ok(Some(slot));
             }
         }
@@ -75,7 +98,7 @@ pub fn claim(
     for slot in probe_order(per_value, hash) {
         let claim = counters.get_raw(&per_value.claim_key(slot))?;
         if let Some((owner, _)) = &claim {
-            if owner.as_slice() == hash.as_slice() {
+            if held_by(owner, hash) {
                 return Ok(Claim::Slot(slot));
             }
         }
@@ -83,13 +106,14 @@ pub fn claim(
     }
     for (slot, claim) in seen {
         let key = per_value.claim_key(slot);
+        let bytes = claim_bytes(hash, now);
         let taken = match claim {
-            None => counters.create_raw(&key, hash)?,
-            Some((_, version)) => {
-                if !idle(policy, per_value, counters, slot, now)? {
+            None => counters.create_raw(&key, &bytes)?,
+            Some((owner, version)) => {
+                if !idle(policy, per_value, counters, slot, claimed_at(&owner), now)? {
                     continue;
                 }
-                take_over(policy, per_value, counters, slot, &key, hash, version)?
+                take_over(policy, per_value, counters, slot, &key, &bytes, version)?
             }
         };
         if taken {
@@ -97,7 +121,7 @@ pub fn claim(
         }
         // Another value claimed it meanwhile: it may be this same value on another worker.
         if let Some((owner, _)) = counters.get_raw(&key)? {
-            if owner.as_slice() == hash.as_slice() {
+            if held_by(&owner, hash) {
                 return Ok(Claim::Slot(slot));
             }
         }
@@ -113,18 +137,26 @@ fn first_slot(hash: &[u8; 32], max_values: u32) -> u32 {
     u32::try_from(index).unwrap_or(0)
 }
 
-/// Whether every counter of `slot` is unused or has a window that ended (nothing reserved).
+/// Whether every window of the value in `slot` has ended: those of its counters, and the
+/// first window each would have had from the claim.
 fn idle(
     policy: &Policy,
     per_value: &PerValue,
     counters: &Counters<'_>,
     slot: u32,
+    claimed_at: Option<i64>,
     now: i64,
 ) -> Result<bool, CounterError> {
     for id in &per_value.limits {
         let Some(limit) = policy.limits.get(*id) else {
             continue;
         };
+        if let Some(at) = claimed_at {
+            let first = limit.rule.window(at, at).map_err(CounterError::Window)?;
+            if now < first.end_nanos {
+                return Ok(false);
+            }
+        }
         let Some((bytes, _)) = counters.get_raw(&per_value.counter_key(limit, slot))? else {
             continue;
         };
@@ -145,10 +177,10 @@ fn take_over(
     counters: &mut Counters<'_>,
     slot: u32,
     claim_key: &[u8],
-    hash: &[u8; 32],
+    claim: &[u8],
     version: Cas,
 ) -> Result<bool, CounterError> {
-    if !counters.set_raw(claim_key, hash, version)? {
+    if !counters.set_raw(claim_key, claim, version)? {
         return Ok(false);
     }
     for id in &per_value.limits {

@@ -69,6 +69,10 @@ fn segment(id: &str) -> String {
 /// starts with `model:<model>:` (the model written as namespaces write ids).
 pub fn limit_id(limit: &Limit) -> String {
     let own = own_limit_id(limit);
+    if limit.per_value.is_some() {
+        // An owner has at most one `per_value` table.
+        return format!("per_value:{own}");
+    }
     match &limit.model {
         Some(model) => format!("model:{}:{own}", segment(model)),
         None => own,

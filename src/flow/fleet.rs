@@ -67,7 +67,23 @@ impl Flow {
             .unwrap_or_default();
         limits.extend(self.policy.hierarchy_limits(key));
         limits.extend_from_slice(&self.model_limits);
+        // The `per_value` templates of the values the request carries (Limitador keys
+        // their counters by value).
+        for (table, _) in &self.value_hashes {
+            if let Some(per_value) = self.policy.per_values.get(*table as usize) {
+                limits.extend_from_slice(&per_value.limits);
+            }
+        }
         limits
+    }
+
+    /// The value (hex SHA-256) the request carries for `limit`, a `per_value` template.
+    fn value_of(&self, policy: &crate::config::Policy, limit: LimitId) -> Option<&str> {
+        let table = policy.limits.get(limit)?.per_value?;
+        self.value_hashes
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, value)| value.as_str())
     }
 
     /// A refusal for the first of `limits` this Envoy remembers Limitador refused, whose
@@ -128,7 +144,14 @@ impl Flow {
         } else {
             None
         };
-        let round = match Round::plan(&policy, fleet, &limits, estimate.as_ref(), env.now) {
+        let round = match Round::plan(
+            &policy,
+            fleet,
+            &limits,
+            &self.value_hashes,
+            estimate.as_ref(),
+            env.now,
+        ) {
             Ok(round) => round,
             Err(err) => {
                 log::error!("#{} fleet: window: {err}", self.context_id);
@@ -172,7 +195,8 @@ impl Flow {
         }
         if let Some(pending) = self.fleet.lookup.take() {
             // The answer of the counters lookup a refusal was waiting for.
-            let retry = reset_from_counters(&policy, pending.limit, &answer, env.now);
+            let value = self.value_of(&policy, pending.limit);
+            let retry = reset_from_counters(&policy, pending.limit, value, &answer);
             return Some(self.fleet_refuse(pending, retry, model, &mut counters, env));
         }
         let round = self.fleet.round.as_mut()?;
@@ -237,7 +261,7 @@ impl Flow {
         let Some(fleet) = policy.fleet.as_ref() else {
             return RequestAction::Reply(usage_endpoint::unauthorized());
         };
-        let limits = match usage_endpoint::viewer(&policy, headers) {
+        let mut limits = match usage_endpoint::viewer(&policy, headers) {
             None => return RequestAction::Reply(usage_endpoint::unauthorized()),
             Some(Viewer::Key(limits)) => limits,
             Some(Viewer::Admin) => match usage::admin_limits(&policy, path) {
@@ -251,6 +275,8 @@ impl Flow {
                 }
             },
         };
+        // Limitador's counters of `per_value` templates are one per value: not shown here.
+        limits.retain(|id| policy.limits.get(*id).is_some_and(|l| l.per_value.is_none()));
         let (namespaces, calls) = usage::calls(fleet, &limits);
         if calls.is_empty() {
             return RequestAction::Reply(usage_endpoint::json_reply(
@@ -348,7 +374,8 @@ impl Flow {
             return self.admitted(model, counters, env);
         };
         env.metrics.add(Metric::FleetRefused, 1);
-        if pending.exhausted {
+        // One value's exhausted counter is not its table's: it is not remembered.
+        if pending.exhausted && limit.per_value.is_none() {
             let secs = i64::try_from(retry_after_secs).unwrap_or(i64::MAX);
             let until = env.now.saturating_add(secs.saturating_mul(1_000_000_000));
             memory::remember_exhausted(env.store, limit, names::max_value(limit), until);
@@ -451,7 +478,9 @@ impl Flow {
         env: &mut Env<'_>,
     ) -> RequestAction {
         let policy = Rc::clone(&self.policy);
-        let limits = self.fleet_limits();
+        let mut limits = self.fleet_limits();
+        // This Envoy has no slots for the values: their limits wait for Limitador.
+        limits.retain(|id| policy.limits.get(*id).is_some_and(|l| l.per_value.is_none()));
         let refusals = match admission::check(
             &policy,
             counters,
@@ -514,7 +543,8 @@ impl Flow {
         }
         reports.extend(admitted.uncounted_slots.iter().map(|&id| (id, 1)));
         for (id, units) in reports {
-            match charges::report(&policy, fleet, id, units, env.now) {
+            let value = self.value_of(&policy, id);
+            match charges::report(&policy, fleet, id, value, units, env.now) {
                 Ok(Some(call)) => env.outbox.send(call),
                 Ok(None) => {}
                 Err(err) => log::error!("#{} fleet: charge not sent: {err}", self.context_id),
@@ -580,8 +610,8 @@ fn fleet_rejection(
 fn reset_from_counters(
     policy: &crate::config::Policy,
     limit: LimitId,
+    value: Option<&str>,
     answer: &Answer,
-    _now: i64,
 ) -> u64 {
     let (Some(config), Some(named)) = (
         policy.limits.get(limit),
@@ -593,7 +623,7 @@ fn reset_from_counters(
         .and_then(|counters| {
             counters
                 .into_iter()
-                .find(|c| c.is(&named.limit_id, names::ROLLING))
+                .find(|c| c.is(&named.limit_id, names::ROLLING, value))
                 .and_then(|c| c.expires_in_seconds)
         })
         .unwrap_or_else(|| names::seconds(config))

@@ -129,6 +129,9 @@ pub struct Flow {
     target: Option<(usize, Option<String>)>,
     /// The `per_value` slots of the request's header values, `(table, slot)`.
     value_slots: Vec<(u32, u32)>,
+    /// Fleet mode: the request's header values of the `per_value` tables, `(table, hex
+    /// SHA-256)`.
+    value_hashes: Vec<(u32, String)>,
     /// The limits of the `model_configs` entries that apply to the request's model, on
     /// every level (key, team, customer), once the model is known.
     model_limits: Vec<LimitId>,
@@ -193,6 +196,7 @@ impl Flow {
             target: None,
             model_limits: Vec::new(),
             value_slots: Vec::new(),
+            value_hashes: Vec::new(),
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
         }
@@ -307,10 +311,14 @@ impl Flow {
         // One allocation: collecting the chained iterator costs several times more, on
         // every request.
         let mut levels = policy.hierarchy_levels(key).concat();
-        if !policy.per_values.is_empty() && policy.fleet.is_none() {
-            match self.claim_values(&policy, key, head.headers, &mut counters, env) {
-                Ok(limits) => levels.extend(limits),
-                Err(reply) => return RequestAction::Reply(reply),
+        if !policy.per_values.is_empty() {
+            if policy.fleet.is_some() {
+                self.value_hashes = per_value::fleet_values(&policy, key, head.headers);
+            } else {
+                match self.claim_values(&policy, key, head.headers, &mut counters, env) {
+                    Ok(limits) => levels.extend(limits),
+                    Err(reply) => return RequestAction::Reply(reply),
+                }
             }
         }
         if policy.fleet.is_some() {

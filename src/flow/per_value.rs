@@ -68,6 +68,23 @@ impl Flow {
     }
 }
 
+/// Fleet mode: the request's value of each `per_value` table on `key`'s way, as the hex
+/// SHA-256 that keys its counters in Limitador.
+pub(super) fn fleet_values(
+    policy: &Policy,
+    key: &VirtualKey,
+    headers: &dyn RequestHeaders,
+) -> Vec<(u32, String)> {
+    tables(policy, key)
+        .filter_map(|table| {
+            let per_value = policy.per_values.get(table as usize)?;
+            let hash = per_value::value_hash(&headers.get(&per_value.header).unwrap_or_default());
+            let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+            Some((table, hex))
+        })
+        .collect()
+}
+
 /// The `per_value` tables on `key`'s way: its own, then its team's.
 pub(super) fn tables(policy: &Policy, key: &VirtualKey) -> impl Iterator<Item = u32> {
     let team = key

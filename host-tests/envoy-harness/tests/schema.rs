@@ -109,7 +109,16 @@ fn the_base_a_litellm_priced_entry_reservations_and_fleet_blocks_are_valid_for_b
             "rate_limit": {"token_max_limit": 1000, "token_reset_duration": "never"}}]}]);
         c["teams"][0]["customer_id"] = json!("acme");
     });
+    let per_value = with(|c| {
+        c["virtual_keys"][0]["per_value"] = json!({"header": "x-end-user",
+            "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+            "rate_limit": {"request_max_limit": 10, "request_reset_duration": "1m"},
+            "max_values": 500});
+        c["teams"][0]["per_value"] = json!({"header": "x-agent-run",
+            "rate_limit": {"token_max_limit": 100000, "token_reset_duration": "never"}});
+    });
     for config in [
+        per_value,
         per_model,
         never,
         base(),
@@ -226,6 +235,31 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
             with(|c| {
                 c["virtual_keys"][0]["provider_configs"] =
                     json!([{"provider": "openai", "model_configs": [{"model": "gpt-4o"}]}])
+            }),
+        ),
+        (
+            "per_value without limits",
+            with(|c| c["virtual_keys"][0]["per_value"] = json!({"header": "x-end-user"})),
+        ),
+        (
+            "per_value with a header that is no header name",
+            with(|c| {
+                c["virtual_keys"][0]["per_value"] = json!({"header": "end user",
+                    "budgets": [{"max_limit": 1, "reset_duration": "1d"}]})
+            }),
+        ),
+        (
+            "per_value with max_values 0",
+            with(|c| {
+                c["virtual_keys"][0]["per_value"] = json!({"header": "x-end-user",
+                    "max_values": 0, "budgets": [{"max_limit": 1, "reset_duration": "1d"}]})
+            }),
+        ),
+        (
+            "per_value on a customer",
+            with(|c| {
+                c["customers"] = json!([{"id": "acme", "per_value": {"header": "x-end-user",
+                    "budgets": [{"max_limit": 1, "reset_duration": "1d"}]}}])
             }),
         ),
         (

@@ -261,3 +261,64 @@ fn per_value_problems_name_their_path() {
         assert!(log.contains(path), "{log}");
     }
 }
+
+/// Fleet mode: a value's limits are Limitador limits keyed by the value's hash (a second
+/// variable), unbounded there: no table, no `max_values`; the limits file holds them.
+#[test]
+fn in_fleet_mode_values_are_limitador_variables_without_a_table() {
+    use crate::fleet::{fleet_config, fleet_host};
+    let config = fleet_config(
+        "closed",
+        r#""virtual_keys":[{"id":"k","value":"sk",
+            "per_value":{"header":"x-end-user","max_values":1,
+                "rate_limit":{"request_max_limit":1,"request_reset_duration":"1m"}}}]"#,
+    );
+    let policy = governance::config::parse(&config).expect("valid");
+    let expected = governance::fleet::expected_limits(&policy, "gov");
+    assert_eq!(expected.len(), 1);
+    assert_eq!(expected[0].namespace, "gov:vk:k");
+    assert_eq!(
+        expected[0].conditions,
+        ["descriptors[0].limit == 'per_value:requests:1m:rolling'"]
+    );
+    assert_eq!(
+        expected[0].variables,
+        ["descriptors[0].window", "descriptors[0].value"]
+    );
+    let (mut host, limitador) = fleet_host(&config, 2);
+    let as_user = |user: &str| chat("sk", "gpt-4o-mini").header("x-end-user", user);
+    // Three users though max_values is 1: the fleet has no table to fill.
+    for (i, user) in ["ann", "ben", "cy"].iter().enumerate() {
+        let ex = host.vm(i % 2).exchange(&as_user(user), &openai_json(1, 1));
+        assert_eq!(ex.client.status, 200, "{user}");
+    }
+    let ex = host.vm(1).exchange(&as_user("ann"), &openai_json(1, 1));
+    assert_eq!(ex.client.status, 429);
+    assert!(
+        message(&ex).starts_with("virtual key 'k' per value request limit exceeded across the fleet"),
+        "{}",
+        message(&ex)
+    );
+    // The refusal is not remembered for the whole table: ben's second request is asked.
+    host.advance(Duration::from_secs(61));
+    let ex = host.vm(0).exchange(&as_user("ben"), &openai_json(1, 1));
+    assert_eq!(ex.client.status, 200);
+    let fake = limitador.lock().expect("fake");
+    let hex = |user: &str| -> String {
+        governance::per_value::value_hash(user.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
+    let bodies: Vec<serde_json::Value> = fake
+        .log
+        .iter()
+        .filter(|c| c.path == "/check_and_report")
+        .map(|c| serde_json::from_slice(&c.body).unwrap_or_default())
+        .collect();
+    assert_eq!(bodies[0]["values"]["value"], hex("ann"));
+    assert!(
+        fake.log.iter().all(|c| !String::from_utf8_lossy(&c.body).contains("ann\"")),
+        "the value itself never leaves the Envoy"
+    );
+}
