@@ -54,7 +54,9 @@ fn held_by(claim: &[u8], hash: &[u8; 32]) -> bool {
 
 /// When a claim was made (`None`: unreadable, taken as long ago).
 fn claimed_at(claim: &[u8]) -> Option<i64> {
-    Some(i64::from_le_bytes(claim.get(32..CLAIM_LEN)?.try_into().ok()?))
+    Some(i64::from_le_bytes(
+        claim.get(32..CLAIM_LEN)?.try_into().ok()?,
+    ))
 }
 
 /// The slot the value whose hash is `hash` holds in `per_value`'s table, if any (reads only).
@@ -78,7 +80,10 @@ fn probe_order(per_value: &PerValue, hash: &[u8; 32]) -> impl Iterator<Item = u3
     let size = per_value.max_values.max(1);
     let start = first_slot(hash, size);
     (0..PROBES.min(size)).map(move |p| {
-        let i = u64::from(start).saturating_add(u64::from(p)) % u64::from(size);
+        let i = u64::from(start)
+            .saturating_add(u64::from(p))
+            .checked_rem(u64::from(size))
+            .unwrap_or(0);
         u32::try_from(i).unwrap_or(0)
     })
 }
@@ -133,7 +138,9 @@ pub fn claim(
 fn first_slot(hash: &[u8; 32], max_values: u32) -> u32 {
     let mut head = [0u8; 8];
     head.copy_from_slice(hash.get(..8).unwrap_or(&[0; 8]));
-    let index = u64::from_le_bytes(head) % u64::from(max_values.max(1));
+    let index = u64::from_le_bytes(head)
+        .checked_rem(u64::from(max_values))
+        .unwrap_or(0);
     u32::try_from(index).unwrap_or(0)
 }
 

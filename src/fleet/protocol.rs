@@ -244,7 +244,10 @@ mod tests {
         let check = counter_call(Operation::Check, "n", "l", "w", Some("ab12"), 7);
         let body: serde_json::Value = serde_json::from_slice(&check.body).unwrap();
         assert_eq!(body.get("response_headers"), None);
-        assert_eq!(body["values"], serde_json::json!({"limit": "l", "window": "w", "value": "ab12"}));
+        assert_eq!(
+            body["values"],
+            serde_json::json!({"limit": "l", "window": "w", "value": "ab12"})
+        );
         assert_eq!(check.path, "/check");
     }
 

@@ -98,6 +98,10 @@ pub struct Round {
     mismatched: bool,
 }
 
+/// The first refusal a round's answers hold: the limit, the retry-after when known, whether
+/// the counter is exhausted, the request's estimate and what is left (Limitador's units).
+type RefusalFound = (LimitId, Option<u64>, bool, Option<u128>, Option<u64>);
+
 impl Round {
     /// The calls for `limits` (level order) at `now`; `estimate` with reservations.
     pub fn plan(
@@ -251,7 +255,7 @@ impl Round {
     pub fn decide(&self, policy: &Policy, verified: bool, now: i64) -> Decision {
         let mut admitted = Admitted::default();
         let mut unreachable = false;
-        let mut refusal: Option<(LimitId, Option<u64>, bool, Option<u128>, Option<u64>)> = None;
+        let mut refusal: Option<RefusalFound> = None;
         for (planned, answer) in self.planned.iter().zip(&self.answers) {
             let answer = answer.clone().unwrap_or_default();
             let verdict = answer.verdict();

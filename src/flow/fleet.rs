@@ -276,7 +276,12 @@ impl Flow {
             },
         };
         // Limitador's counters of `per_value` templates are one per value: not shown here.
-        limits.retain(|id| policy.limits.get(*id).is_some_and(|l| l.per_value.is_none()));
+        limits.retain(|id| {
+            policy
+                .limits
+                .get(*id)
+                .is_some_and(|l| l.per_value.is_none())
+        });
         let (namespaces, calls) = usage::calls(fleet, &limits);
         if calls.is_empty() {
             return RequestAction::Reply(usage_endpoint::json_reply(
@@ -480,7 +485,12 @@ impl Flow {
         let policy = Rc::clone(&self.policy);
         let mut limits = self.fleet_limits();
         // This Envoy has no slots for the values: their limits wait for Limitador.
-        limits.retain(|id| policy.limits.get(*id).is_some_and(|l| l.per_value.is_none()));
+        limits.retain(|id| {
+            policy
+                .limits
+                .get(*id)
+                .is_some_and(|l| l.per_value.is_none())
+        });
         let refusals = match admission::check(
             &policy,
             counters,

@@ -1,3 +1,9 @@
+#![allow(
+    clippy::arithmetic_side_effects,
+    clippy::indexing_slicing,
+    reason = "test code: a bad index or overflow fails the test, as it should"
+)]
+
 use super::*;
 use crate::config::parse;
 use crate::store::MemoryStore;
@@ -29,7 +35,14 @@ fn use_slot(policy: &Policy, store: &MemoryStore, slot: u32, now: i64) {
 
 fn claim_of(policy: &Policy, store: &MemoryStore, user: &str, now: i64) -> Claim {
     let mut counters = Counters::new(store, &policy.guard_key);
-    claim(policy, &policy.per_values[0], &mut counters, &value_hash(user.as_bytes()), now).unwrap()
+    claim(
+        policy,
+        &policy.per_values[0],
+        &mut counters,
+        &value_hash(user.as_bytes()),
+        now,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -46,7 +59,10 @@ fn a_value_keeps_its_slot_and_two_values_never_share_one() {
     assert_ne!(a, b);
     let counters = Counters::new(&store, &policy.guard_key);
     let hash = value_hash(b"a");
-    assert_eq!(find(&policy.per_values[0], &counters, &hash).unwrap(), Some(a));
+    assert_eq!(
+        find(&policy.per_values[0], &counters, &hash).unwrap(),
+        Some(a)
+    );
     assert_eq!(
         find(&policy.per_values[0], &counters, &value_hash(b"nobody")).unwrap(),
         None
@@ -84,7 +100,10 @@ fn a_value_looks_only_at_the_slots_from_the_one_its_hash_picks() {
         .take(PROBES as usize)
         .collect();
     for name in &crowd {
-        assert!(matches!(claim_of(&policy, &store, name, T0), Claim::Slot(_)));
+        assert!(matches!(
+            claim_of(&policy, &store, name, T0),
+            Claim::Slot(_)
+        ));
     }
     assert_eq!(claim_of(&policy, &store, "newcomer", T0), Claim::Full);
     // Values elsewhere in the table still find room.
@@ -92,5 +111,8 @@ fn a_value_looks_only_at_the_slots_from_the_one_its_hash_picks() {
         .map(|i| format!("w{i}"))
         .find(|name| start(name).abs_diff(target) > 2 * PROBES)
         .unwrap();
-    assert!(matches!(claim_of(&policy, &store, &elsewhere, T0), Claim::Slot(_)));
+    assert!(matches!(
+        claim_of(&policy, &store, &elsewhere, T0),
+        Claim::Slot(_)
+    ));
 }

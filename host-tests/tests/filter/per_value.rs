@@ -295,7 +295,8 @@ fn in_fleet_mode_values_are_limitador_variables_without_a_table() {
     let ex = host.vm(1).exchange(&as_user("ann"), &openai_json(1, 1));
     assert_eq!(ex.client.status, 429);
     assert!(
-        message(&ex).starts_with("virtual key 'k' per value request limit exceeded across the fleet"),
+        message(&ex)
+            .starts_with("virtual key 'k' per value request limit exceeded across the fleet"),
         "{}",
         message(&ex)
     );
@@ -318,7 +319,9 @@ fn in_fleet_mode_values_are_limitador_variables_without_a_table() {
         .collect();
     assert_eq!(bodies[0]["values"]["value"], hex("ann"));
     assert!(
-        fake.log.iter().all(|c| !String::from_utf8_lossy(&c.body).contains("ann\"")),
+        fake.log
+            .iter()
+            .all(|c| !String::from_utf8_lossy(&c.body).contains("ann\"")),
         "the value itself never leaves the Envoy"
     );
 }
