@@ -155,8 +155,8 @@ pub fn value_slots(
     policy: &Policy,
     headers: &dyn RequestHeaders,
     counters: &Counters<'_>,
-) -> Result<Vec<(u32, u32)>, CounterError> {
-    let mut slots = Vec::new();
+) -> Result<crate::counter::ValueSlots, CounterError> {
+    let mut slots = crate::counter::ValueSlots::default();
     let Some(key) = identify(policy, headers)
         .and_then(|found| found.key)
         .and_then(|index| policy.keys.get(index))
@@ -173,7 +173,7 @@ pub fn value_slots(
         let hash =
             crate::per_value::value_hash(&headers.get(&per_value.header).unwrap_or_default());
         if let Some(slot) = crate::per_value::find(per_value, counters, &hash)? {
-            slots.push((table, slot));
+            slots.push(table, slot);
         }
     }
     Ok(slots)

@@ -271,6 +271,7 @@ pub fn compile<const C: bool>(
         pricing,
         limits: builder.limits,
         per_values: builder.per_values,
+        has_model_configs: false,
         customers,
         teams,
         keys,
@@ -280,6 +281,12 @@ pub fn compile<const C: bool>(
         fleet: None,
         metering,
     };
+    policy.has_model_configs = policy
+        .customers
+        .iter()
+        .chain(policy.teams.iter().map(|t| &t.owner))
+        .chain(policy.keys.iter().map(|k| &k.owner))
+        .any(|owner| !owner.model_configs.is_empty());
     if let Some(wire_fleet) = wire_fleet {
         policy.fleet = problems.take(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy))?;
     }

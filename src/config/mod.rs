@@ -127,6 +127,8 @@ pub struct Policy {
     pub limits: Vec<Limit>,
     /// The `per_value` tables of keys and teams.
     pub per_values: Vec<PerValue>,
+    /// Whether any owner has `model_configs` (requests skip looking for them otherwise).
+    pub has_model_configs: bool,
     pub customers: Vec<Owner>,
     pub teams: Vec<Team>,
     pub keys: Vec<VirtualKey>,
@@ -383,6 +385,9 @@ impl Policy {
     /// (at most one entry per level), in level order: key, team, customer.
     pub fn model_limits(&self, key: &VirtualKey, model: &str) -> Vec<LimitId> {
         let mut limits = Vec::new();
+        if !self.has_model_configs {
+            return limits;
+        }
         for owner in self.hierarchy_owners(key).into_iter().flatten() {
             if let Some(config) = model_configs::matching(&owner.model_configs, model) {
                 limits.extend_from_slice(&config.limits);
@@ -392,11 +397,13 @@ impl Policy {
     }
 
     /// Whether any of `key`'s levels has per-model limits.
-    pub fn has_model_configs(&self, key: &VirtualKey) -> bool {
-        self.hierarchy_owners(key)
-            .into_iter()
-            .flatten()
-            .any(|owner| !owner.model_configs.is_empty())
+    pub fn key_has_model_configs(&self, key: &VirtualKey) -> bool {
+        self.has_model_configs
+            && self
+                .hierarchy_owners(key)
+                .into_iter()
+                .flatten()
+                .any(|owner| !owner.model_configs.is_empty())
     }
 
     /// [`Policy::hierarchy_levels`] one limit after the other.

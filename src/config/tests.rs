@@ -189,7 +189,7 @@ fn model_configs_compile_beside_the_owners_limits_with_their_own_counters() {
         "the key's exact entry and the team's prefix"
     );
     assert_eq!(policy.model_limits(key, "gpt-4.1"), Vec::<LimitId>::new());
-    assert!(policy.has_model_configs(key));
+    assert!(policy.key_has_model_configs(key));
 }
 
 #[test]

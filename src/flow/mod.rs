@@ -14,7 +14,7 @@ use std::rc::Rc;
 
 use crate::admission::{self, Admission, Evaluation};
 use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
-use crate::counter::Counters;
+use crate::counter::{Counters, ValueSlots};
 use crate::estimate::Estimate;
 use crate::fleet::protocol::Call;
 use crate::identity::{identify, key_required_message, RequestHeaders};
@@ -127,8 +127,8 @@ pub struct Flow {
     charged: bool,
     /// The key and provider, once resolved (fleet mode checks every level at once).
     target: Option<(usize, Option<String>)>,
-    /// The `per_value` slots of the request's header values, `(table, slot)`.
-    value_slots: Vec<(u32, u32)>,
+    /// The `per_value` slots of the request's header values.
+    value_slots: ValueSlots,
     /// Fleet mode: the request's header values of the `per_value` tables, `(table, hex
     /// SHA-256)`.
     value_hashes: Vec<(u32, String)>,
@@ -195,7 +195,7 @@ impl Flow {
             charged: false,
             target: None,
             model_limits: Vec::new(),
-            value_slots: Vec::new(),
+            value_slots: ValueSlots::default(),
             value_hashes: Vec::new(),
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
@@ -552,7 +552,7 @@ impl Flow {
         if key.allowed_models.is_none()
             && key.provider_configs.is_none()
             && !budget_applies
-            && !policy.has_model_configs(key)
+            && !policy.key_has_model_configs(key)
         {
             return None;
         }
@@ -704,8 +704,10 @@ impl Flow {
             .get(key_index)
             .and_then(|key| key.provider_config(provider.as_deref()?));
         self.target = Some((key_index, provider.clone()));
-        if let (Some(key), Some(model)) = (policy.keys.get(key_index), model.as_deref()) {
-            self.model_limits = policy.model_limits(key, model);
+        if policy.has_model_configs {
+            if let (Some(key), Some(model)) = (policy.keys.get(key_index), model.as_deref()) {
+                self.model_limits = policy.model_limits(key, model);
+            }
         }
         let config_limits = config.map(|c| c.owner.limits.as_slice());
         // The provider config's limits and the model configs' are checked together, in the

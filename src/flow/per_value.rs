@@ -39,7 +39,7 @@ impl Flow {
             };
             match claim {
                 Claim::Slot(slot) => {
-                    self.value_slots.push((table, slot));
+                    self.value_slots.push(table, slot);
                     limits.extend_from_slice(&per_value.limits);
                 }
                 Claim::Full => {
