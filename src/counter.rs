@@ -293,29 +293,6 @@ pub enum FirstUse {
 
 /// Reads and updates counters with bounded CAS retries, counting conflicts.
 ///
-/// A request's `per_value` slots, `(table, slot)`: at most two tables apply to a request
-/// (its key's and its team's), so they are kept inline (no allocation on the common path).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct ValueSlots([Option<(u32, u32)>; 2]);
-
-impl ValueSlots {
-    /// Notes `slot` of `table` (a third table is ignored: none exists).
-    pub fn push(&mut self, table: u32, slot: u32) {
-        if let Some(free) = self.0.iter_mut().find(|s| s.is_none()) {
-            *free = Some((table, slot));
-        }
-    }
-
-    /// The slot noted for `table`.
-    pub fn slot(&self, table: u32) -> Option<u32> {
-        self.0
-            .iter()
-            .flatten()
-            .find(|(t, _)| *t == table)
-            .map(|(_, slot)| *slot)
-    }
-}
-
 /// Shared data has no create-if-absent: a set on a missing key always succeeds, and with
 /// version 0 a set is unconditional, so two creators could each overwrite the other. Counters
 /// are therefore created with the version of a *different* key, the namespace's guard key:
@@ -328,9 +305,6 @@ pub struct Counters<'a> {
     store: &'a dyn CasStore,
     guard_key: &'a [u8],
     conflicts: u64,
-    /// The request's `per_value` slots, `(table, slot)`: a template limit of a table is
-    /// read and written in its slot's counter ([`crate::per_value`]).
-    value_slots: ValueSlots,
 }
 
 impl<'a> Counters<'a> {
@@ -340,30 +314,7 @@ impl<'a> Counters<'a> {
             store,
             guard_key,
             conflicts: 0,
-            value_slots: ValueSlots::default(),
         }
-    }
-
-    /// Counts the template limits of `per_value` tables in these slots.
-    pub fn set_value_slots(&mut self, slots: &ValueSlots) {
-        self.value_slots = *slots;
-    }
-
-    /// Whether a slot of `per_value` table `table` is set.
-    pub fn has_value_slot(&self, table: u32) -> bool {
-        self.value_slots.slot(table).is_some()
-    }
-
-    /// For a `per_value` template, the key of its counter in the request's slot (`None` for
-    /// every other limit, whose key is its own: the common path allocates nothing). Without
-    /// a slot, the template's own key, which no value ever writes.
-    #[inline]
-    fn slot_key(&self, limit: &Limit) -> Option<Vec<u8>> {
-        let table = limit.per_value?;
-        Some(match self.value_slots.slot(table) {
-            Some(slot) => crate::config::slot_key(limit, slot),
-            None => limit.storage_key.to_vec(),
-        })
     }
 
     /// A raw value and its version (the `per_value` claims).
@@ -400,25 +351,19 @@ impl<'a> Counters<'a> {
     /// Used when a configuration is applied (Envoy runs that on the main thread before the
     /// workers serve traffic with it, so the check-then-set cannot race with requests).
     pub fn ensure_exists(&mut self, limit: &Limit) -> Result<(), CounterError> {
-        let slot_key = self.slot_key(limit);
-        let key = slot_key.as_deref().unwrap_or(&limit.storage_key);
-        if let Some((bytes, _)) = self.store.get(key)? {
+        if let Some((bytes, _)) = self.store.get(&limit.storage_key)? {
             Record::decode(&bytes)?;
             return Ok(());
         }
         // A mismatch means another VM created it first, which is just as good.
-        self.create(key, &Record::default())?;
+        self.create(&limit.storage_key, &Record::default())?;
         Ok(())
     }
 
     /// The counter as of `now`, and whether it has ever been used (a counter never used
     /// reads as a window starting at `now`, without writing).
     pub fn peek(&self, limit: &Limit, now: i64) -> Result<(Record, bool), CounterError> {
-        let slot_key = self.slot_key(limit);
-        let stored = match self
-            .store
-            .get(slot_key.as_deref().unwrap_or(&limit.storage_key))?
-        {
+        let stored = match self.store.get(&limit.storage_key)? {
             Some((bytes, _)) => Record::decode(&bytes)?,
             None => Record::default(),
         };
@@ -479,10 +424,8 @@ impl<'a> Counters<'a> {
         now: i64,
         mut change: impl FnMut(&mut Record, bool) -> Change<T>,
     ) -> Result<Updated<T>, CounterError> {
-        let slot_key = self.slot_key(limit);
-        let key = slot_key.as_deref().unwrap_or(&limit.storage_key);
         for _ in 0..MAX_ATTEMPTS {
-            let (stored, cas) = match self.store.get(key)? {
+            let (stored, cas) = match self.store.get(&limit.storage_key)? {
                 Some((bytes, cas)) => (Some(Record::decode(&bytes)?), cas),
                 None => (None, 0),
             };
@@ -518,9 +461,9 @@ impl<'a> Counters<'a> {
                 });
             }
             let written = if stored.is_some() {
-                self.store.set(key, &record.encode(), cas)? == SetOutcome::Written
+                self.store.set(&limit.storage_key, &record.encode(), cas)? == SetOutcome::Written
             } else {
-                self.create(key, &record)?
+                self.create(&limit.storage_key, &record)?
             };
             if written {
                 return Ok(Updated {

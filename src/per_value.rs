@@ -4,8 +4,10 @@
 //!
 //! A slot is a claim key holding the SHA-256 of the value that owns it (values are never
 //! stored in the clear) and when it was claimed, and, beside it, one counter per template
-//! limit (the template's key with the slot's number appended, see
-//! [`crate::counter::Counters::set_value_slots`]). Shared data has no delete, so a slot is
+//! limit (the template's key with the slot's number appended): a request with slots reads
+//! and writes its counters through a [`SlotStore`], which sends a template's key to its
+//! slot's, so the counters' code is the same for every limit and costs nothing more when
+//! no `per_value` applies. Shared data has no delete, so a slot is
 //! never freed: it is reused once every window of its value has ended, the claim counting as
 //! a first use of every counter (so a slot claimed a moment ago is not taken before its value
 //! used it); a value whose window never ends keeps its slot. A value looks for its
@@ -14,13 +16,84 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::config::{PerValue, Policy};
+use crate::config::{slot_key, PerValue, Policy};
 use crate::counter::{CounterError, Counters, Record};
-use crate::store::Cas;
+use crate::store::{Cas, CasStore, SetOutcome, StoreError};
 
 /// Slots a value looks at, from the one its hash picks (all of them when `max_values` is
 /// smaller): a bounded cost per request whatever `max_values` is.
 pub const PROBES: u32 = 32;
+
+/// A request's `per_value` slots, `(table, slot)`: at most two tables apply to a request
+/// (its key's and its team's), so they are kept inline.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ValueSlots([Option<(u32, u32)>; 2]);
+
+impl ValueSlots {
+    /// Notes `slot` of `table` (a third table is ignored: none exists).
+    pub fn push(&mut self, table: u32, slot: u32) {
+        if let Some(free) = self.0.iter_mut().find(|s| s.is_none()) {
+            *free = Some((table, slot));
+        }
+    }
+
+    /// The slot noted for `table`.
+    pub fn slot(&self, table: u32) -> Option<u32> {
+        self.iter().find(|(t, _)| *t == table).map(|(_, slot)| slot)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.iter().all(Option::is_none)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, u32)> + '_ {
+        self.0.iter().flatten().copied()
+    }
+}
+
+/// Shared data as a request with `per_value` slots sees it: each template limit's key is
+/// its counter's key in the request's slot.
+pub struct SlotStore<'a> {
+    inner: &'a dyn CasStore,
+    /// (template key, slot key)
+    redirects: Vec<(&'a [u8], Vec<u8>)>,
+}
+
+impl<'a> SlotStore<'a> {
+    pub fn new(inner: &'a dyn CasStore, policy: &'a Policy, slots: &ValueSlots) -> Self {
+        let mut redirects = Vec::new();
+        for (table, slot) in slots.iter() {
+            let Some(per_value) = policy.per_values.get(table as usize) else {
+                continue;
+            };
+            for limit in per_value
+                .limits
+                .iter()
+                .filter_map(|id| policy.limits.get(*id))
+            {
+                redirects.push((&*limit.storage_key, slot_key(limit, slot)));
+            }
+        }
+        Self { inner, redirects }
+    }
+
+    fn key<'k>(&'k self, key: &'k [u8]) -> &'k [u8] {
+        self.redirects
+            .iter()
+            .find(|(template, _)| *template == key)
+            .map_or(key, |(_, slot)| slot.as_slice())
+    }
+}
+
+impl CasStore for SlotStore<'_> {
+    fn get(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Cas)>, StoreError> {
+        self.inner.get(self.key(key))
+    }
+
+    fn set(&self, key: &[u8], value: &[u8], cas: Cas) -> Result<SetOutcome, StoreError> {
+        self.inner.set(self.key(key), value, cas)
+    }
+}
 
 /// A claim's bytes: the value's SHA-256, then when it was claimed (nanoseconds, LE).
 const CLAIM_LEN: usize = 40;

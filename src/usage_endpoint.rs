@@ -6,6 +6,7 @@ use crate::config::{Limit, LimitId, LimitKind, Policy};
 use crate::counter::{CounterError, Counters, Record};
 use crate::identity::{constant_time_eq, identify, RequestHeaders};
 use crate::money::Money;
+use crate::per_value::ValueSlots;
 use crate::rejection::LocalReply;
 
 /// Whether this request is for the usage endpoint.
@@ -23,6 +24,7 @@ pub fn reply(
     policy: &Policy,
     headers: &dyn RequestHeaders,
     counters: &Counters<'_>,
+    slots: &ValueSlots,
     now: i64,
 ) -> Result<LocalReply, CounterError> {
     let Some(limits) = visible_limits(policy, headers) else {
@@ -36,7 +38,7 @@ pub fn reply(
         let mut counter = entry(limit, &counters.read(limit, now)?);
         // A `per_value` template's counter is shown only in the slot of the asker's value.
         if let Some(table) = limit.per_value {
-            if !counters.has_value_slot(table) {
+            if slots.slot(table).is_none() {
                 continue;
             }
             let header = policy
@@ -155,8 +157,8 @@ pub fn value_slots(
     policy: &Policy,
     headers: &dyn RequestHeaders,
     counters: &Counters<'_>,
-) -> Result<crate::counter::ValueSlots, CounterError> {
-    let mut slots = crate::counter::ValueSlots::default();
+) -> Result<ValueSlots, CounterError> {
+    let mut slots = ValueSlots::default();
     let Some(key) = identify(policy, headers)
         .and_then(|found| found.key)
         .and_then(|index| policy.keys.get(index))

@@ -189,7 +189,6 @@ impl Flow {
         let model = model.clone();
         let policy = Rc::clone(&self.policy);
         let mut counters = Counters::new(env.store, &policy.guard_key);
-        counters.set_value_slots(&self.value_slots);
         if self.fleet.usage.is_some() {
             return self.usage_answer(index, answer, env);
         }

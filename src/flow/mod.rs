@@ -14,12 +14,13 @@ use std::rc::Rc;
 
 use crate::admission::{self, Admission, Evaluation};
 use crate::config::{LimitId, LimitKind, Mode, Policy, VirtualKey};
-use crate::counter::{Counters, ValueSlots};
+use crate::counter::Counters;
 use crate::estimate::Estimate;
 use crate::fleet::protocol::Call;
 use crate::identity::{identify, key_required_message, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::path_model::{path_model, PathModel};
+use crate::per_value::ValueSlots;
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
 use crate::request_body::{BodyModel, RequestSniffer};
 use crate::response_headers::emit_quota_headers;
@@ -214,15 +215,19 @@ impl Flow {
                 return self.fleet_usage(head.headers, head.path, env);
             }
             self.stage = Stage::Replied;
+            let mut slots = ValueSlots::default();
             if !policy.per_values.is_empty() {
                 match usage_endpoint::value_slots(&policy, head.headers, &counters) {
-                    Ok(slots) => counters.set_value_slots(&slots),
+                    Ok(found) => slots = found,
                     Err(err) => {
                         return RequestAction::Reply(self.unavailable(err, &mut counters, env))
                     }
                 }
             }
-            let reply = usage_endpoint::reply(&policy, head.headers, &counters, env.now);
+            let mut slot_store = None;
+            let store = per_value::store_with_slots(env.store, &policy, &slots, &mut slot_store);
+            let mut counters = Counters::new(store, &policy.guard_key);
+            let reply = usage_endpoint::reply(&policy, head.headers, &counters, &slots, env.now);
             return match reply {
                 Ok(reply) => RequestAction::Reply(reply),
                 // The endpoint is answered here whatever failure_mode says: there is nothing
@@ -321,6 +326,16 @@ impl Flow {
                 }
             }
         }
+        // From here on, the counters of the request's `per_value` slots.
+        let mut slot_store = None;
+        let mut counters = if self.value_slots.is_empty() {
+            counters
+        } else {
+            self.flush_conflicts(&counters, env);
+            let store =
+                per_value::store_with_slots(env.store, &policy, &self.value_slots, &mut slot_store);
+            Counters::new(store, &policy.guard_key)
+        };
         if policy.fleet.is_some() {
             // Every level is asked in one round once the request is known; a counter
             // remembered exhausted refuses now, before anything goes upstream.
@@ -427,8 +442,14 @@ impl Flow {
                 }
                 let (key, provider, judged) = (*key, provider.clone(), *judged);
                 let policy = Rc::clone(&self.policy);
-                let mut counters = Counters::new(env.store, &policy.guard_key);
-                counters.set_value_slots(&self.value_slots);
+                let mut slot_store = None;
+                let store = per_value::store_with_slots(
+                    env.store,
+                    &policy,
+                    &self.value_slots,
+                    &mut slot_store,
+                );
+                let mut counters = Counters::new(store, &policy.guard_key);
                 let model = match body_model {
                     BodyModel::Named(model) => Some(model),
                     BodyModel::Absent => None,
@@ -457,8 +478,14 @@ impl Flow {
             Stage::AwaitingBody { model } if body_complete => {
                 let model = model.clone();
                 let policy = Rc::clone(&self.policy);
-                let mut counters = Counters::new(env.store, &policy.guard_key);
-                counters.set_value_slots(&self.value_slots);
+                let mut slot_store = None;
+                let store = per_value::store_with_slots(
+                    env.store,
+                    &policy,
+                    &self.value_slots,
+                    &mut slot_store,
+                );
+                let mut counters = Counters::new(store, &policy.guard_key);
                 self.admit(model, true, &mut counters, env)
             }
             _ => pass,

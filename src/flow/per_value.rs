@@ -9,6 +9,7 @@ use crate::config::{FailureMode, LimitId, Policy, VirtualKey};
 use crate::counter::Counters;
 use crate::identity::RequestHeaders;
 use crate::metrics::Metric;
+use crate::per_value::ValueSlots;
 use crate::per_value::{self, Claim};
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
 
@@ -63,7 +64,6 @@ impl Flow {
                 }
             }
         }
-        counters.set_value_slots(&self.value_slots);
         Ok(limits)
     }
 }
@@ -83,6 +83,21 @@ pub(super) fn fleet_values(
             Some((table, hex))
         })
         .collect()
+}
+
+/// `counters`' store: the host's, or with `per_value` slots, the
+/// [`crate::per_value::SlotStore`] made from it in `slot_store` (which the caller keeps).
+#[inline]
+pub(super) fn store_with_slots<'a>(
+    store: &'a dyn crate::store::CasStore,
+    policy: &'a Policy,
+    slots: &ValueSlots,
+    slot_store: &'a mut Option<crate::per_value::SlotStore<'a>>,
+) -> &'a dyn crate::store::CasStore {
+    if slots.is_empty() {
+        return store;
+    }
+    slot_store.insert(crate::per_value::SlotStore::new(store, policy, slots))
 }
 
 /// The `per_value` tables on `key`'s way: its own, then its team's.

@@ -22,8 +22,10 @@ fn policy(max_values: u32) -> Policy {
 
 /// Takes a request slot of `user`'s counter in `slot`.
 fn use_slot(policy: &Policy, store: &MemoryStore, slot: u32, now: i64) {
-    let mut counters = Counters::new(store, &policy.guard_key);
-    counters.set_value_slots(&[(0, slot)]);
+    let mut slots = ValueSlots::default();
+    slots.push(0, slot);
+    let slot_store = SlotStore::new(store, policy, &slots);
+    let mut counters = Counters::new(&slot_store, &policy.guard_key);
     let limit = &policy.limits[policy.per_values[0].limits[0]];
     counters
         .update(limit, now, |record| {
