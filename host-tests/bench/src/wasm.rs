@@ -205,6 +205,11 @@ pub fn run(opts: &Opts, report: &mut Report) {
             "a model_configs entry on the key matching the model: its budget and request limit beside the key's own",
         ),
         (
+            "typical_request_fuel_with_per_value",
+            workload::with_per_value(&workload::config(5)),
+            "a per_value table on the key: the value's slot found, its budget and request limit beside the key's own",
+        ),
+        (
             "typical_request_fuel_with_never_budget",
             workload::with_never_budget(&workload::config(5)),
             "the key's budget with reset_duration \"never\"",

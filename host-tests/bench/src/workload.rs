@@ -65,6 +65,16 @@ pub fn with_model_config(config: &str) -> String {
     )
 }
 
+/// `config` with a `per_value` table on key 0: each `x-end-user` gets a budget and a request
+/// limit (the typical request carries no such header: it is the table's empty value).
+pub fn with_per_value(config: &str) -> String {
+    config.replacen(
+        r#"{"id":"k0","#,
+        r#"{"id":"k0","per_value":{"header":"x-end-user","budgets":[{"max_limit":1000.0,"reset_duration":"1d"}],"rate_limit":{"request_max_limit":1000000000,"request_reset_duration":"1m"}},"#,
+        1,
+    )
+}
+
 /// `config` with key 0's own budget a prepaid credit (`"reset_duration": "never"`).
 pub fn with_never_budget(config: &str) -> String {
     let Some(key) = config.find(r#"{"id":"k0","#) else {
