@@ -293,7 +293,7 @@ impl PerValue {
     /// The key that says which value (its SHA-256) holds `slot`.
     pub fn claim_key(&self, slot: u32) -> Vec<u8> {
         let mut key = self.claim_prefix.to_vec();
-        key.extend_from_slice(slot.to_string().as_bytes());
+        crate::decimal::push_u64(&mut key, u64::from(slot));
         key
     }
 
@@ -305,9 +305,10 @@ impl PerValue {
 
 /// The key of a template limit's counter in `slot`: the template's key and the slot.
 pub fn slot_key(limit: &Limit, slot: u32) -> Vec<u8> {
-    let mut key = limit.storage_key.to_vec();
+    let mut key = Vec::with_capacity(limit.storage_key.len().saturating_add(11));
+    key.extend_from_slice(&limit.storage_key);
     key.push(b'@');
-    key.extend_from_slice(slot.to_string().as_bytes());
+    crate::decimal::push_u64(&mut key, u64::from(slot));
     key
 }
 

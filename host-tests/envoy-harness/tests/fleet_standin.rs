@@ -561,9 +561,15 @@ fn a_per_value_limit_counts_each_value_apart() {
     // Three values though max_values is 1: Limitador has no table to fill.
     for value in ["aa01", "bb02", "cc03"] {
         for _ in 0..2 {
-            assert_eq!(api.check_and_report("gov:vk:k", &call(value), 1).unwrap(), 200);
+            assert_eq!(
+                api.check_and_report("gov:vk:k", &call(value), 1).unwrap(),
+                200
+            );
         }
-        assert_eq!(api.check_and_report("gov:vk:k", &call(value), 1).unwrap(), 429);
+        assert_eq!(
+            api.check_and_report("gov:vk:k", &call(value), 1).unwrap(),
+            429
+        );
     }
     let counters = api.counters("gov:vk:k").unwrap();
     let values: BTreeSet<&str> = counters
