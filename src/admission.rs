@@ -311,10 +311,9 @@ fn refusal(
         amounts.push_str(&format!(", this request's estimate {}", in_units(estimate)));
     }
     let message = format!(
-        "{} '{}' {what} exceeded: {amounts}, resets {}",
-        limit.owner_kind.label(),
-        limit.owner_id,
-        rfc3339(record.window_end)
+        "{} {what} exceeded: {amounts}, {}",
+        owner_label(limit),
+        reset_text(limit, record.window_end)
     );
     let quota = Quota {
         remaining: limit.max.saturating_sub(committed(record)),
@@ -324,13 +323,50 @@ fn refusal(
     Rejection {
         kind,
         message,
-        retry_after_secs: Some(seconds_until(now, record.window_end)),
+        retry_after_secs: retry_after(limit, now, record.window_end),
         quota_headers: if policy.response_headers {
             limit_headers(limit, &quota)
         } else {
             Vec::new()
         },
     }
+}
+
+/// Who a limit belongs to, as refusals name it: `team 'ml'`, for a model config's limit
+/// `team 'ml' model 'gpt-4o*'`, for a `per_value` template's `team 'ml' per value` (the
+/// value of its header that the request carried).
+pub fn owner_label(limit: &Limit) -> String {
+    if limit.per_value.is_some() {
+        return format!(
+            "{} '{}' per value",
+            limit.owner_kind.label(),
+            limit.owner_id
+        );
+    }
+    match &limit.model {
+        Some(model) => format!(
+            "{} '{}' model '{model}'",
+            limit.owner_kind.label(),
+            limit.owner_id
+        ),
+        None => format!("{} '{}'", limit.owner_kind.label(), limit.owner_id),
+    }
+}
+
+/// How a refusal tells when the refusing window ends: `resets <time>`, or `never resets`
+/// for a limit whose window never ends (docs/windows.md).
+pub fn reset_text(limit: &Limit, window_end: i64) -> String {
+    if limit.rule.duration().is_never() {
+        "never resets".to_string()
+    } else {
+        format!("resets {}", rfc3339(window_end))
+    }
+}
+
+/// `retry-after` of a refusal by `limit`: none for a window that never ends (waiting does
+/// not help).
+pub fn retry_after(limit: &Limit, now: i64, window_end: i64) -> Option<u64> {
+    (!limit.rule.duration().is_never()).then(|| seconds_until(now, window_end))
 }
 
 /// Whole seconds from `now` to `end`, rounded up; 0 if `end` has passed.

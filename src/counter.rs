@@ -322,6 +322,26 @@ impl<'a> Counters<'a> {
         self.store
     }
 
+    /// A raw value and its version (the `per_value` claims).
+    pub fn get_raw(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Cas)>, CounterError> {
+        Ok(self.store.get(key)?)
+    }
+
+    /// Writes `value` if the key is absent (`false` if it exists).
+    pub fn create_raw(&mut self, key: &[u8], value: &[u8]) -> Result<bool, CounterError> {
+        let guard = self.guard_version()?;
+        Ok(self.store.set(key, value, guard)? == SetOutcome::Written)
+    }
+
+    /// Writes `value` if the key still has version `cas` (0: unconditionally).
+    pub fn set_raw(&mut self, key: &[u8], value: &[u8], cas: Cas) -> Result<bool, CounterError> {
+        let written = self.store.set(key, value, cas)? == SetOutcome::Written;
+        if !written {
+            self.conflicts = self.conflicts.saturating_add(1);
+        }
+        Ok(written)
+    }
+
     /// CAS conflicts seen so far (for the `cas_conflicts` Envoy counter).
     pub fn conflicts(&self) -> u64 {
         self.conflicts

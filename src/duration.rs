@@ -2,7 +2,8 @@
 //!
 //! Grammar: a positive integer followed by one unit out of `s m h d w M Y` (`m` is minutes,
 //! `M` months), or a compound of `h`, `m` and `s` parts in that order, each at most once
-//! (`1h30m`, `2m15s`). Every number is a positive decimal integer; there are no fractions,
+//! (`1h30m`, `2m15s`), or the word `never`: a window that never ends (a prepaid credit, a
+//! trial's request count). Every number is a positive decimal integer; there are no fractions,
 //! signs, spaces or `ns`/`ms` units, because a limit shorter than a second is never what an
 //! operator means and Bifrost's permissive grammar (fractions, zero) caused real outages.
 
@@ -15,6 +16,9 @@ const SECS_PER_WEEK: i64 = 7 * SECS_PER_DAY;
 
 /// Longest input echoed back in an error message, so a garbage value cannot flood a log line.
 const MAX_ECHO_CHARS: usize = 40;
+
+/// The duration of a window that never ends.
+const NEVER: &str = "never";
 
 /// A validated limit duration. Two durations are equal when they were written the same way
 /// (modulo leading zeros): `60m` and `1h` have the same length but are different durations,
@@ -36,6 +40,7 @@ enum Kind {
     Weeks(u32),
     Months(u32),
     Years(u32),
+    Never,
 }
 
 /// What a [`LimitDuration`] measures, for code that must treat units differently
@@ -52,6 +57,8 @@ pub enum DurationKind {
     Months(u32),
     /// `NY`: N calendar years (N > 0).
     Years(u32),
+    /// `never`: one window from first use on, never reset.
+    Never,
 }
 
 /// Why a text is not a duration. `Display` gives a short message that starts with the quoted
@@ -118,6 +125,9 @@ impl LimitDuration {
         if text.is_empty() {
             return Err(err(DurationErrorReason::Empty));
         }
+        if text == NEVER {
+            return Ok(Self { kind: Kind::Never });
+        }
         if text.contains(['-', '+']) {
             return Err(err(DurationErrorReason::Signed));
         }
@@ -162,7 +172,13 @@ impl LimitDuration {
             Kind::Weeks(n) => DurationKind::Weeks(n),
             Kind::Months(n) => DurationKind::Months(n),
             Kind::Years(n) => DurationKind::Years(n),
+            Kind::Never => DurationKind::Never,
         }
+    }
+
+    /// True for `never`: the counter's one window has no end.
+    pub fn is_never(&self) -> bool {
+        self.kind == Kind::Never
     }
 
     /// True for `s`, `m`, `h` and their compounds: durations of a fixed length that calendar
@@ -179,7 +195,7 @@ impl LimitDuration {
             Kind::Clock { .. } => self.clock_seconds()?,
             Kind::Days(n) => i64::from(n).checked_mul(SECS_PER_DAY)?,
             Kind::Weeks(n) => i64::from(n).checked_mul(SECS_PER_WEEK)?,
-            Kind::Months(_) | Kind::Years(_) => return None,
+            Kind::Months(_) | Kind::Years(_) | Kind::Never => return None,
         };
         secs.checked_mul(NANOS_PER_SEC)
     }
@@ -323,6 +339,7 @@ impl fmt::Display for LimitDuration {
             Kind::Weeks(n) => write!(f, "{n}w"),
             Kind::Months(n) => write!(f, "{n}M"),
             Kind::Years(n) => write!(f, "{n}Y"),
+            Kind::Never => f.write_str(NEVER),
         }
     }
 }
@@ -333,6 +350,20 @@ mod tests {
 
     fn reason(text: &str) -> DurationErrorReason {
         LimitDuration::parse(text).unwrap_err().reason()
+    }
+
+    #[test]
+    fn never_is_a_duration_without_a_length() {
+        let never = LimitDuration::parse("never").unwrap();
+        assert!(never.is_never());
+        assert_eq!(never.kind(), DurationKind::Never);
+        assert_eq!(never.to_string(), "never");
+        assert_eq!(never.fixed_nanos(), None);
+        assert_eq!(never.calendar_months(), None);
+        assert!(!LimitDuration::parse("1d").unwrap().is_never());
+        for text in ["Never", "never ", "1never", "nev"] {
+            assert!(LimitDuration::parse(text).is_err(), "{text}");
+        }
     }
 
     #[test]

@@ -34,6 +34,7 @@ pub mod in_flight;
 pub mod metrics;
 pub mod money;
 pub mod path_model;
+pub mod per_value;
 pub mod pricing;
 pub mod recycler;
 pub mod rejection;

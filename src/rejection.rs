@@ -16,11 +16,13 @@ pub enum RejectionKind {
     BudgetExceeded,
     /// `rate_limit.max_in_flight` reached (docs/clients.md).
     ConcurrencyLimited,
+    /// A header value found no free slot in its owner's `per_value` table.
+    PerValueFull,
     GovernanceUnavailable,
 }
 
 impl RejectionKind {
-    pub const ALL: [RejectionKind; 12] = [
+    pub const ALL: [RejectionKind; 13] = [
         RejectionKind::VirtualKeyRequired,
         RejectionKind::VirtualKeyNotFound,
         RejectionKind::VirtualKeyBlocked,
@@ -32,6 +34,7 @@ impl RejectionKind {
         RejectionKind::TokenLimited,
         RejectionKind::BudgetExceeded,
         RejectionKind::ConcurrencyLimited,
+        RejectionKind::PerValueFull,
         RejectionKind::GovernanceUnavailable,
     ];
 
@@ -48,6 +51,7 @@ impl RejectionKind {
             RejectionKind::TokenLimited => "token_limited",
             RejectionKind::BudgetExceeded => "budget_exceeded",
             RejectionKind::ConcurrencyLimited => "concurrency_limited",
+            RejectionKind::PerValueFull => "per_value_full",
             RejectionKind::GovernanceUnavailable => "governance_unavailable",
         }
     }
@@ -64,6 +68,7 @@ impl RejectionKind {
             | RejectionKind::TokenLimited
             | RejectionKind::ConcurrencyLimited => 429,
             RejectionKind::BudgetExceeded => 402,
+            RejectionKind::PerValueFull => 429,
             RejectionKind::GovernanceUnavailable => 503,
         }
     }

@@ -131,9 +131,12 @@ fn emit_limit(
     text.clear();
     amount(text, quota.remaining);
     emit(remaining_name, text);
-    text.clear();
-    push_openai_reset(text, quota.resets_in);
-    emit(reset_name, text);
+    // A window that never ends has no reset to announce.
+    if !limit.rule.duration().is_never() {
+        text.clear();
+        push_openai_reset(text, quota.resets_in);
+        emit(reset_name, text);
+    }
     let reserved_name = match limit.kind {
         LimitKind::Requests => return,
         LimitKind::Tokens => "x-ratelimit-reserved-tokens",

@@ -6,6 +6,7 @@ use crate::config::{Limit, LimitId, LimitKind, Policy};
 use crate::counter::{CounterError, Counters, Record};
 use crate::identity::{constant_time_eq, identify, RequestHeaders};
 use crate::money::Money;
+use crate::per_value::ValueSlots;
 use crate::rejection::LocalReply;
 
 /// Whether this request is for the usage endpoint.
@@ -23,6 +24,7 @@ pub fn reply(
     policy: &Policy,
     headers: &dyn RequestHeaders,
     counters: &Counters<'_>,
+    slots: &ValueSlots,
     now: i64,
 ) -> Result<LocalReply, CounterError> {
     let Some(viewer) = viewer(policy, headers) else {
@@ -38,7 +40,21 @@ pub fn reply(
         let Some(limit) = policy.limits.get(id) else {
             continue;
         };
-        entries.push(entry(limit, &counters.read(limit, now)?));
+        let mut counter = entry(limit, &counters.read(limit, now)?);
+        // A `per_value` template's counter is shown only in the slot of the asker's value.
+        if let Some(table) = limit.per_value {
+            if slots.slot(table).is_none() {
+                continue;
+            }
+            let header = policy
+                .per_values
+                .get(table as usize)
+                .map(|t| t.header.as_str());
+            if let (Some(header), Some(fields)) = (header, counter.as_object_mut()) {
+                fields.insert("per_value".to_string(), serde_json::json!(header));
+            }
+        }
+        entries.push(counter);
     }
     let mut body = serde_json::json!({ "counters": entries });
     if !policy.in_flight.is_empty() {
@@ -118,7 +134,7 @@ pub fn entry(limit: &Limit, record: &Record) -> serde_json::Value {
             serde_json::json!(u64::try_from(value).unwrap_or(u64::MAX))
         }
     };
-    serde_json::json!({
+    let mut entry = serde_json::json!({
         "owner": limit.owner_kind.as_str(),
         "id": limit.owner_id,
         "kind": limit.kind.as_str(),
@@ -129,8 +145,22 @@ pub fn entry(limit: &Limit, record: &Record) -> serde_json::Value {
         "reserved": amount(record.reserved),
         "remaining": amount(remaining),
         "window_start": rfc3339(record.window_start),
-        "window_end": rfc3339(record.window_end),
-    })
+        "window_end": window_end(limit, record.window_end),
+    });
+    // A model config's counter says which model entry it belongs to.
+    if let (Some(model), Some(fields)) = (&limit.model, entry.as_object_mut()) {
+        fields.insert("model".to_string(), serde_json::json!(model));
+    }
+    entry
+}
+
+/// A window's end as the endpoint reports it: `null` for a window that never ends.
+pub fn window_end(limit: &Limit, end: i64) -> serde_json::Value {
+    if limit.rule.duration().is_never() {
+        serde_json::Value::Null
+    } else {
+        serde_json::Value::String(rfc3339(end))
+    }
 }
 
 /// Who asks: the admin (every counter), a virtual key (its own), or nobody known.
@@ -165,13 +195,53 @@ pub fn is_admin(policy: &Policy, headers: &dyn RequestHeaders) -> bool {
     bearer.is_some_and(|hash| constant_time_eq(&hash, &admin))
 }
 
-/// A key's own limits, its provider configs', its team's and its customer's.
+/// A key's own limits, its provider configs', its team's and its customer's, and those of
+/// every level's model configs.
 fn key_limits(policy: &Policy, key: &crate::config::VirtualKey) -> Vec<LimitId> {
     let mut limits: Vec<LimitId> = policy.hierarchy_limits(key).collect();
     for config in key.provider_configs.iter().flatten() {
         limits.extend(&config.owner.limits);
     }
+    for owner in policy.hierarchy_owners(key).into_iter().flatten() {
+        for config in &owner.model_configs {
+            limits.extend(&config.limits);
+        }
+        let table = owner
+            .per_value
+            .and_then(|t| policy.per_values.get(t as usize));
+        limits.extend(table.iter().flat_map(|t| t.limits.iter()));
+    }
     limits
+}
+
+/// The slots of the asker's header values in the `per_value` tables of its key and team
+/// (found, never claimed), `(table, slot)`: what [`reply`] shows of those tables.
+pub fn value_slots(
+    policy: &Policy,
+    headers: &dyn RequestHeaders,
+    counters: &Counters<'_>,
+) -> Result<ValueSlots, CounterError> {
+    let mut slots = ValueSlots::default();
+    let Some(key) = identify(policy, headers)
+        .and_then(|found| found.key)
+        .and_then(|index| policy.keys.get(index))
+    else {
+        return Ok(slots);
+    };
+    for owner in policy.hierarchy_owners(key).into_iter().take(2).flatten() {
+        let Some(table) = owner.per_value else {
+            continue;
+        };
+        let Some(per_value) = policy.per_values.get(table as usize) else {
+            continue;
+        };
+        let hash =
+            crate::per_value::value_hash(&headers.get(&per_value.header).unwrap_or_default());
+        if let Some(slot) = crate::per_value::find(per_value, counters, &hash)? {
+            slots.push(table, slot);
+        }
+    }
+    Ok(slots)
 }
 
 /// A JSON local reply of the endpoint.

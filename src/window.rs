@@ -102,12 +102,14 @@ pub struct WindowRule {
 impl WindowRule {
     /// Validates the combination: a calendar-aligned `s`/`m`/`h`/compound duration must divide
     /// 86 400 s exactly (`15m`, `1h30m`, `24h` do; `7m`, `25h` do not). `d`, `w`, `M`, `Y` and
-    /// every rolling duration are always valid.
+    /// every rolling duration are always valid. `never` has no calendar: its one window
+    /// starts at first use whatever `calendar_aligned` says, and the rule is rolling.
     pub fn new(
         duration: LimitDuration,
         calendar_aligned: bool,
         zone: Zone,
     ) -> Result<Self, WindowError> {
+        let calendar_aligned = calendar_aligned && !duration.is_never();
         if calendar_aligned {
             if let DurationKind::Clock { seconds } = duration.kind() {
                 let divides = seconds > 0
@@ -205,6 +207,12 @@ impl WindowRule {
         if self.calendar_aligned {
             return Err(WindowError::NotRolling);
         }
+        if self.duration.is_never() {
+            return Ok(Window {
+                start_nanos: anchor_nanos,
+                end_nanos: i64::MAX,
+            });
+        }
         if let Some(step) = self.duration.fixed_nanos() {
             return rolling_fixed(anchor_nanos, step, now_nanos);
         }
@@ -254,6 +262,8 @@ impl WindowRule {
                 base: midnight(monday)?,
                 step: seconds(n, SECS_PER_WEEK)?,
             },
+            // `new` never makes a `never` rule calendar aligned.
+            DurationKind::Never => return Err(WindowError::NotCalendarAligned),
             DurationKind::Months(_) | DurationKind::Years(_) => Lattice::Months {
                 base: midnight(epoch)?,
                 step: self
@@ -569,6 +579,18 @@ mod tests {
         let midnight = t(2026, 11, 29, 0, 0);
         assert_eq!(aligned("1d", "UTC", midnight).start_nanos, midnight);
         assert_eq!(aligned("1d", "UTC", midnight - 1).end_nanos, midnight);
+    }
+
+    #[test]
+    fn never_is_one_window_from_first_use_without_an_end() {
+        let anchor = t(2026, 11, 28, 13, 52);
+        for now in [anchor, t(2126, 1, 1, 0, 0), i64::MAX - 1] {
+            assert_eq!(rolling("never", "UTC", anchor, now), w(anchor, i64::MAX));
+        }
+        // Alignment means nothing without an end: the rule is rolling.
+        let r = rule("never", true, "America/New_York");
+        assert!(!r.calendar_aligned());
+        assert_eq!(r.window(anchor, anchor + 1), Ok(w(anchor, i64::MAX)));
     }
 
     #[test]

@@ -17,12 +17,12 @@ use super::metering::compile_metering;
 use super::prices::compile_pricing;
 use super::problems::Problems;
 use super::wire::{
-    WireBudget, WireCustomer, WireProviderConfig, WireRateLimit, WireReservation, WireTeam,
-    WireVirtualKey,
+    WireBudget, WireCustomer, WireModelConfig, WirePerValue, WireProviderConfig, WireRateLimit,
+    WireReservation, WireTeam, WireVirtualKey,
 };
 use super::{
-    ConfigError, Limit, LimitId, LimitKind, ModelSet, Owner, OwnerKind, Policy, ProviderConfig,
-    Reservation, Team, UsageEndpoint, VirtualKey,
+    ConfigError, Limit, LimitId, LimitKind, ModelConfig, ModelSet, Owner, OwnerKind, PerValue,
+    Policy, ProviderConfig, Reservation, Team, UsageEndpoint, VirtualKey,
 };
 use crate::duration::LimitDuration;
 use crate::money::Money;
@@ -30,6 +30,10 @@ use crate::window::WindowRule;
 use crate::zone::Zone;
 
 type Result<T> = std::result::Result<T, ConfigError>;
+
+/// The largest `max_values` of a `per_value` table: shared data holds a claim and a counter
+/// per template limit for each slot, and has no delete.
+const MAX_VALUES_LIMIT: u32 = 1_000_000;
 
 /// Window defaults an owner hands down to its limits.
 #[derive(Clone)]
@@ -89,6 +93,8 @@ pub fn compile<const C: bool>(
         namespace: wire.namespace.clone(),
         limits: Vec::with_capacity(limit_count),
         in_flight: Vec::new(),
+        per_values: Vec::new(),
+        per_value_scope: None,
     };
     let global = Inherited {
         calendar_aligned: false,
@@ -106,11 +112,7 @@ pub fn compile<const C: bool>(
         else {
             let id = document.customers.id(i, text).unwrap_or_default();
             customer_index.entry(id.clone()).or_insert(i);
-            customers.push(Owner {
-                id,
-                limits: Vec::new(),
-                in_flight: None,
-            });
+            customers.push(Owner::new(id, Vec::new()));
             continue;
         };
         let path = format!("customers[{i}]");
@@ -128,6 +130,7 @@ pub fn compile<const C: bool>(
         let limits = builder.owner_limits(
             OwnerKind::Customer,
             &customer.id,
+            None,
             &customer.budgets,
             customer.rate_limit.as_ref(),
             &inherited,
@@ -141,10 +144,20 @@ pub fn compile<const C: bool>(
             &path,
             problems,
         )?;
+        let model_configs = builder.model_configs(
+            OwnerKind::Customer,
+            &customer.id,
+            &customer.model_configs,
+            &inherited,
+            &path,
+            problems,
+        )?;
         customers.push(Owner {
             id: customer.id.clone(),
             limits,
             in_flight,
+            model_configs,
+            per_value: None,
         });
     }
 
@@ -154,11 +167,7 @@ pub fn compile<const C: bool>(
         let Some(team) = problems.take(document.teams.decode::<WireTeam>(i, text))? else {
             let id = document.teams.id(i, text).unwrap_or_default();
             team_index.entry(id.clone()).or_insert(i);
-            let owner = Owner {
-                id,
-                limits: Vec::new(),
-                in_flight: None,
-            };
+            let owner = Owner::new(id, Vec::new());
             teams.push(Team {
                 owner,
                 customer: None,
@@ -188,6 +197,7 @@ pub fn compile<const C: bool>(
         let limits = builder.owner_limits(
             OwnerKind::Team,
             &team.id,
+            None,
             &team.budgets,
             team.rate_limit.as_ref(),
             &inherited,
@@ -201,11 +211,27 @@ pub fn compile<const C: bool>(
             &path,
             problems,
         )?;
+        let model_configs = builder.model_configs(
+            OwnerKind::Team,
+            &team.id,
+            &team.model_configs,
+            &inherited,
+            &path,
+            problems,
+        )?;
+        let per_value = match &team.per_value {
+            Some(wire) => {
+                builder.per_value(OwnerKind::Team, &team.id, wire, &inherited, &path, problems)?
+            }
+            None => None,
+        };
         teams.push(Team {
             owner: Owner {
                 id: team.id.clone(),
                 limits,
                 in_flight,
+                model_configs,
+                per_value,
             },
             customer,
         });
@@ -280,6 +306,8 @@ pub fn compile<const C: bool>(
         pricing,
         limits: builder.limits,
         in_flight: builder.in_flight,
+        per_values: builder.per_values,
+        has_model_configs: false,
         customers,
         teams,
         keys,
@@ -291,6 +319,12 @@ pub fn compile<const C: bool>(
         filter_state: wire.filter_state,
         alerts,
     };
+    policy.has_model_configs = policy
+        .customers
+        .iter()
+        .chain(policy.teams.iter().map(|t| &t.owner))
+        .chain(policy.keys.iter().map(|k| &k.owner))
+        .any(|owner| !owner.model_configs.is_empty());
     if let Some(wire_fleet) = wire_fleet {
         policy.fleet = problems.take(crate::fleet::FleetPolicy::compile(&wire_fleet, &policy))?;
     }
@@ -317,12 +351,15 @@ pub fn count_limits<const C: bool>(
             continue;
         };
         count = count.saturating_add(limits_of(&customer.budgets, customer.rate_limit.as_ref()));
+        count = count.saturating_add(model_limits_of(&customer.model_configs));
     }
     for i in 0..document.teams.len() {
         let Some(team) = problems.take(document.teams.decode::<WireTeam>(i, text))? else {
             continue;
         };
         count = count.saturating_add(limits_of(&team.budgets, team.rate_limit.as_ref()));
+        count = count.saturating_add(model_limits_of(&team.model_configs));
+        count = count.saturating_add(per_value_limits_of(team.per_value.as_ref()));
     }
     for i in 0..document.virtual_keys.len() {
         let Some(key) = problems.take(document.virtual_keys.decode::<WireVirtualKey>(i, text))?
@@ -330,6 +367,8 @@ pub fn count_limits<const C: bool>(
             continue;
         };
         count = count.saturating_add(limits_of(&key.budgets, key.rate_limit.as_ref()));
+        count = count.saturating_add(model_limits_of(&key.model_configs));
+        count = count.saturating_add(per_value_limits_of(key.per_value.as_ref()));
         for config in key.provider_configs.iter().flatten() {
             count = count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()));
         }
@@ -345,6 +384,18 @@ fn limits_of(budgets: &[WireBudget], rate_limit: Option<&WireRateLimit>) -> usiz
         usize::from(requests).saturating_add(usize::from(tokens))
     });
     budgets.len().saturating_add(rates)
+}
+
+/// The limits of an owner's `model_configs` entries.
+fn model_limits_of(configs: &[WireModelConfig]) -> usize {
+    configs.iter().fold(0usize, |count, config| {
+        count.saturating_add(limits_of(&config.budgets, config.rate_limit.as_ref()))
+    })
+}
+
+/// The template limits of a `per_value` table.
+fn per_value_limits_of(per_value: Option<&WirePerValue>) -> usize {
+    per_value.map_or(0, |wire| limits_of(&wire.budgets, wire.rate_limit.as_ref()))
 }
 
 fn compile_reservation(wire: Option<&WireReservation>) -> Result<Reservation> {
@@ -447,6 +498,7 @@ fn compile_key<const C: bool>(
     let limits = builder.owner_limits(
         OwnerKind::VirtualKey,
         &key.id,
+        None,
         &key.budgets,
         key.rate_limit.as_ref(),
         &inherited,
@@ -460,6 +512,25 @@ fn compile_key<const C: bool>(
         path,
         problems,
     )?;
+    let model_configs = builder.model_configs(
+        OwnerKind::VirtualKey,
+        &key.id,
+        &key.model_configs,
+        &inherited,
+        path,
+        problems,
+    )?;
+    let per_value = match &key.per_value {
+        Some(wire) => builder.per_value(
+            OwnerKind::VirtualKey,
+            &key.id,
+            wire,
+            &inherited,
+            path,
+            problems,
+        )?,
+        None => None,
+    };
     let provider_configs = key
         .provider_configs
         .as_ref()
@@ -472,6 +543,8 @@ fn compile_key<const C: bool>(
             id: key.id.clone(),
             limits,
             in_flight,
+            model_configs,
+            per_value,
         },
         secret_sha256,
         active: key.is_active,
@@ -518,6 +591,7 @@ fn compile_provider_configs<const C: bool>(
         let limits = builder.owner_limits(
             OwnerKind::ProviderConfig,
             &owner_id,
+            None,
             &config.budgets,
             config.rate_limit.as_ref(),
             inherited,
@@ -535,9 +609,8 @@ fn compile_provider_configs<const C: bool>(
             provider: config.provider.clone(),
             allowed_models: config.allowed_models.as_deref().map(ModelSet::new),
             owner: Owner {
-                id: owner_id,
-                limits,
                 in_flight,
+                ..Owner::new(owner_id, limits)
             },
         });
     }
@@ -549,6 +622,9 @@ struct Builder {
     namespace: String,
     limits: Vec<Limit>,
     in_flight: Vec<crate::in_flight::InFlightCap>,
+    per_values: Vec<PerValue>,
+    /// While a `per_value` template is compiled: its table's index and header.
+    per_value_scope: Option<(u32, String)>,
 }
 
 impl Builder {
@@ -586,6 +662,7 @@ impl Builder {
         &mut self,
         owner_kind: OwnerKind,
         owner_id: &str,
+        model: Option<&str>,
         budgets: &[WireBudget],
         rate_limit: Option<&WireRateLimit>,
         inherited: &Inherited,
@@ -615,6 +692,9 @@ impl Builder {
                 ))?;
                 continue;
             }
+            if budget.calendar_aligned == Some(true) && budget.reset_duration == "never" {
+                problems.note(never_aligned(&budget_path))?;
+            }
             let defaults = window_defaults(
                 inherited,
                 budget.calendar_aligned,
@@ -627,6 +707,7 @@ impl Builder {
             let limit = self.push(
                 owner_kind,
                 owner_id,
+                model,
                 LimitKind::Budget,
                 max.unwrap_or(Money::ZERO).femto(),
                 &budget.reset_duration,
@@ -637,6 +718,14 @@ impl Builder {
         }
         if let Some(rate) = rate_limit {
             let rate_path = format!("{path}.rate_limit");
+            let durations = [&rate.request_reset_duration, &rate.token_reset_duration];
+            let only_never = durations.iter().any(|d| d.is_some())
+                && durations
+                    .iter()
+                    .all(|d| d.as_deref().is_none_or(|d| d == "never"));
+            if rate.calendar_aligned == Some(true) && only_never {
+                problems.note(never_aligned(&rate_path))?;
+            }
             let defaults = window_defaults(
                 inherited,
                 rate.calendar_aligned,
@@ -679,6 +768,7 @@ impl Builder {
                         let limit = self.push(
                             owner_kind,
                             owner_id,
+                            model,
                             kind,
                             u128::from(max),
                             duration,
@@ -693,6 +783,130 @@ impl Builder {
         Ok(ids)
     }
 
+    /// An owner's `per_value` table: its header checked, `max_values` bounded, and its
+    /// template limits compiled like the owner's own (with the owner's defaults). `None`
+    /// when a problem was noted (problems collected).
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "an owner's table, where it is, and where problems go"
+    )]
+    fn per_value<const C: bool>(
+        &mut self,
+        owner_kind: OwnerKind,
+        owner_id: &str,
+        wire: &WirePerValue,
+        inherited: &Inherited,
+        path: &str,
+        problems: &mut Problems<C>,
+    ) -> Result<Option<u32>> {
+        let path = format!("{path}.per_value");
+        let header = wire.header.to_ascii_lowercase();
+        if let Err(problem) = header_names(
+            std::slice::from_ref(&header),
+            &mut super::problems::StopAtFirst::new(),
+        ) {
+            problems.note(ConfigError::new(
+                format!("{path}.header"),
+                problem.message.replace("virtual_key_headers[0]: ", ""),
+            ))?;
+            return Ok(None);
+        }
+        let max_values = match u32::try_from(wire.max_values) {
+            Ok(n) if (1..=MAX_VALUES_LIMIT).contains(&n) => n,
+            _ => {
+                problems.note(ConfigError::new(
+                    format!("{path}.max_values"),
+                    format!(
+                        "{} is not between 1 and {MAX_VALUES_LIMIT}",
+                        wire.max_values
+                    ),
+                ))?;
+                return Ok(None);
+            }
+        };
+        if wire.budgets.is_empty() && wire.rate_limit.is_none() {
+            problems.note(ConfigError::new(
+                path.as_str(),
+                "needs `budgets` or a `rate_limit`: the limits each value gets",
+            ))?;
+            return Ok(None);
+        }
+        let Ok(index) = u32::try_from(self.per_values.len()) else {
+            return Ok(None);
+        };
+        self.per_value_scope = Some((index, header.clone()));
+        let limits = self.owner_limits(
+            owner_kind,
+            owner_id,
+            None,
+            &wire.budgets,
+            wire.rate_limit.as_ref(),
+            inherited,
+            &path,
+            problems,
+        );
+        self.per_value_scope = None;
+        let limits = limits?;
+        let claim_prefix = format!(
+            "{}:per_value:{}:{}:{header}#claim@",
+            self.namespace,
+            owner_kind.as_str(),
+            owner_id
+        );
+        self.per_values.push(PerValue {
+            header,
+            max_values,
+            limits,
+            owner_label: format!("{} '{owner_id}'", owner_kind.label()),
+            claim_prefix: claim_prefix.into_bytes().into_boxed_slice(),
+        });
+        Ok(Some(index))
+    }
+
+    /// An owner's `model_configs`: each entry's model checked (a pattern, named once per
+    /// owner) and its limits compiled like the owner's own, with the owner's defaults.
+    fn model_configs<const C: bool>(
+        &mut self,
+        owner_kind: OwnerKind,
+        owner_id: &str,
+        configs: &[WireModelConfig],
+        inherited: &Inherited,
+        path: &str,
+        problems: &mut Problems<C>,
+    ) -> Result<Vec<ModelConfig>> {
+        let mut seen = HashSet::new();
+        let mut compiled = Vec::with_capacity(configs.len());
+        for (j, config) in configs.iter().enumerate() {
+            let config_path = format!("{path}.model_configs[{j}]");
+            if let Some(problem) = super::model_configs::pattern_problem(&config.model) {
+                problems.note(ConfigError::new(format!("{config_path}.model"), problem))?;
+                continue;
+            }
+            if !seen.insert(config.model.as_str()) {
+                problems.note(ConfigError::new(
+                    format!("{config_path}.model"),
+                    format!("{:?} is listed twice for this owner", config.model),
+                ))?;
+                continue;
+            }
+            let limits = self.owner_limits(
+                owner_kind,
+                owner_id,
+                Some(&config.model),
+                &config.budgets,
+                config.rate_limit.as_ref(),
+                inherited,
+                &config_path,
+                problems,
+            )?;
+            compiled.push(ModelConfig {
+                model: config.model.as_str().into(),
+                limits,
+            });
+        }
+        Ok(compiled)
+    }
+
     #[allow(
         clippy::too_many_arguments,
         reason = "a limit is defined by all of these"
@@ -701,6 +915,7 @@ impl Builder {
         &mut self,
         owner_kind: OwnerKind,
         owner_id: &str,
+        model: Option<&str>,
         kind: LimitKind,
         max: u128,
         duration_text: &str,
@@ -710,9 +925,35 @@ impl Builder {
         let duration = LimitDuration::parse(duration_text)
             .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
         let zone = parse_zone(&defaults.zone_text, duration_path)?;
+        // A window that never ends has no calendar: an alignment or zone handed down by the
+        // owner does not apply, and changing them keeps the counter (the same identity).
+        let never_defaults;
+        let defaults = if duration.is_never() {
+            never_defaults = Inherited {
+                calendar_aligned: false,
+                zone_text: "UTC".to_string(),
+            };
+            &never_defaults
+        } else {
+            defaults
+        };
         let rule = WindowRule::new(duration, defaults.calendar_aligned, zone)
             .map_err(|err| ConfigError::new(duration_path, err.to_string()))?;
-        let storage_key = storage_key(&self.namespace, owner_kind, owner_id, kind, &rule, defaults);
+        let per_value = self.per_value_scope.as_ref();
+        let scope = match (model, per_value) {
+            (Some(model), _) => Some(format!("model={model}")),
+            (None, Some((_, header))) => Some(format!("per_value={header}")),
+            (None, None) => None,
+        };
+        let storage_key = storage_key(
+            &self.namespace,
+            owner_kind,
+            owner_id,
+            scope.as_deref(),
+            kind,
+            &rule,
+            defaults,
+        );
         let id = self.limits.len();
         self.limits.push(Limit {
             owner_kind,
@@ -722,6 +963,8 @@ impl Builder {
             rule,
             duration_text: duration_text.into(),
             calendar_aligned: defaults.calendar_aligned,
+            model: model.map(Box::from),
+            per_value: per_value.map(|(index, _)| *index),
             storage_key,
         });
         Ok(id)
@@ -731,25 +974,33 @@ impl Builder {
 /// `<namespace>:<owner kind>:<owner id>:<kind>:<duration>:<a|r>:<zone>#<hash>`. The
 /// readable part helps whoever inspects shared data; the hash of the length-prefixed
 /// identity keeps two identities apart even when ids contain ':'.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "a counter's identity is all of these"
+)]
 fn storage_key(
     namespace: &str,
     owner_kind: OwnerKind,
     owner_id: &str,
+    scope: Option<&str>,
     kind: LimitKind,
     rule: &WindowRule,
     defaults: &Inherited,
 ) -> Box<[u8]> {
     let duration = rule.duration().to_string();
     let alignment = if defaults.calendar_aligned { "a" } else { "r" };
-    key_of_parts(&[
-        namespace,
-        owner_kind.as_str(),
-        owner_id,
+    // A model config's limit adds `model=<model>` after the owner, a per-value template
+    // `per_value=<header>`; the owner's own limits keep the keys they always had.
+    let mut parts = Vec::with_capacity(8);
+    parts.extend([namespace, owner_kind.as_str(), owner_id]);
+    parts.extend(scope);
+    parts.extend([
         kind.as_str(),
         duration.as_str(),
         alignment,
         defaults.zone_text.as_str(),
-    ])
+    ]);
+    key_of_parts(&parts)
 }
 
 /// The parts joined by ':', then `#` and 16 hex digits of the SHA-256 of the
@@ -863,6 +1114,15 @@ fn compile_usage_endpoint(wire: &super::wire::WireUsageEndpoint) -> Result<Usage
         path: wire.path.clone(),
         admin_key_sha256,
     })
+}
+
+/// `calendar_aligned: true` written on a limit whose windows never end.
+fn never_aligned(path: &str) -> ConfigError {
+    ConfigError::new(
+        format!("{path}.calendar_aligned"),
+        "a limit whose reset_duration is \"never\" has no calendar windows; remove \
+         calendar_aligned",
+    )
 }
 
 fn check_id(id: &str, path: &str) -> Result<()> {

@@ -11,6 +11,7 @@ mod compile;
 mod document;
 mod in_flight;
 mod metering;
+mod model_configs;
 mod model_set;
 mod prices;
 mod problems;
@@ -23,6 +24,7 @@ use std::fmt;
 use compile::{compile, count_limits};
 use document::{Document, Text};
 pub use metering::{Metering, PathPattern, MAX_REWRITE_BODY_BYTES_LIMIT};
+pub use model_configs::ModelConfig;
 pub use model_set::ModelSet;
 use problems::{CollectAll, Problems, StopAtFirst};
 pub use wire::{FailureMode, Mode};
@@ -127,6 +129,10 @@ pub struct Policy {
     pub limits: Vec<Limit>,
     /// Every `rate_limit.max_in_flight`, each with its own shared-data key.
     pub in_flight: Vec<crate::in_flight::InFlightCap>,
+    /// The `per_value` tables of keys and teams.
+    pub per_values: Vec<PerValue>,
+    /// Whether any owner has `model_configs` (requests skip looking for them otherwise).
+    pub has_model_configs: bool,
     pub customers: Vec<Owner>,
     pub teams: Vec<Team>,
     pub keys: Vec<VirtualKey>,
@@ -239,6 +245,12 @@ pub struct Limit {
     /// The configured duration text, echoed by the usage endpoint.
     pub duration_text: Box<str>,
     pub calendar_aligned: bool,
+    /// The model (exact or `prefix*`) of the `model_configs` entry the limit belongs to;
+    /// `None` for the owner's own limits.
+    pub model: Option<Box<str>>,
+    /// The `per_value` table (index in [`Policy::per_values`]) whose template this limit
+    /// is: its counters are one per slot ([`crate::per_value`]).
+    pub per_value: Option<u32>,
     /// The shared-data key: derived from the counter's identity (owner, kind, duration,
     /// alignment, zone), so a changed `max_limit` keeps its usage and a changed window
     /// starts a fresh counter.
@@ -257,6 +269,62 @@ pub struct Owner {
     pub limits: Vec<LimitId>,
     /// Its `rate_limit.max_in_flight`: index in [`Policy::in_flight`].
     pub in_flight: Option<usize>,
+    /// Per-model limits (keys, teams and customers only).
+    pub model_configs: Vec<ModelConfig>,
+    /// Limits per value of a request header (keys and teams only): index in
+    /// [`Policy::per_values`].
+    pub per_value: Option<u32>,
+}
+
+impl Owner {
+    /// An owner with its own limits and no per-model ones.
+    pub fn new(id: String, limits: Vec<LimitId>) -> Self {
+        Self {
+            id,
+            limits,
+            model_configs: Vec::new(),
+            per_value: None,
+            in_flight: None,
+        }
+    }
+}
+
+/// A `per_value` table: the template limits each value of `header` gets, in at most
+/// `max_values` slots ([`crate::per_value`]).
+#[derive(Debug)]
+pub struct PerValue {
+    /// Lower-cased.
+    pub header: String,
+    pub max_values: u32,
+    /// The template limits (their counters are one per slot).
+    pub limits: Vec<LimitId>,
+    /// The owner's label in messages (`virtual key 'vk-1'`).
+    pub owner_label: String,
+    /// Prefix of the slots' claim keys.
+    claim_prefix: Box<[u8]>,
+}
+
+impl PerValue {
+    /// The key that says which value (its SHA-256) holds `slot`.
+    pub fn claim_key(&self, slot: u32) -> Vec<u8> {
+        let mut key = self.claim_prefix.to_vec();
+        crate::decimal::push_u64(&mut key, u64::from(slot));
+        key
+    }
+
+    /// The key of `limit`'s counter (a template limit of this table) in `slot`.
+    pub fn counter_key(&self, limit: &Limit, slot: u32) -> Vec<u8> {
+        slot_key(limit, slot)
+    }
+}
+
+/// The key of a template limit's counter in `slot`: the template's key and the slot.
+pub fn slot_key(limit: &Limit, slot: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(limit.storage_key.len().saturating_add(11));
+    key.extend_from_slice(&limit.storage_key);
+    key.push(b'@');
+    crate::decimal::push_u64(&mut key, u64::from(slot));
+    key
 }
 
 #[derive(Debug)]
@@ -320,6 +388,38 @@ impl Policy {
             .map(|c| c.limits.as_slice())
             .unwrap_or_default();
         [key.owner.limits.as_slice(), team, customer]
+    }
+
+    /// The owners of `key`'s levels: the key, its team and its customer (those it has).
+    pub fn hierarchy_owners<'a>(&'a self, key: &'a VirtualKey) -> [Option<&'a Owner>; 3] {
+        let team = key.team.and_then(|t| self.teams.get(t)).map(|t| &t.owner);
+        let customer = key.customer.and_then(|c| self.customers.get(c));
+        [Some(&key.owner), team, customer]
+    }
+
+    /// The limits of the `model_configs` entries that apply to `model` on `key`'s levels
+    /// (at most one entry per level), in level order: key, team, customer.
+    pub fn model_limits(&self, key: &VirtualKey, model: &str) -> Vec<LimitId> {
+        let mut limits = Vec::new();
+        if !self.has_model_configs {
+            return limits;
+        }
+        for owner in self.hierarchy_owners(key).into_iter().flatten() {
+            if let Some(config) = model_configs::matching(&owner.model_configs, model) {
+                limits.extend_from_slice(&config.limits);
+            }
+        }
+        limits
+    }
+
+    /// Whether any of `key`'s levels has per-model limits.
+    pub fn key_has_model_configs(&self, key: &VirtualKey) -> bool {
+        self.has_model_configs
+            && self
+                .hierarchy_owners(key)
+                .into_iter()
+                .flatten()
+                .any(|owner| !owner.model_configs.is_empty())
     }
 
     /// [`Policy::hierarchy_levels`] one limit after the other.

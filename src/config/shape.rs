@@ -30,6 +30,12 @@ pub fn require_owner_objects(owner: &Value, path: &str) -> Result<(), ConfigErro
     for (j, config) in items(owner.get("provider_configs")) {
         owned_limits(config, &format!("{path}.provider_configs[{j}]"))?;
     }
+    for (j, config) in items(owner.get("model_configs")) {
+        owned_limits(config, &format!("{path}.model_configs[{j}]"))?;
+    }
+    if let Some(per_value) = owner.get("per_value").filter(|v| !v.is_null()) {
+        owned_limits(per_value, &format!("{path}.per_value"))?;
+    }
     Ok(())
 }
 

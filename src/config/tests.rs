@@ -131,6 +131,106 @@ fn pricing_entries_accept_litellm_extras() {
 }
 
 #[test]
+fn a_limit_that_never_resets_ignores_the_owners_calendar_and_zone() {
+    let key = |owner: &str| {
+        parse(&with_key(&format!(
+            r#"{{"id":"k","value":"s",{owner}"budgets":[{{"max_limit":10,"reset_duration":"never"}}],
+               "rate_limit":{{"request_max_limit":5,"request_reset_duration":"never",
+                              "token_max_limit":9,"token_reset_duration":"1d","calendar_aligned":true}}}}"#
+        )))
+        .unwrap()
+    };
+    let plain = key("");
+    let zoned = key(r#""calendar_aligned":true,"timezone":"Asia/Tokyo","#);
+    for (a, b) in plain.limits.iter().zip(&zoned.limits).take(2) {
+        assert_eq!(a.storage_key, b.storage_key, "{:?}", a.kind);
+        assert!(!b.calendar_aligned && !b.rule.calendar_aligned());
+    }
+    // The token limit beside it keeps its alignment.
+    assert!(plain.limits[2].rule.calendar_aligned());
+    for (json, path) in [
+        (
+            r#"{"id":"k","value":"s","budgets":[{"max_limit":1,"reset_duration":"never","calendar_aligned":true}]}"#,
+            "virtual_keys[0].budgets[0].calendar_aligned",
+        ),
+        (
+            r#"{"id":"k","value":"s","rate_limit":{"request_max_limit":1,"request_reset_duration":"never","calendar_aligned":true}}"#,
+            "virtual_keys[0].rate_limit.calendar_aligned",
+        ),
+    ] {
+        let err = error_of(&with_key(json));
+        assert!(err.starts_with(path), "{err}");
+        assert!(err.contains("never"), "{err}");
+    }
+}
+
+#[test]
+fn model_configs_compile_beside_the_owners_limits_with_their_own_counters() {
+    let policy = parse(&format!(
+        r#"{{{PRICING},
+        "teams":[{{"id":"ml","budgets":[{{"max_limit":10,"reset_duration":"1d"}}],
+            "model_configs":[{{"model":"gpt-4o*","budgets":[{{"max_limit":10,"reset_duration":"1d"}}]}}]}}],
+        "virtual_keys":[{{"id":"k","value":"s","team_id":"ml",
+            "model_configs":[{{"model":"gpt-4o-mini","rate_limit":{{"request_max_limit":5,"request_reset_duration":"1m"}}}}]}}]}}"#
+    ))
+    .unwrap();
+    assert_eq!(policy.limits.len(), 3);
+    let team = &policy.teams[0].owner;
+    let own = &policy.limits[team.limits[0]];
+    let model = &policy.limits[team.model_configs[0].limits[0]];
+    assert_eq!(own.model, None);
+    assert_eq!(model.model.as_deref(), Some("gpt-4o*"));
+    assert_ne!(own.storage_key, model.storage_key, "a counter of its own");
+    let key = &policy.keys[0];
+    let key_model = policy.model_limits(key, "gpt-4o-mini");
+    assert_eq!(
+        key_model.len(),
+        2,
+        "the key's exact entry and the team's prefix"
+    );
+    assert_eq!(policy.model_limits(key, "gpt-4.1"), Vec::<LimitId>::new());
+    assert!(policy.key_has_model_configs(key));
+}
+
+#[test]
+fn model_config_problems_name_their_path() {
+    let cases = [
+        (
+            r#"{"id":"k","value":"s","model_configs":[{"model":"","budgets":[]}]}"#,
+            "virtual_keys[0].model_configs[0].model: must not be empty",
+        ),
+        (
+            r#"{"id":"k","value":"s","model_configs":[{"model":"gpt-*o"}]}"#,
+            "virtual_keys[0].model_configs[0].model: `*` may only end",
+        ),
+        (
+            r#"{"id":"k","value":"s","model_configs":[{"model":"a"},{"model":"a"}]}"#,
+            "virtual_keys[0].model_configs[1].model: \"a\" is listed twice",
+        ),
+        (
+            r#"{"id":"k","value":"s","model_configs":[{"model":"a","budgets":[{"max_limit":0,"reset_duration":"1d"}]}]}"#,
+            "virtual_keys[0].model_configs[0].budgets[0].max_limit",
+        ),
+        (
+            r#"{"id":"k","value":"s","model_configs":[{"model":"a","rate_limit":{"request_max_limit":1}}]}"#,
+            "virtual_keys[0].model_configs[0].rate_limit.request_reset_duration",
+        ),
+        (
+            r#"{"id":"k","value":"s","model_configs":[{"model":"a","provider":"openai"}]}"#,
+            "virtual_keys[0].model_configs[0]",
+        ),
+        (
+            r#"{"id":"k","value":"s","model_configs":[["a"]]}"#,
+            "virtual_keys[0].model_configs[0]: it must be a JSON object",
+        ),
+    ];
+    for (key, expected) in cases {
+        let err = error_of(&with_key(key));
+        assert!(err.starts_with(expected), "{err}");
+    }
+}
+
+#[test]
 fn counter_identity_ignores_max_but_not_window() {
     let a = parse(&with_key(
         r#"{"id":"k","value":"s","budgets":[{"max_limit":10,"reset_duration":"1d"}]}"#,

@@ -135,6 +135,9 @@ pub struct WireCustomer {
     pub budgets: Vec<WireBudget>,
     #[serde(default)]
     pub rate_limit: Option<WireRateLimit>,
+    /// Per-model limits beside the owner's own (docs/configuration.md).
+    #[serde(default)]
+    pub model_configs: Vec<WireModelConfig>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -151,6 +154,12 @@ pub struct WireTeam {
     pub budgets: Vec<WireBudget>,
     #[serde(default)]
     pub rate_limit: Option<WireRateLimit>,
+    /// Per-model limits beside the owner's own (docs/configuration.md).
+    #[serde(default)]
+    pub model_configs: Vec<WireModelConfig>,
+    /// Limits for each value of a request header, inside the owner's.
+    #[serde(default)]
+    pub per_value: Option<WirePerValue>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -181,6 +190,12 @@ pub struct WireVirtualKey {
     pub budgets: Vec<WireBudget>,
     #[serde(default)]
     pub rate_limit: Option<WireRateLimit>,
+    /// Per-model limits beside the owner's own (docs/configuration.md).
+    #[serde(default)]
+    pub model_configs: Vec<WireModelConfig>,
+    /// Limits for each value of a request header, inside the owner's.
+    #[serde(default)]
+    pub per_value: Option<WirePerValue>,
     #[serde(default)]
     pub calendar_aligned: Option<bool>,
     #[serde(default)]
@@ -193,6 +208,34 @@ pub struct WireProviderConfig {
     pub provider: String,
     #[serde(default)]
     pub allowed_models: Option<Vec<String>>,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+}
+
+/// `per_value`: the limits each value of `header` gets, in a table of `max_values` slots.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WirePerValue {
+    pub header: String,
+    #[serde(default)]
+    pub budgets: Vec<WireBudget>,
+    #[serde(default)]
+    pub rate_limit: Option<WireRateLimit>,
+    #[serde(default = "default_max_values")]
+    pub max_values: u64,
+}
+
+fn default_max_values() -> u64 {
+    10_000
+}
+
+/// One entry of `model_configs`: a model (exact or `prefix*`) and its limits.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WireModelConfig {
+    pub model: String,
     #[serde(default)]
     pub budgets: Vec<WireBudget>,
     #[serde(default)]

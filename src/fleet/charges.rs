@@ -27,6 +27,7 @@ pub fn report(
     policy: &Policy,
     fleet: &FleetPolicy,
     limit: LimitId,
+    value: Option<&str>,
     units: u64,
     now: i64,
 ) -> Result<Option<Call>, WindowError> {
@@ -42,6 +43,7 @@ pub fn report(
         &named.namespace,
         &named.limit_id,
         &label,
+        value,
         units,
     )))
 }

@@ -80,9 +80,14 @@ impl FakeLimitador {
                         let limit = self.limits.iter().find(|l| {
                             l.namespace == namespace && l.conditions.contains(condition)
                         })?;
+                        let variables = match window.split_once('#') {
+                            Some((window, value)) => serde_json::json!({
+                                "descriptors[0].window": window, "descriptors[0].value": value}),
+                            None => serde_json::json!({"descriptors[0].window": window}),
+                        };
                         Some(serde_json::json!({
                             "limit": limit,
-                            "set_variables": {"descriptors[0].window": window},
+                            "set_variables": variables,
                             "remaining": limit.max_value.wrapping_sub(*used),
                             "expires_in_seconds": (expires - now) / 1_000_000_000,
                         }))
@@ -97,7 +102,11 @@ impl FakeLimitador {
             };
         };
         let limit_value = body.values.get("limit").cloned().unwrap_or_default();
-        let window = body.values.get("window").cloned().unwrap_or_default();
+        let mut window = body.values.get("window").cloned().unwrap_or_default();
+        // A per-value counter: one per value, kept as `<window>#<value>`.
+        if let Some(value) = body.values.get("value") {
+            window = format!("{window}#{value}");
+        }
         let condition = super::limits::condition(&limit_value);
         let Some(limit) = self
             .limits

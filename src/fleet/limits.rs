@@ -30,6 +30,10 @@ pub fn condition(limit_id: &str) -> String {
 /// The variable that keys a limit's counters by window.
 pub const WINDOW_VARIABLE: &str = "descriptors[0].window";
 
+/// The variable that keys a `per_value` template's counters by value (its hex SHA-256):
+/// unbounded in Limitador, where the filter's table of slots is not needed.
+pub const VALUE_VARIABLE: &str = "descriptors[0].value";
+
 /// The Limitador limit for `limit`, in namespace `namespace`.
 pub fn expected(limit: &Limit, namespace: &str) -> LimitadorLimit {
     let what = match limit.kind {
@@ -51,12 +55,15 @@ pub fn expected(limit: &Limit, namespace: &str) -> LimitadorLimit {
         max_value: names::max_value(limit),
         seconds: names::seconds(limit),
         name: Some(format!(
-            "{} '{}' {what}, {alignment}",
-            limit.owner_kind.label(),
-            limit.owner_id
+            "{} {what}, {alignment}",
+            crate::admission::owner_label(limit)
         )),
         conditions: vec![condition(&names::limit_id(limit))],
-        variables: vec![WINDOW_VARIABLE.to_string()],
+        variables: if limit.per_value.is_some() {
+            vec![WINDOW_VARIABLE.to_string(), VALUE_VARIABLE.to_string()]
+        } else {
+            vec![WINDOW_VARIABLE.to_string()]
+        },
     }
 }
 

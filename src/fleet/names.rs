@@ -23,6 +23,10 @@ pub const ROLLING: &str = "rolling";
 
 const SECS_PER_HOUR: u64 = 3600;
 const SECS_PER_DAY: u64 = 86_400;
+/// Limitador's `seconds` for a `never` limit: its windows have a length, so a window of
+/// 100 years (of 365 days) stands for one that never ends. Redis keeps the counter that long
+/// in milliseconds, well within its range.
+pub const NEVER_SECONDS: u64 = 100 * 365 * SECS_PER_DAY;
 
 /// The Limitador namespace of an owner. A provider config's id `<key id>/<provider>` is
 /// written `<key id>:<provider>`: namespaces travel in URL paths (`GET /limits/{namespace}`),
@@ -61,8 +65,21 @@ fn segment(id: &str) -> String {
     out
 }
 
-/// The `limit` value that selects `limit` among its owner's limits.
+/// The `limit` value that selects `limit` among its owner's limits; a model config's limit
+/// starts with `model:<model>:` (the model written as namespaces write ids).
 pub fn limit_id(limit: &Limit) -> String {
+    let own = own_limit_id(limit);
+    if limit.per_value.is_some() {
+        // An owner has at most one `per_value` table.
+        return format!("per_value:{own}");
+    }
+    match &limit.model {
+        Some(model) => format!("model:{}:{own}", segment(model)),
+        None => own,
+    }
+}
+
+fn own_limit_id(limit: &Limit) -> String {
     let rule = &limit.rule;
     if rule.calendar_aligned() {
         format!(
@@ -129,6 +146,7 @@ pub fn seconds(limit: &Limit) -> u64 {
                 days(n, 365 * SECS_PER_DAY)
             }
         }
+        DurationKind::Never => NEVER_SECONDS,
     }
 }
 

@@ -56,14 +56,19 @@ struct Body<'a> {
 struct Values<'a> {
     limit: &'a str,
     window: &'a str,
+    /// A `per_value` template's counters are one per value: the hex SHA-256 of the value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
 }
 
-/// A counter operation on the limit `limit_id` of `namespace`, in window `window`.
+/// A counter operation on the limit `limit_id` of `namespace`, in window `window` (and, for
+/// a `per_value` template, the counter of `value`).
 pub fn counter_call(
     operation: Operation,
     namespace: &str,
     limit_id: &str,
     window: &str,
+    value: Option<&str>,
     delta: u64,
 ) -> Call {
     let body = Body {
@@ -71,6 +76,7 @@ pub fn counter_call(
         values: Values {
             limit: limit_id,
             window,
+            value,
         },
         delta,
         // Only check_and_report answers with the counter's remaining and reset.
@@ -184,11 +190,16 @@ impl CounterState {
     }
 
     /// The counter of limit `limit_id` in window `window`.
-    pub fn is(&self, limit_id: &str, window: &str) -> bool {
+    pub fn is(&self, limit_id: &str, window: &str, value: Option<&str>) -> bool {
         self.set_variables
             .get("descriptors[0].window")
             .map(String::as_str)
             == Some(window)
+            && self
+                .set_variables
+                .get(super::limits::VALUE_VARIABLE)
+                .map(String::as_str)
+                == value
             && self
                 .limit
                 .conditions
@@ -216,6 +227,7 @@ mod tests {
             "gov:vk:k1",
             "requests:1m:rolling",
             "rolling",
+            None,
             1,
         );
         assert_eq!(
@@ -229,9 +241,13 @@ mod tests {
                 "values": {"limit": "requests:1m:rolling", "window": "rolling"},
                 "delta": 1, "response_headers": "DraftVersion03"})
         );
-        let check = counter_call(Operation::Check, "n", "l", "w", 7);
+        let check = counter_call(Operation::Check, "n", "l", "w", Some("ab12"), 7);
         let body: serde_json::Value = serde_json::from_slice(&check.body).unwrap();
         assert_eq!(body.get("response_headers"), None);
+        assert_eq!(
+            body["values"],
+            serde_json::json!({"limit": "l", "window": "w", "value": "ab12"})
+        );
         assert_eq!(check.path, "/check");
     }
 

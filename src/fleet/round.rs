@@ -104,6 +104,7 @@ impl Round {
         policy: &Policy,
         fleet: &FleetPolicy,
         limits: &[LimitId],
+        values: &[(u32, String)],
         estimate: Option<&Estimate>,
         now: i64,
     ) -> Result<Round, WindowError> {
@@ -118,6 +119,13 @@ impl Round {
                 if limit.kind != kind {
                     continue;
                 }
+                let value = match limit.per_value {
+                    Some(table) => match values.iter().find(|(t, _)| *t == table) {
+                        Some((_, value)) => Some(value.as_str()),
+                        None => continue,
+                    },
+                    None => None,
+                };
                 if !owners.contains(&named.owner) {
                     owners.push(named.owner);
                 }
@@ -145,6 +153,7 @@ impl Round {
                         &named.namespace,
                         &named.limit_id,
                         &label,
+                        value,
                         delta,
                     ),
                     window_end,

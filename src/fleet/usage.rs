@@ -127,7 +127,7 @@ pub fn reply_body(
             .iter()
             .position(|ns| *ns == named.namespace)
             .and_then(|i| lists.get(i))
-            .and_then(|list| list.iter().find(|c| c.is(&named.limit_id, &label)));
+            .and_then(|list| list.iter().find(|c| c.is(&named.limit_id, &label, None)));
         let used = counter.map_or(0, |c| names::from_units(limit.kind, c.used()));
         let (start, end) = match calendar_end {
             Some(end) => {

@@ -51,7 +51,8 @@ struct PendingRefusal {
 }
 
 impl Flow {
-    /// The request's limits in level order: provider config, key, team, customer.
+    /// The request's limits in level order: provider config, key, team, customer; then
+    /// those of the model configs that apply.
     fn fleet_limits(&self) -> Vec<LimitId> {
         let Some((key_index, provider)) = &self.target else {
             return Vec::new();
@@ -65,7 +66,24 @@ impl Flow {
             .map(|c| c.owner.limits.clone())
             .unwrap_or_default();
         limits.extend(self.policy.hierarchy_limits(key));
+        limits.extend_from_slice(&self.model_limits);
+        // The `per_value` templates of the values the request carries (Limitador keys
+        // their counters by value).
+        for (table, _) in &self.value_hashes {
+            if let Some(per_value) = self.policy.per_values.get(*table as usize) {
+                limits.extend_from_slice(&per_value.limits);
+            }
+        }
         limits
+    }
+
+    /// The value (hex SHA-256) the request carries for `limit`, a `per_value` template.
+    fn value_of(&self, policy: &crate::config::Policy, limit: LimitId) -> Option<&str> {
+        let table = policy.limits.get(limit)?.per_value?;
+        self.value_hashes
+            .iter()
+            .find(|(t, _)| *t == table)
+            .map(|(_, value)| value.as_str())
     }
 
     /// A refusal for the first of `limits` this Envoy remembers Limitador refused, whose
@@ -126,7 +144,14 @@ impl Flow {
         } else {
             None
         };
-        let round = match Round::plan(&policy, fleet, &limits, estimate.as_ref(), env.now) {
+        let round = match Round::plan(
+            &policy,
+            fleet,
+            &limits,
+            &self.value_hashes,
+            estimate.as_ref(),
+            env.now,
+        ) {
             Ok(round) => round,
             Err(err) => {
                 log::error!("#{} fleet: window: {err}", self.context_id);
@@ -169,7 +194,8 @@ impl Flow {
         }
         if let Some(pending) = self.fleet.lookup.take() {
             // The answer of the counters lookup a refusal was waiting for.
-            let retry = reset_from_counters(&policy, pending.limit, &answer, env.now);
+            let value = self.value_of(&policy, pending.limit);
+            let retry = reset_from_counters(&policy, pending.limit, value, &answer);
             return Some(self.fleet_refuse(pending, retry, model, &mut counters, env));
         }
         let round = self.fleet.round.as_mut()?;
@@ -234,7 +260,7 @@ impl Flow {
         let Some(fleet) = policy.fleet.as_ref() else {
             return RequestAction::Reply(usage_endpoint::unauthorized());
         };
-        let limits = match usage_endpoint::viewer(&policy, headers) {
+        let mut limits = match usage_endpoint::viewer(&policy, headers) {
             None => return RequestAction::Reply(usage_endpoint::unauthorized()),
             Some(Viewer::Key(limits)) => limits,
             Some(Viewer::Admin) => match usage::admin_limits(&policy, path) {
@@ -248,6 +274,13 @@ impl Flow {
                 }
             },
         };
+        // Limitador's counters of `per_value` templates are one per value: not shown here.
+        limits.retain(|id| {
+            policy
+                .limits
+                .get(*id)
+                .is_some_and(|l| l.per_value.is_none())
+        });
         let (namespaces, calls) = usage::calls(fleet, &limits);
         if calls.is_empty() {
             return RequestAction::Reply(usage_endpoint::json_reply(
@@ -345,7 +378,8 @@ impl Flow {
             return self.admitted(model, counters, env);
         };
         env.metrics.add(Metric::FleetRefused, 1);
-        if pending.exhausted {
+        // One value's exhausted counter is not its table's: it is not remembered.
+        if pending.exhausted && limit.per_value.is_none() {
             let secs = i64::try_from(retry_after_secs).unwrap_or(i64::MAX);
             let until = env.now.saturating_add(secs.saturating_mul(1_000_000_000));
             memory::remember_exhausted(env.store, limit, names::max_value(limit), until);
@@ -448,7 +482,14 @@ impl Flow {
         env: &mut Env<'_>,
     ) -> RequestAction {
         let policy = Rc::clone(&self.policy);
-        let limits = self.fleet_limits();
+        let mut limits = self.fleet_limits();
+        // This Envoy has no slots for the values: their limits wait for Limitador.
+        limits.retain(|id| {
+            policy
+                .limits
+                .get(*id)
+                .is_some_and(|l| l.per_value.is_none())
+        });
         let refusals = match admission::check(
             &policy,
             counters,
@@ -511,7 +552,8 @@ impl Flow {
         }
         reports.extend(admitted.uncounted_slots.iter().map(|&id| (id, 1)));
         for (id, units) in reports {
-            match charges::report(&policy, fleet, id, units, env.now) {
+            let value = self.value_of(&policy, id);
+            match charges::report(&policy, fleet, id, value, units, env.now) {
                 Ok(Some(call)) => env.outbox.send(call),
                 Ok(None) => {}
                 Err(err) => log::error!("#{} fleet: charge not sent: {err}", self.context_id),
@@ -542,9 +584,8 @@ fn fleet_rejection(
         LimitKind::Tokens => format!("{amount} tokens"),
     };
     let mut message = format!(
-        "{} '{}' {what} exceeded across the fleet: {} allowed",
-        limit.owner_kind.label(),
-        limit.owner_id,
+        "{} {what} exceeded across the fleet: {} allowed",
+        admission::owner_label(limit),
         in_units(limit.max)
     );
     if let Some(estimate) = estimate {
@@ -555,7 +596,7 @@ fn fleet_rejection(
     }
     let secs = i64::try_from(retry_after_secs).unwrap_or(i64::MAX);
     let end = now.saturating_add(secs.saturating_mul(1_000_000_000));
-    message.push_str(&format!(", resets {}", admission::rfc3339(end)));
+    message.push_str(&format!(", {}", admission::reset_text(limit, end)));
     let remaining = remaining.filter(|_| headers);
     let quota_headers = remaining.map_or_else(Vec::new, |units| {
         let quota = Quota {
@@ -568,7 +609,7 @@ fn fleet_rejection(
     Rejection {
         kind,
         message,
-        retry_after_secs: Some(retry_after_secs),
+        retry_after_secs: admission::retry_after(limit, now, end),
         quota_headers,
     }
 }
@@ -578,8 +619,8 @@ fn fleet_rejection(
 fn reset_from_counters(
     policy: &crate::config::Policy,
     limit: LimitId,
+    value: Option<&str>,
     answer: &Answer,
-    _now: i64,
 ) -> u64 {
     let (Some(config), Some(named)) = (
         policy.limits.get(limit),
@@ -591,7 +632,7 @@ fn reset_from_counters(
         .and_then(|counters| {
             counters
                 .into_iter()
-                .find(|c| c.is(&named.limit_id, names::ROLLING))
+                .find(|c| c.is(&named.limit_id, names::ROLLING, value))
                 .and_then(|c| c.expires_in_seconds)
         })
         .unwrap_or_else(|| names::seconds(config))

@@ -9,6 +9,7 @@
 //! the last frame goes upstream. The response is scanned for usage as it passes, and settled once,
 //! at its end or when the stream ends early.
 
+use std::borrow::Cow;
 use std::rc::Rc;
 
 use crate::admission::{self, Admission, Evaluation};
@@ -20,6 +21,7 @@ use crate::fleet::protocol::Call;
 use crate::identity::{identify, key_required_message, RequestHeaders};
 use crate::metrics::{Metric, MetricsSink};
 use crate::path_model::{path_model, PathModel};
+use crate::per_value::ValueSlots;
 use crate::rejection::{LocalReply, Rejection, RejectionKind};
 use crate::request_body::{BodyModel, RequestSniffer};
 use crate::response_headers::emit_quota_headers;
@@ -139,6 +141,14 @@ pub struct Flow {
     charged: bool,
     /// The key and provider, once resolved (fleet mode checks every level at once).
     target: Option<(usize, Option<String>)>,
+    /// The `per_value` slots of the request's header values.
+    value_slots: ValueSlots,
+    /// Fleet mode: the request's header values of the `per_value` tables, `(table, hex
+    /// SHA-256)`.
+    value_hashes: Vec<(u32, String)>,
+    /// The limits of the `model_configs` entries that apply to the request's model, on
+    /// every level (key, team, customer), once the model is known.
+    model_limits: Vec<LimitId>,
     /// Fleet mode's part of the request.
     fleet: fleet::Progress,
     /// How the request is metered: its method, path and sizes.
@@ -210,6 +220,9 @@ impl Flow {
             response_status: None,
             charged: false,
             target: None,
+            model_limits: Vec::new(),
+            value_slots: ValueSlots::default(),
+            value_hashes: Vec::new(),
             fleet: fleet::Progress::default(),
             meter: Meter::default(),
             in_flight: Vec::new(),
@@ -229,7 +242,19 @@ impl Flow {
                 return self.fleet_usage(head.headers, head.path, env);
             }
             self.stage = Stage::Replied;
-            let reply = usage_endpoint::reply(&policy, head.headers, &counters, env.now);
+            let mut slots = ValueSlots::default();
+            if !policy.per_values.is_empty() {
+                match usage_endpoint::value_slots(&policy, head.headers, &counters) {
+                    Ok(found) => slots = found,
+                    Err(err) => {
+                        return RequestAction::Reply(self.unavailable(err, &mut counters, env))
+                    }
+                }
+            }
+            let mut slot_store = None;
+            let store = per_value::store_with_slots(env.store, &policy, &slots, &mut slot_store);
+            let mut counters = Counters::new(store, &policy.guard_key);
+            let reply = usage_endpoint::reply(&policy, head.headers, &counters, &slots, env.now);
             return match reply {
                 Ok(reply) => RequestAction::Reply(reply),
                 // The endpoint is answered here whatever failure_mode says: there is nothing
@@ -320,7 +345,27 @@ impl Flow {
 
         // One allocation: collecting the chained iterator costs several times more, on
         // every request.
-        let levels = policy.hierarchy_levels(key).concat();
+        let mut levels = policy.hierarchy_levels(key).concat();
+        if !policy.per_values.is_empty() {
+            if policy.fleet.is_some() {
+                self.value_hashes = per_value::fleet_values(&policy, key, head.headers);
+            } else {
+                match self.claim_values(&policy, key, head.headers, &mut counters, env) {
+                    Ok(limits) => levels.extend(limits),
+                    Err(reply) => return RequestAction::Reply(reply),
+                }
+            }
+        }
+        // From here on, the counters of the request's `per_value` slots.
+        let mut slot_store = None;
+        let mut counters = if self.value_slots.is_empty() {
+            counters
+        } else {
+            self.flush_conflicts(&counters, env);
+            let store =
+                per_value::store_with_slots(env.store, &policy, &self.value_slots, &mut slot_store);
+            Counters::new(store, &policy.guard_key)
+        };
         if policy.fleet.is_some() {
             // Every level is asked in one round once the request is known; a counter
             // remembered exhausted refuses now, before anything goes upstream.
@@ -436,7 +481,14 @@ impl Flow {
                 }
                 let (key, provider, judged) = (*key, provider.clone(), *judged);
                 let policy = Rc::clone(&self.policy);
-                let mut counters = Counters::new(env.store, &policy.guard_key);
+                let mut slot_store = None;
+                let store = per_value::store_with_slots(
+                    env.store,
+                    &policy,
+                    &self.value_slots,
+                    &mut slot_store,
+                );
+                let mut counters = Counters::new(store, &policy.guard_key);
                 let model = match body_model {
                     BodyModel::Named(model) => Some(model),
                     BodyModel::Absent => None,
@@ -465,7 +517,14 @@ impl Flow {
             Stage::AwaitingBody { model } if body_complete => {
                 let model = model.clone();
                 let policy = Rc::clone(&self.policy);
-                let mut counters = Counters::new(env.store, &policy.guard_key);
+                let mut slot_store = None;
+                let store = per_value::store_with_slots(
+                    env.store,
+                    &policy,
+                    &self.value_slots,
+                    &mut slot_store,
+                );
+                let mut counters = Counters::new(store, &policy.guard_key);
                 self.admit(model, true, &mut counters, env)
             }
             _ => pass,
@@ -570,7 +629,12 @@ impl Flow {
             && policy
                 .hierarchy_limits(key)
                 .any(|id| is_budget(&policy, id));
-        if key.allowed_models.is_none() && key.provider_configs.is_none() && !budget_applies {
+        // Per-model limits would be sidestepped by a model nobody can read.
+        if key.allowed_models.is_none()
+            && key.provider_configs.is_none()
+            && !budget_applies
+            && !policy.key_has_model_configs(key)
+        {
             return None;
         }
         let message = match place {
@@ -670,7 +734,11 @@ impl Flow {
             let budget_applies = policy
                 .hierarchy_limits(key)
                 .chain(config_limits.iter().copied())
-                .any(|id| is_budget(&policy, id));
+                .any(|id| is_budget(&policy, id))
+                || policy
+                    .model_limits(key, model)
+                    .into_iter()
+                    .any(|id| is_budget(&policy, id));
             if budget_applies && policy.require_pricing && policy.pricing.lookup(model).is_none() {
                 refusals.push(Rejection::new(
                     RejectionKind::ModelNotPriced,
@@ -717,12 +785,27 @@ impl Flow {
             .get(key_index)
             .and_then(|key| key.provider_config(provider.as_deref()?));
         self.target = Some((key_index, provider.clone()));
-        if let Some(config) = config.filter(|_| policy.fleet.is_none()) {
+        if policy.has_model_configs {
+            if let (Some(key), Some(model)) = (policy.keys.get(key_index), model.as_deref()) {
+                self.model_limits = policy.model_limits(key, model);
+            }
+        }
+        let config_limits = config.map(|c| c.owner.limits.as_slice());
+        // The provider config's limits and the model configs' are checked together, in the
+        // order of checks (request slots of every level first).
+        let limits = match (config_limits, self.model_limits.is_empty()) {
+            (None, true) => None,
+            (Some(own), true) => Some(Cow::Borrowed(own)),
+            (own, false) => Some(Cow::Owned(
+                [own.unwrap_or_default(), &self.model_limits].concat(),
+            )),
+        };
+        if let Some(limits) = limits.filter(|_| policy.fleet.is_none()) {
             let refusals = match admission::check(
                 &policy,
                 counters,
                 env.now,
-                &config.owner.limits,
+                &limits,
                 self.evaluation(),
                 &mut self.admission,
             ) {
@@ -947,6 +1030,7 @@ mod clamp;
 mod fleet;
 mod in_flight;
 mod metering;
+mod per_value;
 mod refusal;
 mod settle;
 #[cfg(test)]

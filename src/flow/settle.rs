@@ -73,7 +73,14 @@ impl Flow {
                 Money::ZERO
             }
         };
-        let mut counters = Counters::new(env.store, &policy.guard_key);
+        let mut slot_store = None;
+        let store = super::per_value::store_with_slots(
+            env.store,
+            &policy,
+            &self.value_slots,
+            &mut slot_store,
+        );
+        let mut counters = Counters::new(store, &policy.guard_key);
         let chargeable = &self.admission.chargeable;
         let held = std::mem::take(&mut self.admission.held);
         let tokens = u128::from(usage.total_tokens());

@@ -7,7 +7,7 @@ use super::replay::Replay;
 use super::report::{limit_entries, time_or_null};
 use super::request::format_time;
 use super::{policy_of, Answer};
-use crate::config::{ModelSet, Policy, VirtualKey};
+use crate::config::{LimitId, ModelSet, Owner, Policy, VirtualKey};
 
 /// `{"at", "hierarchy": [node...]}`, a node being `{"owner", "id", "limits", "children"}`
 /// (keys add `active`, `expires_at`, `allowed_models`; provider configs `provider` and
@@ -34,7 +34,7 @@ pub fn describe(config_text: &str, at: i64) -> Answer {
             "expires_at": time_or_null(key.expires_at),
             "allowed_models": models(key.allowed_models.as_ref()),
             "providers": key.provider_configs.as_ref().map(|c| c.iter().map(|c| c.provider.clone()).collect::<Vec<_>>()),
-            "limits": limit_entries(&replay, &key.owner.limits, at),
+            "limits": limit_entries(&replay, &owned_limits(&key.owner), at),
             "children": configs.collect::<Vec<_>>(),
         })
     };
@@ -51,7 +51,7 @@ pub fn describe(config_text: &str, at: i64) -> Answer {
         Some(json!({
             "owner": "team",
             "id": team.owner.id,
-            "limits": limit_entries(&replay, &team.owner.limits, at),
+            "limits": limit_entries(&replay, &owned_limits(&team.owner), at),
             "children": keys_where(&|key| key.team == Some(index)),
         }))
     };
@@ -65,7 +65,7 @@ pub fn describe(config_text: &str, at: i64) -> Answer {
         roots.push(json!({
             "owner": "customer",
             "id": customer.id,
-            "limits": limit_entries(&replay, &customer.limits, at),
+            "limits": limit_entries(&replay, &owned_limits(customer), at),
             "children": teams.chain(keys).collect::<Vec<_>>(),
         }));
     }
@@ -92,4 +92,13 @@ pub(super) fn mode(policy: &Policy) -> &'static str {
         crate::config::Mode::Enforce => "enforce",
         crate::config::Mode::Shadow => "shadow",
     }
+}
+
+/// An owner's own limits, then those of its model configs (each entry names its `model`).
+fn owned_limits(owner: &Owner) -> Vec<LimitId> {
+    let mut ids = owner.limits.clone();
+    for config in &owner.model_configs {
+        ids.extend(&config.limits);
+    }
+    ids
 }

@@ -58,6 +58,9 @@ pub fn explain(config_text: &str, request_text: &str, trace: Option<&str>) -> An
     let mut applicable: Vec<LimitId> = config.map(|c| c.owner.limits.clone()).unwrap_or_default();
     if let Some(key) = key {
         applicable.extend(policy.hierarchy_limits(key));
+        if let Some(model) = model.as_deref() {
+            applicable.extend(policy.model_limits(key, model));
+        }
     }
     // The counters as the request finds them, before it takes anything.
     let limits = limit_entries(&replay, &applicable, now);

@@ -23,10 +23,9 @@ pub fn limit_entry(limit: &Limit, record: &Record, in_use: bool) -> Value {
             "window_start_local".into(),
             json!(format_local(&zone, record.window_start)),
         );
-        fields.insert(
-            "window_end_local".into(),
-            json!(format_local(&zone, record.window_end)),
-        );
+        let end_local =
+            (!limit.rule.duration().is_never()).then(|| format_local(&zone, record.window_end));
+        fields.insert("window_end_local".into(), json!(end_local));
         fields.insert("in_use".into(), json!(in_use));
         fields.insert("exhausted".into(), json!(committed(record) >= limit.max));
     }

@@ -182,7 +182,8 @@ fn owners_of(
     owners
 }
 
-/// Every limit of a key's hierarchy and of its provider configs.
+/// Every limit of a key's hierarchy, of its provider configs and of every level's model
+/// configs.
 fn key_limits(policy: &Policy, index: usize) -> Vec<LimitId> {
     let Some(key) = policy.keys.get(index) else {
         return Vec::new();
@@ -192,6 +193,11 @@ fn key_limits(policy: &Policy, index: usize) -> Vec<LimitId> {
         .flat_map(|c| c.owner.limits.iter().copied())
         .collect();
     ids.extend(policy.hierarchy_limits(key));
+    for owner in policy.hierarchy_owners(key).into_iter().flatten() {
+        for config in &owner.model_configs {
+            ids.extend(&config.limits);
+        }
+    }
     ids
 }
 

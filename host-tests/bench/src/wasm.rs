@@ -223,6 +223,29 @@ pub fn run(opts: &Opts, report: &mut Report) {
             what.to_string(),
         ));
     }
+    for (name, config, what) in [
+        (
+            "model_config",
+            workload::with_model_config(&base),
+            "a model_configs entry on the key matching the model (its budget and request limit beside the key's own)",
+        ),
+        (
+            "per_value",
+            workload::with_per_value(&base),
+            "a per_value table on the key (the value's slot found, its budget and request limit beside the key's own)",
+        ),
+        (
+            "never_budget",
+            workload::with_never_budget(&base),
+            "the key's budget with reset_duration \"never\"",
+        ),
+    ] {
+        variants.push((
+            format!("typical_request_fuel_with_{name}"),
+            config,
+            what.to_string(),
+        ));
+    }
     for (name, config, what) in variants {
         let fuel = variant_fuel(&opts.wasm, &config);
         report.figure(
@@ -577,7 +600,6 @@ fn amazon_stream(svm: &mut Vm, host: &Host, bytes: usize, report: &mut Report) {
     );
 }
 
-/// Mean fuel of the typical request with reservations on (5 keys, after warm-up).
 /// Optional features measured on the typical request (name, top-level fields turning it on).
 const OPTIONAL_FEATURES: [(&str, &str); 4] = [
     ("filter_state", r#""filter_state":true"#),
@@ -604,6 +626,7 @@ fn variant_fuel(wasm: &Path, config: &str) -> u64 {
     average(vm, &req, &resp, MEASURED)
 }
 
+/// Mean fuel of the typical request with reservations on (5 keys, after warm-up).
 fn reservation_fuel(wasm: &Path) -> u64 {
     variant_fuel(wasm, &workload::with_reservation(&workload::config(5)))
 }

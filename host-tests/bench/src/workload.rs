@@ -55,6 +55,38 @@ pub fn config(keys: usize) -> String {
     out
 }
 
+/// `config` with a per-model entry on key 0 (the benchmark's key) that matches the typical
+/// request's model: a budget and a request limit beside the key's own.
+pub fn with_model_config(config: &str) -> String {
+    config.replacen(
+        r#"{"id":"k0","#,
+        r#"{"id":"k0","model_configs":[{"model":"gpt-4o*","budgets":[{"max_limit":1000.0,"reset_duration":"1d"}],"rate_limit":{"request_max_limit":1000000000,"request_reset_duration":"1m"}}],"#,
+        1,
+    )
+}
+
+/// `config` with a `per_value` table on key 0: each `x-end-user` gets a budget and a request
+/// limit (the typical request carries no such header: it is the table's empty value).
+pub fn with_per_value(config: &str) -> String {
+    config.replacen(
+        r#"{"id":"k0","#,
+        r#"{"id":"k0","per_value":{"header":"x-end-user","budgets":[{"max_limit":1000.0,"reset_duration":"1d"}],"rate_limit":{"request_max_limit":1000000000,"request_reset_duration":"1m"}},"#,
+        1,
+    )
+}
+
+/// `config` with key 0's own budget a prepaid credit (`"reset_duration": "never"`).
+pub fn with_never_budget(config: &str) -> String {
+    let Some(key) = config.find(r#"{"id":"k0","#) else {
+        return config.to_string();
+    };
+    let (before, after) = config.split_at(key);
+    format!(
+        "{before}{}",
+        after.replacen(r#""reset_duration":"1h""#, r#""reset_duration":"never""#, 1)
+    )
+}
+
 /// `config` with reservations (docs/reservations.md) enabled.
 pub fn with_reservation(config: &str) -> String {
     config.replacen('{', r#"{"reservation":{"enabled":true},"#, 1)

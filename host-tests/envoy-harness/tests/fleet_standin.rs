@@ -538,3 +538,45 @@ fn validate_reads_a_limits_file_as_the_server_does() {
         assert!(refused.contains("Couldn't parse"), "{bad}: {refused}");
     }
 }
+
+/// The limits file `governance-cli limitador` writes for a `per_value` table, loaded into
+/// the stand-in: each value (the hex SHA-256 the filter sends as `value`) has its own
+/// counter, as many values as come, and the file's limit is what Limitador lists.
+#[test]
+fn a_per_value_limit_counts_each_value_apart() {
+    let config = r#"{"fleet":{"cluster":"limitador","namespace_prefix":"gov"},
+        "virtual_keys":[{"id":"k","value":"sk","per_value":{"header":"x-end-user","max_values":1,
+            "rate_limit":{"request_max_limit":2,"request_reset_duration":"1m"}}}]}"#;
+    let yaml = governance::tools::limitador(config).expect("limits file");
+    assert!(yaml.contains("descriptors[0].value"), "{yaml}");
+    let (_redis, lim) = start(&yaml);
+    let api = lim.api();
+    fn call(value: &str) -> [(&str, &str); 3] {
+        [
+            ("limit", "per_value:requests:1m:rolling"),
+            ("window", "rolling"),
+            ("value", value),
+        ]
+    }
+    // Three values though max_values is 1: Limitador has no table to fill.
+    for value in ["aa01", "bb02", "cc03"] {
+        for _ in 0..2 {
+            assert_eq!(
+                api.check_and_report("gov:vk:k", &call(value), 1).unwrap(),
+                200
+            );
+        }
+        assert_eq!(
+            api.check_and_report("gov:vk:k", &call(value), 1).unwrap(),
+            429
+        );
+    }
+    let counters = api.counters("gov:vk:k").unwrap();
+    let values: BTreeSet<&str> = counters
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c["set_variables"]["descriptors[0].value"].as_str())
+        .collect();
+    assert_eq!(values, BTreeSet::from(["aa01", "bb02", "cc03"]));
+}

@@ -93,7 +93,34 @@ fn the_base_a_litellm_priced_entry_reservations_and_fleet_blocks_are_valid_for_b
             "timeout_ms": 250, "namespace_prefix": "gw", "unavailable": "closed"});
     });
     let fleet_defaults = with(|c| c["fleet"] = json!({"cluster": "limitador"}));
+    let never = with(|c| {
+        c["teams"][0]["budgets"][0]["reset_duration"] = json!("never");
+        c["virtual_keys"][0]["rate_limit"] = json!({"request_max_limit": 5,
+            "request_reset_duration": "never", "token_max_limit": 1000,
+            "token_reset_duration": "never"});
+    });
+    let per_model = with(|c| {
+        let entry = json!([{"model": "gpt-4o*", "budgets": [{"max_limit": 5,
+            "reset_duration": "1d"}], "rate_limit": {"request_max_limit": 10,
+            "request_reset_duration": "1m"}}, {"model": "gpt-4o-mini"}]);
+        c["teams"][0]["model_configs"] = entry.clone();
+        c["virtual_keys"][0]["model_configs"] = entry;
+        c["customers"] = json!([{"id": "acme", "model_configs": [{"model": "*",
+            "rate_limit": {"token_max_limit": 1000, "token_reset_duration": "never"}}]}]);
+        c["teams"][0]["customer_id"] = json!("acme");
+    });
+    let per_value = with(|c| {
+        c["virtual_keys"][0]["per_value"] = json!({"header": "x-end-user",
+            "budgets": [{"max_limit": 1, "reset_duration": "1d"}],
+            "rate_limit": {"request_max_limit": 10, "request_reset_duration": "1m"},
+            "max_values": 500});
+        c["teams"][0]["per_value"] = json!({"header": "x-agent-run",
+            "rate_limit": {"token_max_limit": 100000, "token_reset_duration": "never"}});
+    });
     for config in [
+        per_value,
+        per_model,
+        never,
         base(),
         litellm,
         reserving,
@@ -187,6 +214,57 @@ fn known_bad_configurations_are_refused_by_schema_and_filter() {
         (
             "zero duration",
             with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("0s")),
+        ),
+        (
+            "model config without a model",
+            with(|c| c["teams"][0]["model_configs"] = json!([{"budgets": []}])),
+        ),
+        (
+            "model config with a star inside its model",
+            with(|c| c["teams"][0]["model_configs"] = json!([{"model": "gpt-*o"}])),
+        ),
+        (
+            "unknown model config field",
+            with(|c| {
+                c["virtual_keys"][0]["model_configs"] =
+                    json!([{"model": "gpt-4o", "allowed_models": []}])
+            }),
+        ),
+        (
+            "model configs on a provider config",
+            with(|c| {
+                c["virtual_keys"][0]["provider_configs"] =
+                    json!([{"provider": "openai", "model_configs": [{"model": "gpt-4o"}]}])
+            }),
+        ),
+        (
+            "per_value without limits",
+            with(|c| c["virtual_keys"][0]["per_value"] = json!({"header": "x-end-user"})),
+        ),
+        (
+            "per_value with a header that is no header name",
+            with(|c| {
+                c["virtual_keys"][0]["per_value"] = json!({"header": "end user",
+                    "budgets": [{"max_limit": 1, "reset_duration": "1d"}]})
+            }),
+        ),
+        (
+            "per_value with max_values 0",
+            with(|c| {
+                c["virtual_keys"][0]["per_value"] = json!({"header": "x-end-user",
+                    "max_values": 0, "budgets": [{"max_limit": 1, "reset_duration": "1d"}]})
+            }),
+        ),
+        (
+            "per_value on a customer",
+            with(|c| {
+                c["customers"] = json!([{"id": "acme", "per_value": {"header": "x-end-user",
+                    "budgets": [{"max_limit": 1, "reset_duration": "1d"}]}}])
+            }),
+        ),
+        (
+            "never misspelt",
+            with(|c| c["teams"][0]["budgets"][0]["reset_duration"] = json!("Never")),
         ),
         (
             "unknown budget field",
