@@ -31,6 +31,9 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 /// 2026-01-01T00:00:00Z.
 const NOW: i64 = 1_767_225_600;
+/// 2098-01-01T00:00:00Z: the windows of any instant before it (2-year aligned ones, 1-year
+/// rolling ones) end before 2100.
+const Y2098: i64 = 4_039_372_800;
 /// 2100-01-01T00:00:00Z.
 const Y2100: i64 = 4_102_444_800;
 /// 2200-01-01T00:00:00Z.
@@ -192,10 +195,13 @@ proptest! {
 
     /// The windows of every kind of limit the filter computes (local midnight, Monday, the
     /// 1st, January 1, on the hour, sub-day steps, multiples since 1970, rolling months and
-    /// years), every zone, from now to 2100.
+    /// years), every zone, for instants from now to 2098, so that every window ends before
+    /// 2100: chrono-tz's transitions stop at the end of 2099 (it keeps Africa/Cairo on +02:00
+    /// through 2100-04-30, where the tz database starts daylight time), and a rolling year
+    /// from April 2099 ends there. tz-rs checks the offsets themselves to 2200.
     #[test]
     fn windows_match_chrono_tz(
-        now in NOW..Y2100,
+        now in NOW..Y2098,
         aligned_duration in select(ALIGNED),
         rolling_duration in select(ROLLING),
         anchor_before in 0..3 * 365 * DAY,
@@ -306,4 +312,38 @@ fn before_the_data_start_a_zone_keeps_its_first_offset() {
         assert_eq!(new_york.offset_at(t), -5 * 3600);
         assert_eq!(sydney.offset_at(t), 11 * 3600);
     }
+}
+
+/// Past chrono-tz's last transition: a rolling year that starts at 00:15 on 2099-04-30 in
+/// Cairo would end at 00:15 on 2100-04-30, which daylight time skips (it starts at midnight
+/// that day, the last Friday of April); the window ends at the gap's end, 01:00 (+03:00).
+#[test]
+fn a_rolling_year_ending_in_cairos_2100_gap_ends_at_the_gap_end() {
+    let cairo = NamedZone::all()
+        .find(|zone| zone.name() == "Africa/Cairo")
+        .unwrap();
+    let database = tz_database();
+    // 2100-04-29T22:00:00Z is 01:00 at +03:00, after the gap, by the TZif data itself.
+    let gap_end = 4_112_719_200;
+    assert_eq!(
+        database["Africa/Cairo"]
+            .find_local_time_type(gap_end)
+            .unwrap()
+            .ut_offset(),
+        3 * 3600
+    );
+    assert_eq!(
+        database["Africa/Cairo"]
+            .find_local_time_type(gap_end - 1)
+            .unwrap()
+            .ut_offset(),
+        2 * 3600
+    );
+    // 2099-04-29T21:15:05Z is 00:15:05 at +03:00.
+    let anchor = 4_081_180_505 * NS;
+    let window = rule("1Y", false, Zone::Named(cairo))
+        .rolling_window_at(anchor, anchor)
+        .unwrap();
+    assert_eq!(window.start_nanos, anchor);
+    assert_eq!(window.end_nanos, gap_end * NS);
 }
