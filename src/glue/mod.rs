@@ -1,9 +1,9 @@
 //! proxy-wasm glue: translates Envoy's callbacks into calls on the policy core and the
 //! core's answers back into hostcalls. No policy lives here.
 
-mod alerts;
 mod fleet;
 mod host;
+mod poster;
 mod root;
 mod stream;
 

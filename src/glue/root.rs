@@ -6,21 +6,24 @@ use std::rc::Rc;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{BufferType, ContextType, LogLevel};
 
-use super::alerts::AlertSender;
-use super::fleet::{read_answer, ChargeSender};
+use super::fleet::read_answer;
 use super::host::{now_nanos, EnvoyMetrics, MetricsHandle, SharedData};
+use super::poster::{update_ticks, Poster, Target};
 use super::stream::GovernanceStream;
+use crate::config::alerts::AlertPost;
 use crate::config::{self, Policy};
 use crate::counter::Counters;
+use crate::fleet::FleetPolicy;
+use crate::metrics::Metric;
 
 pub struct GovernanceRoot {
     context_id: u32,
     policy: Option<Rc<Policy>>,
     metrics: Rc<EnvoyMetrics>,
-    /// Fleet mode: sends the charges this VM's streams queue, and retries them.
-    charges: ChargeSender,
+    /// Fleet mode: sends the charges this VM's streams queue to Limitador, and retries them.
+    charges: Poster,
     /// Threshold alerts: posts the events this VM's streams queue, and retries them.
-    alerts: AlertSender,
+    alerts: Poster,
 }
 
 impl GovernanceRoot {
@@ -29,9 +32,36 @@ impl GovernanceRoot {
             context_id,
             policy: None,
             metrics: Rc::new(EnvoyMetrics::default()),
-            charges: ChargeSender::default(),
-            alerts: AlertSender::default(),
+            charges: Poster::new("fleet: charge", Metric::FleetChargesFailed),
+            alerts: Poster::new("alerts: event", Metric::AlertsFailed),
         }
+    }
+
+    /// Ticks while charges or events wait for a retry.
+    fn update_ticks(&self) {
+        update_ticks(&[&self.charges, &self.alerts]);
+    }
+}
+
+/// Where fleet mode's charges go: Limitador's `POST /report`.
+fn report_target(fleet: &FleetPolicy) -> Target<'_> {
+    Target {
+        cluster: &fleet.cluster,
+        authority: &fleet.authority,
+        path: "/report",
+        timeout_ms: fleet.timeout_ms,
+        attempt_metric: Some(Metric::FleetCalls),
+    }
+}
+
+/// Where alert events go.
+fn alert_target(post: &AlertPost) -> Target<'_> {
+    Target {
+        cluster: &post.cluster,
+        authority: &post.cluster,
+        path: &post.path,
+        timeout_ms: post.timeout_ms,
+        attempt_metric: None,
     }
 }
 
@@ -49,6 +79,7 @@ impl Context for GovernanceRoot {
         if !self.charges.answered(token_id, &answer, &mut metrics, now) {
             self.alerts.answered(token_id, &answer, &mut metrics, now);
         }
+        self.update_ticks();
     }
 }
 
@@ -76,11 +107,13 @@ impl RootContext for GovernanceRoot {
         };
         self.metrics = EnvoyMetrics::define(&policy.namespace);
         if policy.fleet.is_some() && self.charges.queue.is_none() {
-            self.charges.register(&policy.namespace, self.context_id);
+            let prefix = format!("{}:fleet-charges", policy.namespace);
+            self.charges.register(&prefix, self.context_id);
         }
         let posts_alerts = policy.alerts.as_ref().is_some_and(|a| a.post.is_some());
         if posts_alerts && self.alerts.queue.is_none() {
-            self.alerts.register(&policy.namespace, self.context_id);
+            let prefix = format!("{}:alerts", policy.namespace);
+            self.alerts.register(&prefix, self.context_id);
         }
         let store = SharedData;
         let mut counters = Counters::new(&store, &policy.guard_key);
@@ -126,13 +159,14 @@ impl RootContext for GovernanceRoot {
         let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
         if self.alerts.queue == Some(queue_id) {
             if let Some(post) = policy.alerts.as_ref().and_then(|a| a.post.as_ref()) {
-                self.alerts.drain(post, &mut metrics, now_nanos());
+                self.alerts
+                    .drain(&alert_target(post), &mut metrics, now_nanos());
             }
-            return;
+        } else if let Some(fleet) = policy.fleet.as_ref() {
+            self.charges
+                .drain(&report_target(fleet), &mut metrics, now_nanos());
         }
-        if let Some(fleet) = policy.fleet.as_ref() {
-            self.charges.drain(fleet, &mut metrics, now_nanos());
-        }
+        self.update_ticks();
     }
 
     fn on_tick(&mut self) {
@@ -141,11 +175,14 @@ impl RootContext for GovernanceRoot {
         };
         let mut metrics = MetricsHandle(Rc::clone(&self.metrics));
         if let Some(fleet) = policy.fleet.as_ref() {
-            self.charges.retry_due(fleet, &mut metrics, now_nanos());
+            self.charges
+                .retry_due(&report_target(fleet), &mut metrics, now_nanos());
         }
         if let Some(post) = policy.alerts.as_ref().and_then(|a| a.post.as_ref()) {
-            self.alerts.retry_due(post, &mut metrics, now_nanos());
+            self.alerts
+                .retry_due(&alert_target(post), &mut metrics, now_nanos());
         }
+        self.update_ticks();
     }
 
     fn get_type(&self) -> Option<ContextType> {
