@@ -11,7 +11,7 @@
 //! every counter as it was. Token limits and budgets that were never used are only read
 //! here; [`start_unused`] opens their windows once the admission stands.
 
-use chrono::{DateTime, SecondsFormat};
+use chrono::{DateTime, Datelike, Timelike};
 
 use crate::config::{Limit, LimitId, LimitKind, Policy};
 use crate::counter::{Change, CounterError, Counters, FirstUse, Record, Updated};
@@ -378,5 +378,40 @@ pub fn seconds_until(now: i64, end: i64) -> u64 {
 
 /// RFC 3339 in UTC with whole seconds, e.g. `2026-12-01T05:00:00Z`.
 pub fn rfc3339(nanos: i64) -> String {
-    DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::Secs, true)
+    // Field by field rather than chrono's RFC 3339 writer, whose offset formatting (never
+    // needed in UTC) costs the module about 4 KiB. Timestamps in i64 nanoseconds lie in
+    // the years 1677 to 2262, always four digits.
+    let utc = DateTime::from_timestamp_nanos(nanos);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        utc.year(),
+        utc.month(),
+        utc.day(),
+        utc.hour(),
+        utc.minute(),
+        utc.second()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rfc3339;
+    use chrono::{DateTime, SecondsFormat};
+
+    #[test]
+    fn rfc3339_writes_what_chrono_writes_in_utc_with_whole_seconds() {
+        for nanos in [
+            0,
+            -1,
+            1_764_547_200_000_000_000,
+            1_764_547_200_999_999_999,
+            i64::MIN,
+            i64::MAX,
+        ] {
+            let chrono = DateTime::from_timestamp_nanos(nanos)
+                .to_rfc3339_opts(SecondsFormat::Secs, true);
+            assert_eq!(rfc3339(nanos), chrono, "{nanos}");
+        }
+        assert_eq!(rfc3339(1_764_547_200_000_000_000), "2025-12-01T00:00:00Z");
+    }
 }

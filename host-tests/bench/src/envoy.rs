@@ -177,17 +177,25 @@ fn serve(mut conn: TcpStream, response: &[u8], stop: &AtomicBool) {
     let mut buf: Vec<u8> = Vec::with_capacity(8192);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
-        // One whole request (head + content-length body) in buf?
+        // One whole request (head + body framed by content-length or chunked) in buf?
         if let Some(head_end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
             let head =
                 String::from_utf8_lossy(buf.get(..head_end).unwrap_or(&[])).to_ascii_lowercase();
-            let len: usize = head
+            let chunked = head
                 .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            let total = head_end + 4 + len;
-            if buf.len() >= total {
+                .filter_map(|l| l.strip_prefix("transfer-encoding:"))
+                .any(|v| v.contains("chunked"));
+            let total = if chunked {
+                chunked_end(&buf, head_end + 4)
+            } else {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                Some(head_end + 4 + len)
+            };
+            if let Some(total) = total.filter(|&total| buf.len() >= total) {
                 buf.drain(..total);
                 if conn.write_all(response).is_err() {
                     return;
@@ -207,6 +215,27 @@ fn serve(mut conn: TcpStream, response: &[u8], stop: &AtomicBool) {
                 }
             }
             Err(_) => return,
+        }
+    }
+}
+
+/// Where a chunked body that starts at `at` ends (after its last chunk and an empty trailer),
+/// or None while it is incomplete. A request Envoy forwards without `content-length` (the
+/// filter takes it off a body it may rewrite) comes chunked; answering at its head would
+/// leave the chunks to be read as the next request.
+fn chunked_end(buf: &[u8], mut at: usize) -> Option<usize> {
+    loop {
+        let line_len = buf.get(at..)?.windows(2).position(|w| w == b"\r\n")?;
+        let line = std::str::from_utf8(buf.get(at..at + line_len)?).ok()?;
+        let size = usize::from_str_radix(line.split(';').next()?.trim(), 16).ok()?;
+        at += line_len + 2;
+        if size == 0 {
+            // No trailers: the empty line ends the body.
+            return (buf.get(at..at + 2)? == b"\r\n").then_some(at + 2);
+        }
+        at += size + 2;
+        if at > buf.len() {
+            return None;
         }
     }
 }

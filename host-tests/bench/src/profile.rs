@@ -138,6 +138,28 @@ pub fn run(wasm: &Path) {
         thousands(get(&rows, "req_headers/request_headers"))
     );
 
+    println!("  profile: request body (fuel of the data frame, which admits; end-of-stream frame):");
+    let bodies = [
+        ("typical body, chat completions", "/v1/chat/completions", workload::REQUEST_BODY),
+        (
+            "model only, chat completions",
+            "/v1/chat/completions",
+            r#"{"model":"gpt-4o-mini"}"#,
+        ),
+        ("typical body, /v1/responses (no rewrite)", "/v1/responses", workload::REQUEST_BODY),
+    ];
+    for (label, path, body) in bodies {
+        let req = Request::post(path, body.as_bytes().to_vec())
+            .header("authorization", &format!("Bearer {}", workload::KEY));
+        steps(vm, &req, &resp.headers, &resp.body);
+        let rows = steps(vm, &req, &resp.headers, &resp.body);
+        println!(
+            "    {label:<42} {:>8} / {:>6}",
+            thousands(get(&rows, "req_data/request_body")),
+            thousands(get(&rows, "req_eos/request_body"))
+        );
+    }
+
     println!(
         "  profile: JSON response size (fuel of the data frame; per byte; end-of-stream frame):"
     );
