@@ -408,8 +408,8 @@ mod tests {
             i64::MIN,
             i64::MAX,
         ] {
-            let chrono = DateTime::from_timestamp_nanos(nanos)
-                .to_rfc3339_opts(SecondsFormat::Secs, true);
+            let chrono =
+                DateTime::from_timestamp_nanos(nanos).to_rfc3339_opts(SecondsFormat::Secs, true);
             assert_eq!(rfc3339(nanos), chrono, "{nanos}");
         }
         assert_eq!(rfc3339(1_764_547_200_000_000_000), "2025-12-01T00:00:00Z");

@@ -138,15 +138,25 @@ pub fn run(wasm: &Path) {
         thousands(get(&rows, "req_headers/request_headers"))
     );
 
-    println!("  profile: request body (fuel of the data frame, which admits; end-of-stream frame):");
+    println!(
+        "  profile: request body (fuel of the data frame, which admits; end-of-stream frame):"
+    );
     let bodies = [
-        ("typical body, chat completions", "/v1/chat/completions", workload::REQUEST_BODY),
+        (
+            "typical body, chat completions",
+            "/v1/chat/completions",
+            workload::REQUEST_BODY,
+        ),
         (
             "model only, chat completions",
             "/v1/chat/completions",
             r#"{"model":"gpt-4o-mini"}"#,
         ),
-        ("typical body, /v1/responses (no rewrite)", "/v1/responses", workload::REQUEST_BODY),
+        (
+            "typical body, /v1/responses (no rewrite)",
+            "/v1/responses",
+            workload::REQUEST_BODY,
+        ),
     ];
     for (label, path, body) in bodies {
         let req = Request::post(path, body.as_bytes().to_vec())
