@@ -29,6 +29,8 @@ use std::collections::BTreeMap;
 
 use percent_encoding::percent_decode_str;
 
+use crate::usage::positions;
+
 /// What a path says about its model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PathModel {
@@ -74,16 +76,24 @@ const BEDROCK_ACTIONS: [&str; 5] = [
 /// deployment names to models.
 pub fn path_model(path: &str, deployments: &BTreeMap<String, String>) -> PathModel {
     // Every request pays for this, and most paths (`/v1/chat/completions`) name no model:
-    // one pass over the bytes, comparing only after a `/` followed by the first letter of a
-    // shape (string searches cost several times more in wasm).
-    let end = path.bytes().position(|b| b == b'?').unwrap_or(path.len());
-    let path = path.get(..end).unwrap_or(path);
-    for (at, byte) in path.bytes().enumerate() {
-        if byte != b'/' {
-            continue;
+    // the `/`s up to the query are found with a vector search (a byte loop costs about
+    // twenty instructions a byte in wasm), comparing only after a `/` followed by the first
+    // letter of a shape.
+    let bytes = path.as_bytes();
+    let mut end = None;
+    for at in positions(bytes, b'/', b'?') {
+        let from = at.saturating_add(1);
+        let next = bytes.get(from).copied();
+        match (next, at) {
+            _ if bytes.get(at) == Some(&b'?') => break,
+            (Some(b'v'), 0) | (Some(b'p' | b'o' | b'm'), _) => {}
+            _ => continue,
         }
-        let rest = path.get(at.saturating_add(1)..).unwrap_or_default();
-        let found = match rest.as_bytes().first() {
+        // What follows, without the query (cut at an ASCII byte, a character boundary).
+        let end =
+            *end.get_or_insert_with(|| positions(bytes, b'?', b'?').next().unwrap_or(bytes.len()));
+        let rest = path.get(from..end).unwrap_or_default();
+        let found = match next {
             // Gemini's shape only starts a path; the others may follow a route's prefix.
             Some(b'v') if at == 0 => gemini(rest),
             Some(b'p') => rest.strip_prefix("publishers/").and_then(vertex),

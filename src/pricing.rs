@@ -149,7 +149,14 @@ impl Pricing {
         self.exact.get(model).or_else(|| {
             self.prefixes
                 .iter()
-                .find(|(prefix, _)| model.starts_with(prefix.as_str()))
+                // A word-at-a-time compare: `starts_with` is a byte loop (`memcmp`) in wasm,
+                // and this runs twice per request.
+                .find(|(prefix, _)| {
+                    model
+                        .as_bytes()
+                        .get(..prefix.len())
+                        .is_some_and(|head| crate::usage::same_bytes(head, prefix.as_bytes()))
+                })
                 .map(|(_, price)| price)
         })
     }

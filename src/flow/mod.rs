@@ -402,8 +402,11 @@ impl Flow {
             // Read whole even when the path named the model: its size and output cap are
             // what a response without usage is charged on.
             self.sniffer = Some(RequestSniffer::default());
-            self.content_length = header_text(head.headers, "content-length")
-                .and_then(|text| text.parse::<u64>().ok());
+            // Parsed in place: `header_text` would copy the value into a new string first.
+            self.content_length = head
+                .headers
+                .get("content-length")
+                .and_then(|value| std::str::from_utf8(&value).ok()?.trim().parse::<u64>().ok());
         }
         if model.is_some() || head.end_of_stream {
             // Everything is known now; the rules ran above for what was known.
@@ -1014,7 +1017,12 @@ fn split_provider(
     let Some(model) = model else {
         return (provider, None);
     };
-    if let Some((prefix, rest)) = model.split_once('/') {
+    // A byte loop rather than `split_once` (memchr): model names are short, and this runs
+    // on every request that names one. `/` is ASCII, so both sides are whole characters.
+    let slash = model.bytes().position(|b| b == b'/');
+    if let Some((prefix, rest)) =
+        slash.and_then(|at| Some((model.get(..at)?, model.get(at.checked_add(1)?..)?)))
+    {
         if policy.providers.contains(prefix) && !rest.is_empty() {
             return (
                 provider.or_else(|| Some(prefix.to_string())),

@@ -121,25 +121,83 @@ mod simd {
         Err(base)
     }
 
-    /// Lanes of `v` holding a quote, a backslash or a bracket.
+    /// Lanes of `low` (bits 0-15) and `high` (bits 16-31) equal to `byte`.
     #[inline]
     #[target_feature(enable = "simd128")]
-    fn skip_lanes(v: v128) -> u32 {
-        // `[` and `]` are `{` and `}` without bit 5.
-        let folded = v128_or(v, u8x16_splat(0x20));
-        let string = v128_or(eq(v, b'"'), eq(v, b'\\'));
-        let bracket = v128_or(eq(folded, b'{'), eq(folded, b'}'));
-        u32::from(i8x16_bitmask(v128_or(string, bracket)))
+    pub(super) fn lanes_of(low: v128, high: v128, byte: u8) -> u32 {
+        u32::from(i8x16_bitmask(eq(low, byte))) | u32::from(i8x16_bitmask(eq(high, byte))) << 16
     }
 
-    /// See [`super::skip_hits`]; `block` holds 32 bytes.
+    /// See [`super::contains`]; `None` when `hay` is too short for one step.
+    #[target_feature(enable = "simd128")]
+    pub(super) fn contains(hay: &[u8], needle: &[u8], rare_at: usize) -> Option<bool> {
+        let (&first, &rare) = (needle.first()?, needle.get(rare_at)?);
+        // The sixteen positions from `base`: whether the needle is at one of them.
+        let step = |base: usize| match (load(hay, base), load(hay, base.wrapping_add(rare_at))) {
+            (Some(v), Some(w)) => {
+                let mut lanes = i8x16_bitmask(v128_and(eq(v, first), eq(w, rare)));
+                while lanes != 0 {
+                    let at = base.wrapping_add(lanes.trailing_zeros() as usize);
+                    if super::is_at(hay, at, needle) {
+                        return Some(true);
+                    }
+                    lanes &= lanes.wrapping_sub(1);
+                }
+                Some(false)
+            }
+            _ => None,
+        };
+        // The last step ends where the needle's last possible start is covered.
+        let last = hay.len().checked_sub(rare_at.checked_add(16)?)?;
+        let mut base: usize = 0;
+        while base < last {
+            if step(base)? {
+                return Some(true);
+            }
+            base = base.wrapping_add(16);
+        }
+        // The last sixteen positions, overlapping what was searched.
+        step(last)
+    }
+
+    /// Lanes of the (up to) sixteen bytes `block` starts with equal to `a` or `b`; bytes
+    /// past its end read as zero.
     #[inline]
     #[target_feature(enable = "simd128")]
-    pub(super) fn skip_hits(block: &[u8; 32]) -> u32 {
+    pub(super) fn either_lanes(block: &[u8], a: u8, b: u8) -> u32 {
+        let v = match load(block, 0) {
+            Some(v) => v,
+            None => {
+                // A short last block, copied into zeros (one `memory.copy`).
+                let mut padded = [0u8; 16];
+                let len = block.len().min(16);
+                if let (Some(dst), Some(src)) = (padded.get_mut(..len), block.get(..len)) {
+                    dst.copy_from_slice(src);
+                }
+                // SAFETY: 16 readable bytes; v128.load has no alignment requirement.
+                unsafe { v128_load(padded.as_ptr().cast()) }
+            }
+        };
+        u32::from(i8x16_bitmask(v128_or(eq(v, a), eq(v, b))))
+    }
+
+    /// The two halves of 32 bytes.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    pub(super) fn load_block(block: &[u8; 32]) -> (v128, v128) {
         let ptr = block.as_ptr();
         // SAFETY: `block` is 32 readable bytes; v128.load has no alignment requirement.
-        let (low, high) = unsafe { (v128_load(ptr.cast()), v128_load(ptr.add(16).cast())) };
-        skip_lanes(low) | skip_lanes(high) << 16
+        unsafe { (v128_load(ptr.cast()), v128_load(ptr.add(16).cast())) }
+    }
+
+    /// `{` and `[` lanes, then `}` and `]` lanes, of a block's halves.
+    #[inline]
+    #[target_feature(enable = "simd128")]
+    pub(super) fn brackets(low: v128, high: v128) -> (u32, u32) {
+        // `[` and `]` are `{` and `}` without bit 5.
+        let fold = u8x16_splat(0x20);
+        let (low, high) = (v128_or(low, fold), v128_or(high, fold));
+        (lanes_of(low, high, b'{'), lanes_of(low, high, b'}'))
     }
 
     /// Whether `a` and `b` (the same length, at least 16) are the same bytes.
@@ -366,32 +424,160 @@ pub(crate) fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).all(|(x, y)| x == y)
 }
 
-/// Bit `i` set where byte `i` of the first 32 bytes of `hay` is a quote, a backslash or a
-/// bracket: the only bytes that matter when crossing a skipped value. When `hay` is shorter,
-/// the missing bytes match nothing.
-#[inline]
-pub(crate) fn skip_hits(hay: &[u8]) -> u32 {
+/// Whether `needle` occurs in `hay`. The search tests sixteen positions per step for the
+/// needle's first byte and its byte at `rare_at` (pick one that is rare in the haystack),
+/// and compares the whole needle only where both are.
+pub(crate) fn contains(hay: &[u8], needle: &[u8], rare_at: usize) -> bool {
     #[cfg(target_arch = "wasm32")]
-    {
-        if let Some(block) = hay.first_chunk::<32>() {
-            return simd::skip_hits(block);
-        }
-        let mut block = [0u8; 32];
-        let len = hay.len().min(32);
-        if let (Some(dst), Some(src)) = (block.get_mut(..len), hay.get(..len)) {
-            dst.copy_from_slice(src);
-        }
-        simd::skip_hits(&block)
+    if let Some(found) = simd::contains(hay, needle, rare_at) {
+        return found;
     }
     #[cfg(not(target_arch = "wasm32"))]
-    {
-        let mut hits = 0u32;
-        for (i, &byte) in hay.iter().take(32).enumerate() {
-            if matches!(byte, b'"' | b'\\' | b'{' | b'[' | b'}' | b']') {
-                hits |= 1 << i;
+    let _ = rare_at;
+    let first = needle.first().copied();
+    (0..hay.len()).any(|at| hay.get(at).copied() == first && is_at(hay, at, needle))
+}
+
+/// Whether `needle` is in `hay` at `at`.
+#[inline]
+fn is_at(hay: &[u8], at: usize, needle: &[u8]) -> bool {
+    at.checked_add(needle.len())
+        .and_then(|end| hay.get(at..end))
+        .is_some_and(|found| found == needle)
+}
+
+/// Where `a` or `b` (neither of them 0) are in `hay`, in order: sixteen bytes are tested per
+/// step, and only the bytes found are visited. For short texts searched for several bytes
+/// (a path's `/`s), where a byte loop costs about twenty instructions a byte in wasm.
+pub(crate) fn positions(hay: &[u8], a: u8, b: u8) -> Positions<'_> {
+    Positions {
+        hay,
+        a,
+        b,
+        base: 0,
+        next_block: 0,
+        lanes: 0,
+    }
+}
+
+/// See [`positions`].
+pub(crate) struct Positions<'a> {
+    hay: &'a [u8],
+    a: u8,
+    b: u8,
+    /// Where the block of `lanes` starts.
+    base: usize,
+    next_block: usize,
+    /// The bytes of the current block not yet visited.
+    lanes: u32,
+}
+
+impl Iterator for Positions<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        while self.lanes == 0 {
+            let block = self
+                .hay
+                .get(self.next_block..)
+                .filter(|rest| !rest.is_empty())?;
+            self.base = self.next_block;
+            self.next_block = self.next_block.saturating_add(16);
+            #[cfg(target_arch = "wasm32")]
+            {
+                self.lanes = simd::either_lanes(block, self.a, self.b);
+            }
+            #[cfg(not(target_arch = "wasm32"))]
+            {
+                self.lanes = block
+                    .iter()
+                    .take(16)
+                    .enumerate()
+                    .filter(|(_, &c)| c == self.a || c == self.b)
+                    .fold(0, |lanes, (i, _)| lanes | 1u32 << i);
             }
         }
-        hits
+        let lane = usize::try_from(self.lanes.trailing_zeros()).ok()?;
+        self.lanes &= self.lanes.wrapping_sub(1);
+        self.base.checked_add(lane)
+    }
+}
+
+/// Up to 32 bytes loaded once, for the masks of the bytes that matter when crossing a
+/// skipped value: bit `i` of each mask stands for byte `i`, and bytes past the end of a
+/// short block match nothing. Each mask is computed only when asked for.
+pub(crate) struct Block {
+    #[cfg(target_arch = "wasm32")]
+    halves: (core::arch::wasm32::v128, core::arch::wasm32::v128),
+    #[cfg(not(target_arch = "wasm32"))]
+    bytes: [u8; 32],
+}
+
+impl Block {
+    /// The first 32 bytes of `hay` (all of it when shorter).
+    #[inline]
+    pub(crate) fn load(hay: &[u8]) -> Self {
+        #[cfg(target_arch = "wasm32")]
+        {
+            if let Some(block) = hay.first_chunk::<32>() {
+                return Self {
+                    halves: simd::load_block(block),
+                };
+            }
+        }
+        let mut bytes = [0u8; 32];
+        let len = hay.len().min(32);
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..len), hay.get(..len)) {
+            dst.copy_from_slice(src);
+        }
+        #[cfg(target_arch = "wasm32")]
+        return Self {
+            halves: simd::load_block(&bytes),
+        };
+        #[cfg(not(target_arch = "wasm32"))]
+        Self { bytes }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    fn lanes(&self, matches: impl Fn(u8) -> bool) -> u32 {
+        let mut mask = 0u32;
+        for (i, &byte) in self.bytes.iter().enumerate() {
+            if matches(byte) {
+                mask |= 1u32.wrapping_shl(u32::try_from(i).unwrap_or(u32::MAX));
+            }
+        }
+        mask
+    }
+
+    /// `"` bytes.
+    #[inline]
+    pub(crate) fn quotes(&self) -> u32 {
+        #[cfg(target_arch = "wasm32")]
+        return simd::lanes_of(self.halves.0, self.halves.1, b'"');
+        #[cfg(not(target_arch = "wasm32"))]
+        self.lanes(|b| b == b'"')
+    }
+
+    /// `\\` bytes.
+    #[inline]
+    pub(crate) fn backslashes(&self) -> u32 {
+        #[cfg(target_arch = "wasm32")]
+        return simd::lanes_of(self.halves.0, self.halves.1, b'\\');
+        #[cfg(not(target_arch = "wasm32"))]
+        self.lanes(|b| b == b'\\')
+    }
+
+    /// `{` and `[` bytes, then `}` and `]` bytes.
+    #[inline]
+    pub(crate) fn brackets(&self) -> (u32, u32) {
+        #[cfg(target_arch = "wasm32")]
+        return simd::brackets(self.halves.0, self.halves.1);
+        #[cfg(not(target_arch = "wasm32"))]
+        (
+            self.lanes(|b| b == b'{' || b == b'['),
+            self.lanes(|b| b == b'}' || b == b']'),
+        )
     }
 }
 
@@ -422,6 +608,21 @@ pub(crate) fn space_run(hay: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn positions_are_every_match_in_order() {
+        for len in 0..70usize {
+            let hay: Vec<u8> = (0..len).map(|i| b"a/b?c//"[i % 7]).collect();
+            let want: Vec<usize> = (0..len)
+                .filter(|&i| matches!(hay[i], b'/' | b'?'))
+                .collect();
+            assert_eq!(
+                super::positions(&hay, b'/', b'?').collect::<Vec<_>>(),
+                want,
+                "{len}"
+            );
+        }
+    }
+
     use super::*;
     use proptest::prelude::*;
 

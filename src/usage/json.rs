@@ -4,7 +4,7 @@
 //! - Tracked objects (the root, and objects [`child`] says matter, at most
 //!   [`MAX_TRACKED`] deep) are parsed strictly: keys are decoded and looked up, values
 //!   are checked, and any syntax error stops the document ([`State::Error`]).
-//! - Any other value is skipped: a skipped string or container is crossed 64 bytes at a
+//! - Any other value is skipped: a skipped string or container is crossed 32 bytes at a
 //!   time on bit masks of its quotes, backslashes and brackets (`skip.rs`), with a
 //!   saturating depth counter, so nesting costs no memory and long model text little.
 //!

@@ -69,6 +69,7 @@ use eventstream::EventStreamDecoder;
 use extract::Collected;
 use json::JsonScanner;
 
+pub(crate) use bytes::{contains, positions, same_bytes};
 pub use invoke_headers::{invoke_model_usage, INVOKE_MODEL_TOKEN_HEADERS};
 pub use text::MODEL_MAX_BYTES;
 
