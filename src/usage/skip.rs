@@ -12,7 +12,7 @@
 //! split anywhere. A backslash escapes the byte after it wherever it is; outside a string
 //! that is not JSON, and only decides what such a body costs, the same in any chunking.
 
-use super::bytes::Block;
+use super::bytes::{find_either, Block};
 
 /// Where the crossing of a skipped value stands after the bytes seen so far.
 ///
@@ -36,6 +36,9 @@ impl Default for Crossing {
 
 /// Bytes tested per block ([`Block`]).
 const BLOCK: usize = 32;
+
+/// Chunks at least this long are crossed searching ahead through long string text.
+const SEARCHED_CHUNK: usize = 4096;
 
 /// Below this depth a block (at most 32 brackets) cannot saturate the depth counter, so its
 /// brackets may be counted instead of stepped through.
@@ -63,9 +66,22 @@ impl Crossing {
     /// Crosses as much of the value as `hay` holds: `Some(n)` when the value ends with the
     /// `n`th byte, `None` when `hay` ran out first (the crossing then goes on with the next
     /// chunk).
+    #[inline]
+    pub(crate) fn cross(&mut self, hay: &[u8]) -> Option<usize> {
+        if hay.len() >= SEARCHED_CHUNK {
+            self.cross_blocks::<true>(hay)
+        } else {
+            self.cross_blocks::<false>(hay)
+        }
+    }
+
+    /// [`Crossing::cross`], searching ahead through long string text when `SEARCH_TEXT`
+    /// (see [`past_text`]). Small chunks (the typical request and response) are crossed
+    /// block by block alone: watching for long text costs a few instructions per block,
+    /// which only pays where text runs for kilobytes.
     // Lets the vector test (bytes.rs) inline here.
     #[cfg_attr(target_arch = "wasm32", target_feature(enable = "simd128"))]
-    pub(crate) fn cross(&mut self, hay: &[u8]) -> Option<usize> {
+    fn cross_blocks<const SEARCH_TEXT: bool>(&mut self, hay: &[u8]) -> Option<usize> {
         // Locals while crossing, the fields again at the end of the chunk.
         let Self {
             mut depth,
@@ -73,6 +89,8 @@ impl Crossing {
             mut escaped,
         } = *self;
         let mut base: usize = 0;
+        // The block before was string text without a quote or a backslash.
+        let mut plain_before = false;
         while let Some(rest) = hay.get(base..).filter(|rest| !rest.is_empty()) {
             let len = rest.len().min(BLOCK);
             let block = Block::load(rest);
@@ -92,12 +110,19 @@ impl Crossing {
                 if quotes != 0 {
                     return Some(end_after(base, len, quotes.trailing_zeros()));
                 }
+                if SEARCH_TEXT {
+                    base = past_text(hay, base, &mut plain_before, backslashes);
+                }
                 continue;
             }
             if in_string && quotes == 0 {
                 // Text of a string inside the container: no bracket counts.
+                if SEARCH_TEXT {
+                    base = past_text(hay, base, &mut plain_before, backslashes);
+                }
                 continue;
             }
+            plain_before = false;
             let (opens, closes) = block.brackets();
             let mut opens = u64::from(opens) & !escapes;
             let mut closes = u64::from(closes) & !escapes;
@@ -137,6 +162,29 @@ impl Crossing {
             escaped,
         };
         None
+    }
+}
+
+/// Where blocks resume after a block of string text with no quote in it (`base` is the
+/// next block's start). After two blocks of plain text in a row (no quote, no backslash)
+/// the string is taken for a long one, a prompt or a document, and the crossing jumps to
+/// the next quote or backslash with one vector search: up to there the bytes are text of
+/// the same string and change nothing, and the search costs a few instructions per
+/// sixteen bytes where a block's masks cost a few dozen per thirty-two. Shorter runs of
+/// text, as between the escapes of a model's answer, go on block by block, where a search
+/// that stops soon would cost more than it saves.
+#[inline(always)]
+fn past_text(hay: &[u8], base: usize, plain_before: &mut bool, backslashes: u32) -> usize {
+    let plain = backslashes == 0;
+    if !(plain && *plain_before) {
+        *plain_before = plain;
+        return base;
+    }
+    *plain_before = false;
+    let rest = hay.get(base..).unwrap_or_default();
+    match find_either(rest, b'"', b'\\') {
+        Some(at) => base.saturating_add(at),
+        None => hay.len(),
     }
 }
 
@@ -218,18 +266,58 @@ mod tests {
         proptest::collection::vec(prop::sample::select(b"\"\\{}[]ab :,".to_vec()), 0..300)
     }
 
+    /// Noise with long runs of plain text between its special bytes, as in a long prompt:
+    /// whole blocks without a quote, where the crossing searches ahead.
+    fn long_text() -> impl Strategy<Value = Vec<u8>> {
+        let piece = (prop::sample::select(b"\"\\{}[]: ".to_vec()), 0usize..90);
+        proptest::collection::vec(piece, 0..12).prop_map(|pieces| {
+            let mut hay = Vec::new();
+            for (special, run) in pieces {
+                hay.push(special);
+                hay.extend(std::iter::repeat_n(b'a', run));
+            }
+            hay
+        })
+    }
+
+    /// The crossing of `hay` from `start` block by block alone and searching through long
+    /// text (whatever `hay`'s length), with the state each ends in.
+    fn both_ways(start: Crossing, hay: &[u8]) -> [(Crossing, Option<usize>); 2] {
+        let (mut blocks, mut searching) = (start, start);
+        let by_blocks = blocks.cross_blocks::<false>(hay);
+        let by_search = searching.cross_blocks::<true>(hay);
+        [(blocks, by_blocks), (searching, by_search)]
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2048))]
+
+        #[test]
+        fn long_text_agrees_with_a_byte_walk(
+            hay in long_text(),
+            depth in 0u32..4,
+            in_string in any::<bool>(),
+            escaped in any::<bool>(),
+        ) {
+            let start = Crossing { depth, in_string: in_string || depth == 0, escaped };
+            let (naive_state, naive_end) = naive(start, &hay);
+            for (fast, end) in both_ways(start, &hay) {
+                prop_assert_eq!(end, naive_end);
+                if end.is_none() {
+                    prop_assert_eq!(fast, naive_state);
+                }
+            }
+        }
 
         #[test]
         fn blocks_agree_with_a_byte_walk(hay in noise(), string in any::<bool>()) {
             let start = if string { Crossing::string() } else { Crossing::container() };
             let (naive_state, naive_end) = naive(start, &hay);
-            let mut fast = start;
-            let end = fast.cross(&hay);
-            prop_assert_eq!(end, naive_end);
-            if end.is_none() {
-                prop_assert_eq!(fast, naive_state);
+            for (fast, end) in both_ways(start, &hay) {
+                prop_assert_eq!(end, naive_end);
+                if end.is_none() {
+                    prop_assert_eq!(fast, naive_state);
+                }
             }
         }
 
@@ -243,11 +331,11 @@ mod tests {
             // Depth 0 is the crossing of a string value, which is inside its string.
             let start = Crossing { depth, in_string: in_string || depth == 0, escaped };
             let (naive_state, naive_end) = naive(start, &hay);
-            let mut fast = start;
-            let end = fast.cross(&hay);
-            prop_assert_eq!(end, naive_end);
-            if end.is_none() {
-                prop_assert_eq!(fast, naive_state);
+            for (fast, end) in both_ways(start, &hay) {
+                prop_assert_eq!(end, naive_end);
+                if end.is_none() {
+                    prop_assert_eq!(fast, naive_state);
+                }
             }
         }
 
