@@ -280,13 +280,21 @@ mod tests {
         })
     }
 
-    /// The crossing of `hay` from `start` block by block alone and searching through long
-    /// text (whatever `hay`'s length), with the state each ends in.
-    fn both_ways(start: Crossing, hay: &[u8]) -> [(Crossing, Option<usize>); 2] {
+    /// Crossing `hay` from `start` block by block alone and searching through long text
+    /// (whatever `hay`'s length) both end where a byte-by-byte walk ends, and in its state
+    /// when `hay` runs out first.
+    fn agrees_with_a_byte_walk(start: Crossing, hay: &[u8]) -> Result<(), TestCaseError> {
+        let (naive_state, naive_end) = naive(start, hay);
         let (mut blocks, mut searching) = (start, start);
         let by_blocks = blocks.cross_blocks::<false>(hay);
         let by_search = searching.cross_blocks::<true>(hay);
-        [(blocks, by_blocks), (searching, by_search)]
+        for (fast, end) in [(blocks, by_blocks), (searching, by_search)] {
+            prop_assert_eq!(end, naive_end);
+            if end.is_none() {
+                prop_assert_eq!(fast, naive_state);
+            }
+        }
+        Ok(())
     }
 
     proptest! {
@@ -300,25 +308,13 @@ mod tests {
             escaped in any::<bool>(),
         ) {
             let start = Crossing { depth, in_string: in_string || depth == 0, escaped };
-            let (naive_state, naive_end) = naive(start, &hay);
-            for (fast, end) in both_ways(start, &hay) {
-                prop_assert_eq!(end, naive_end);
-                if end.is_none() {
-                    prop_assert_eq!(fast, naive_state);
-                }
-            }
+            agrees_with_a_byte_walk(start, &hay)?;
         }
 
         #[test]
         fn blocks_agree_with_a_byte_walk(hay in noise(), string in any::<bool>()) {
             let start = if string { Crossing::string() } else { Crossing::container() };
-            let (naive_state, naive_end) = naive(start, &hay);
-            for (fast, end) in both_ways(start, &hay) {
-                prop_assert_eq!(end, naive_end);
-                if end.is_none() {
-                    prop_assert_eq!(fast, naive_state);
-                }
-            }
+            agrees_with_a_byte_walk(start, &hay)?;
         }
 
         #[test]
@@ -330,13 +326,7 @@ mod tests {
         ) {
             // Depth 0 is the crossing of a string value, which is inside its string.
             let start = Crossing { depth, in_string: in_string || depth == 0, escaped };
-            let (naive_state, naive_end) = naive(start, &hay);
-            for (fast, end) in both_ways(start, &hay) {
-                prop_assert_eq!(end, naive_end);
-                if end.is_none() {
-                    prop_assert_eq!(fast, naive_state);
-                }
-            }
+            agrees_with_a_byte_walk(start, &hay)?;
         }
 
         #[test]
@@ -351,6 +341,16 @@ mod tests {
             };
             prop_assert_eq!(end, whole);
         }
+    }
+
+    #[test]
+    fn a_backslash_ending_a_block_escapes_across_the_search_for_long_text() {
+        // A string value: a plain block, then one whose last byte is a backslash. It
+        // escapes the `a` after it, so the string ends at the first quote, not the second.
+        let mut hay = vec![b'a'; 63];
+        hay.extend_from_slice(br#"\aaaaa"aaa""#);
+        assert_eq!(Crossing::string().cross_blocks::<true>(&hay), Some(70));
+        assert_eq!(Crossing::string().cross_blocks::<false>(&hay), Some(70));
     }
 
     #[test]
