@@ -84,6 +84,8 @@ impl Flow {
         let chargeable = &self.admission.chargeable;
         let held = std::mem::take(&mut self.admission.held);
         let tokens = u128::from(usage.total_tokens());
+        // Two calls rather than one with an optional callback: without alerts the empty
+        // closure compiles away, and the charge costs what it did before alerts existed.
         let settled = match policy.alerts.as_ref() {
             None => accounting::settle(
                 &policy,
